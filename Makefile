@@ -1,0 +1,69 @@
+# ddpmlua — one plain Makefile.
+#   make            build ./ddpmlua (installs missing Debian packages first)
+#   make test       every test (C unit tests, then Lua tests); ends "N passed, N failed"
+#   make demo       the main job
+#   make bench      ddpmlua vs the PyTorch reference, side by side
+#   make asan       the tests under AddressSanitizer + UBSan
+#   make install PREFIX=/usr/local
+
+PREFIX  ?= /usr/local
+BUILD   ?= build
+CC      ?= cc
+PKGS    := luajit libpng sqlite3 zlib libedit openblas
+OPT     ?= -O3 -march=native
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -Iruntime \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -fopenmp
+LDFLAGS += -Wl,-E
+
+RUNTIME_SRC := $(wildcard runtime/*.c)
+BIND_SRC    := $(wildcard bindings/*.c)
+RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
+BIND_OBJ    := $(BIND_SRC:%.c=$(BUILD)/%.o)
+CTEST_SRC   := $(wildcard tests/c/test_*.c)
+CTEST_BIN   := $(CTEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps test-deps test ctest luatest demo bench asan install clean
+
+all: deps ddpmlua
+
+deps:
+	@bash scripts/setup.sh
+
+test-deps:
+	@bash scripts/setup.sh test
+
+ddpmlua: $(RUNTIME_OBJ) $(BIND_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c runtime/ddpm.h $(wildcard bindings/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/c/%.c tests/c/check.h $(RUNTIME_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(RUNTIME_OBJ) $(LDLIBS)
+
+test: test-deps
+	@$(MAKE) --no-print-directory ddpmlua $(CTEST_BIN)
+	@bash tests/run.sh
+
+demo: deps ddpmlua
+	@bash scripts/setup.sh data
+	./ddpmlua scripts/demo.lua
+
+bench: test-deps ddpmlua
+	@bash scripts/bench.sh
+
+asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	        LDFLAGS="-Wl,-E -fsanitize=address,undefined" test
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/ddpmlua/lua
+	install -m 755 ddpmlua $(DESTDIR)$(PREFIX)/bin/ddpmlua
+	cp -r lib/ddpm $(DESTDIR)$(PREFIX)/share/ddpmlua/lua/
+
+clean:
+	rm -rf build build-asan ddpmlua
