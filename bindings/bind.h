@@ -1,0 +1,34 @@
+/*
+ * bind.h — shared helpers of the Lua bindings (the only C that sees lua_State).
+ */
+#ifndef DDPM_BIND_H
+#define DDPM_BIND_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "ddpm.h"
+
+#define DDPM_TENSOR_MT "ddpm.Tensor"
+#define DDPM_UNET_MT   "ddpm.UNet"
+
+/* The built-in module `require 'ddpm.core'`. */
+int luaopen_ddpm_core(lua_State *L);
+
+/* Per-file registration, called by luaopen_ddpm_core with the module table on top. */
+void l_tensor_register(lua_State *L);
+void l_unet_register(lua_State *L);
+void l_io_register(lua_State *L);
+
+/* Tensor userdata: holds one reference; NULL after t:free(). */
+typedef struct l_tensor { ddpm_tensor *t; } l_tensor;
+
+/* Checks arg idx is a live ddpm.Tensor; raises a Lua error otherwise. */
+ddpm_tensor *l_checktensor(lua_State *L, int idx);
+/* Pushes a new userdata that takes over the caller's reference to t. */
+void l_pushtensor(lua_State *L, ddpm_tensor *t);
+/* Raises "<what>: <ddpm_errmsg()>" when rc != DDPM_OK. */
+void l_check(lua_State *L, int rc, const char *what);
+
+#endif

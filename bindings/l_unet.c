@@ -1,0 +1,3 @@
+/* l_unet.c — placeholder until the unet bindings land. */
+#include "bind.h"
+void l_unet_register(lua_State *L) { (void)L; }
