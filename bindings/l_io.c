@@ -1,3 +1,125 @@
-/* l_io.c — placeholder until the io bindings land. */
+/*
+ * l_io.c — safetensors files as Lua tables of tensors.
+ *   load_safetensors(path) -> {name = tensor, ...}, {metadata key = value}
+ *   save_safetensors(path, {name = tensor, ...} [, {key = string}])
+ */
 #include "bind.h"
-void l_io_register(lua_State *L) { (void)L; }
+
+#include <stdlib.h>
+#include <string.h>
+
+static int l_load_safetensors(lua_State *L)
+{
+   const char *path = luaL_checkstring(L, 1);
+   ddpm_st_file *f = ddpm_st_open(path);
+   if (!f) return luaL_error(L, "load_safetensors: %s", ddpm_errmsg());
+   int n = ddpm_st_count(f);
+   lua_createtable(L, 0, n);
+   for (int i = 0; i < n; i++) {
+      const ddpm_st_entry *e = ddpm_st_entry_at(f, i);
+      ddpm_tensor *t = ddpm_tensor_new(e->ndim, e->shape);
+      if (!t) {
+         ddpm_st_close(f);
+         return luaL_error(L, "load_safetensors: %s: tensor '%s': %s", path, e->name, ddpm_errmsg());
+      }
+      int rc = ddpm_st_read_f32(f, i, ddpm_tensor_data(t), (size_t)ddpm_tensor_numel(t));
+      if (rc != DDPM_OK) {
+         ddpm_tensor_release(t);
+         ddpm_st_close(f);
+         return luaL_error(L, "load_safetensors: %s", ddpm_errmsg());
+      }
+      l_pushtensor(L, t);
+      lua_setfield(L, -2, e->name);
+   }
+   int nm = ddpm_st_metadata_count(f);
+   lua_createtable(L, 0, nm);
+   for (int i = 0; i < nm; i++) {
+      const char *k = ddpm_st_metadata_key(f, i);
+      lua_pushstring(L, ddpm_st_metadata(f, k));
+      lua_setfield(L, -2, k);
+   }
+   ddpm_st_close(f);
+   return 2;
+}
+
+static int l_save_safetensors(lua_State *L)
+{
+   const char *path = luaL_checkstring(L, 1);
+   luaL_checktype(L, 2, LUA_TTABLE);
+   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+   /* Check every entry first; collect into arrays owned by a userdata-free
+      scratch that we free on every path (no Lua error between malloc/free). */
+   int n = 0, nm = 0;
+   lua_pushnil(L);
+   while (lua_next(L, 2)) {
+      if (lua_type(L, -2) != LUA_TSTRING)
+         return luaL_error(L, "save_safetensors: keys must be strings (tensor names), got %s",
+                           luaL_typename(L, -2));
+      if (!luaL_testudata(L, -1, DDPM_TENSOR_MT))
+         return luaL_error(L, "save_safetensors: '%s' is a %s, expected a ddpm.Tensor",
+                           lua_tostring(L, -2), luaL_typename(L, -1));
+      l_checktensor(L, -1);
+      n++;
+      lua_pop(L, 1);
+   }
+   if (!lua_isnoneornil(L, 3)) {
+      lua_pushnil(L);
+      while (lua_next(L, 3)) {
+         if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "save_safetensors: metadata must map strings to strings");
+         nm++;
+         lua_pop(L, 1);
+      }
+   }
+   const char **names = calloc((size_t)n + 1, sizeof *names);
+   int *ndims = calloc((size_t)n + 1, sizeof *ndims);
+   const int64_t **shapes = calloc((size_t)n + 1, sizeof *shapes);
+   const float **data = calloc((size_t)n + 1, sizeof *data);
+   ddpm_tensor **tmp = calloc((size_t)n + 1, sizeof *tmp);
+   const char **mk = calloc((size_t)nm + 1, sizeof *mk), **mv = calloc((size_t)nm + 1, sizeof *mv);
+   int rc = DDPM_OK, i = 0;
+   if (!names || !ndims || !shapes || !data || !tmp || !mk || !mv) {
+      rc = ddpm_seterr(DDPM_ENOMEM, "out of memory");
+      goto done;
+   }
+   lua_pushnil(L);
+   while (lua_next(L, 2)) {    /* keys and values stay alive on the caller's table */
+      l_tensor *u = lua_touserdata(L, -1);
+      ddpm_tensor *t = u->t;
+      if (!ddpm_tensor_is_contiguous(t)) {
+         tmp[i] = ddpm_tensor_clone(t);
+         if (!tmp[i]) { rc = DDPM_ENOMEM; lua_pop(L, 2); goto done; }
+         t = tmp[i];
+      }
+      names[i] = lua_tostring(L, -2);
+      ndims[i] = t->ndim;
+      shapes[i] = t->size;
+      data[i] = ddpm_tensor_data(t);
+      i++;
+      lua_pop(L, 1);
+   }
+   if (nm) {
+      int j = 0;
+      lua_pushnil(L);
+      while (lua_next(L, 3)) {
+         mk[j] = lua_tostring(L, -2);
+         mv[j] = lua_tostring(L, -1);
+         j++;
+         lua_pop(L, 1);
+      }
+   }
+   rc = ddpm_st_write(path, n, names, ndims, shapes, data, nm, mk, mv);
+done:
+   for (int k = 0; k < n && tmp; k++) ddpm_tensor_release(tmp[k]);
+   free(names); free(ndims); free(shapes); free(data); free(tmp); free(mk); free(mv);
+   if (rc != DDPM_OK) return luaL_error(L, "save_safetensors: %s", ddpm_errmsg());
+   return 0;
+}
+
+void l_io_register(lua_State *L)
+{
+   lua_pushcfunction(L, l_load_safetensors);
+   lua_setfield(L, -2, "load_safetensors");
+   lua_pushcfunction(L, l_save_safetensors);
+   lua_setfield(L, -2, "save_safetensors");
+}
