@@ -275,6 +275,7 @@ int ddpm_unet_forward(ddpm_unet *m, float *out, const float *x, const float *t,
 {
    const ddpm_unet_config *c = &m->cfg;
    int div = 1 << (c->num_levels - 1);
+   m->have_forward = 0;
    if (N < 1) return ddpm_seterr(DDPM_ESHAPE, "unet forward: batch size %d must be positive", N);
    if (H < div || W < div || H % div || W % div)
       return ddpm_seterr(DDPM_ESHAPE, "unet forward: input %dx%d must be a positive multiple of "

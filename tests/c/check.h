@@ -39,7 +39,7 @@ static void check_report(int ok, const char *file, int line, const char *fmt, ..
 }
 
 /* Max relative error between got and want (n floats). */
-static double check_max_rel(const float *got, const float *want, size_t n)
+__attribute__((unused)) static double check_max_rel(const float *got, const float *want, size_t n)
 {
    double scale = 0;
    for (size_t i = 0; i < n; i++) if (fabs(want[i]) > scale) scale = fabs(want[i]);
@@ -60,7 +60,7 @@ static double check_max_rel(const float *got, const float *want, size_t n)
 } while (0)
 
 /* Deterministic fill in [-1,1) for test inputs. */
-static void check_fill(float *x, size_t n, unsigned seed)
+__attribute__((unused)) static void check_fill(float *x, size_t n, unsigned seed)
 {
    unsigned s = seed * 2654435761u + 1;
    for (size_t i = 0; i < n; i++) {
