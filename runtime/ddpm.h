@@ -331,6 +331,36 @@ int ddpm_unet_load_st(ddpm_unet *m, const ddpm_st_file *f, const char *prefix, i
    dropout, in_ch, out_ch, resolution, groups, eps) into buf. */
 int ddpm_unet_config_to_json(const ddpm_unet_config *c, char *buf, size_t len);
 
+/* ------------------------------------------------------------------ optimiser */
+
+/* Adam over one flat parameter buffer (llm.c's gpt2_update), in the form of
+   TF1's AdamOptimizer that the official DDPM code used: the bias correction
+   scales the step and eps is added to sqrt(v) outside it,
+      w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps).
+   Moments m and v are tensors so checkpoints and Lua can see them. */
+typedef struct ddpm_adam {
+   int64_t n;
+   ddpm_tensor *m, *v;      /* [n] each */
+   int64_t t;               /* steps taken */
+   double beta1, beta2, eps, weight_decay;
+} ddpm_adam;
+
+ddpm_adam *ddpm_adam_new(int64_t n, double beta1, double beta2, double eps, double weight_decay);
+void ddpm_adam_free(ddpm_adam *a);                 /* NULL is fine */
+/* One step with learning rate lr (warm-up is the caller's). */
+int  ddpm_adam_step(ddpm_adam *a, float *params, const float *grads, double lr);
+
+/* Global L2 norm, accumulated in double over fixed 64Ki blocks, so the value
+   is the same for any thread count. */
+double ddpm_l2_norm(const float *x, int64_t n);
+void   ddpm_scale(float *x, int64_t n, float s);
+/* Clips x to global norm max_norm (when max_norm > 0); returns the norm before. */
+double ddpm_clip_grad_norm(float *g, int64_t n, double max_norm);
+/* Exponential moving average: ema -= (1 - decay) * (ema - w). */
+void   ddpm_ema_update(float *ema, const float *w, int64_t n, double decay);
+/* 1 when every value is finite. */
+int    ddpm_all_finite(const float *x, int64_t n);
+
 /* ------------------------------------------------------------------ safetensors */
 
 enum { DDPM_DT_F32, DDPM_DT_F16, DDPM_DT_BF16, DDPM_DT_F64,

@@ -98,7 +98,7 @@ int ddpm_unet_load_st(ddpm_unet *m, const ddpm_st_file *f, const char *prefix, i
    if (!idx || !used) { rc = ddpm_seterr(DDPM_ENOMEM, "unet load: out of memory"); goto done; }
    char key[512], alt[640];
    int missing = 0;
-   char mlist[512] = "";
+   char mlist[2048] = "";
    for (int i = 0; i < n; i++) {
       const ddpm_param *p = &m->ptab[i];
       snprintf(key, sizeof key, "%s%s", prefix, p->name);
