@@ -37,7 +37,7 @@ test-deps:
 ddpmlua: $(RUNTIME_OBJ) $(BIND_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/%.o: %.c runtime/ddpm.h $(wildcard bindings/*.h)
+$(BUILD)/%.o: %.c $(wildcard runtime/*.h) $(wildcard bindings/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 

@@ -20,6 +20,7 @@ int luaopen_ddpm_core(lua_State *L);
 void l_tensor_register(lua_State *L);
 void l_unet_register(lua_State *L);
 void l_io_register(lua_State *L);
+void l_optim_register(lua_State *L);
 
 /* Tensor userdata: holds one reference; NULL after t:free(). */
 typedef struct l_tensor { ddpm_tensor *t; } l_tensor;
