@@ -99,12 +99,15 @@ end
 -- vararg) rather than returning them directly, so that `error("x")` is not a
 -- tail call and keeps its position ("stdin:1: x") and the chunk's frame.
 function M.compile(src)
+   src = src:gsub('^%s*=', '', 1)   -- lua 5.1's `=expr` habit
    local f = loadstring('local __ddpm_select = ...; return __ddpm_select(1, ' .. src .. '\n)', '=stdin')
    if f then return f end
    local err
    f, err = loadstring(src, '=stdin')
    if not f then
-      return nil, err, err:sub(-7) == "'<eof>'"
+      -- incomplete as a statement (`for i = 1, 3 do`) or as an expression (`{`)
+      local _, rerr = loadstring('return ' .. src, '=stdin')
+      return nil, err, err:sub(-7) == "'<eof>'" or rerr:sub(-7) == "'<eof>'"
    end
    local rest = src:match('^%s*local%s+(.*)$')
    if rest then f = loadstring(rest, '=stdin') or f end
@@ -137,7 +140,7 @@ function M.run()
       local line, why = host.readline(buf and M.prompt2 or M.prompt)
       if line == nil then
          if why == 'interrupt' then
-            io.stdout:write('\n')
+            if tty then io.stdout:write('\n') end
             buf = nil
          else
             if tty then io.stdout:write('\n') end
