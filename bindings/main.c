@@ -53,6 +53,10 @@ static volatile sig_atomic_t int_pending;    /* first Ctrl-C seen, chunk still r
 static volatile sig_atomic_t prompt_sigint;  /* Ctrl-C while reading a line */
 static int armed_depth;                      /* nested docall(arm) */
 static struct sigaction saved_sigint;
+/* Graceful mode (a training loop): the first Ctrl-C or SIGTERM only asks the
+   loop to stop after its current step (host.stop_requested()); the next one
+   interrupts as usual. */
+static volatile sig_atomic_t graceful, stop_requested;
 
 static void stop_hook(lua_State *L, lua_Debug *ar)
 {
@@ -66,6 +70,14 @@ static void stop_hook(lua_State *L, lua_Debug *ar)
 
 static void on_sigint_chunk(int sig)
 {
+   if (graceful && !stop_requested) {
+      static const char msg[] = "\n" PROGNAME ": stopping after this step and saving "
+                                "(Ctrl-C again to stop at once)\n";
+      ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+      (void)w;
+      stop_requested = 1;
+      return;
+   }
    if (!int_pending) {
       int_pending = 1;
       ddpm_interrupt_set();
@@ -78,6 +90,16 @@ static void on_sigint_chunk(int sig)
                              "did not stop)\n";
    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
    (void)w;
+   signal(sig, SIG_DFL);
+   raise(sig);
+}
+
+static void on_sigterm(int sig)
+{
+   if (graceful) {
+      stop_requested = 1;
+      return;
+   }
    signal(sig, SIG_DFL);
    raise(sig);
 }
@@ -203,7 +225,8 @@ static int report(lua_State *L, int status)
       const char *msg = lua_tostring(L, -1);
       fprintf(stderr, "%s: %s\n", PROGNAME, msg ? msg : "(no error message)");
       fflush(stderr);
-      lua_pop(L, 1);
+      /* Open run logs read this when they are closed, to record the failure. */
+      lua_setglobal(L, "_DDPMLUA_LAST_ERROR");
    }
    return status;
 }
@@ -317,6 +340,26 @@ static int l_host_add_history(lua_State *L)
 }
 
 /* host.interactive(): stdin is a terminal (prompts, history, editing). */
+/* graceful(on): see on_sigint_chunk. Turning it off clears a pending request. */
+static int l_host_graceful(lua_State *L)
+{
+   int on = lua_toboolean(L, 1);
+   stop_requested = 0;
+   graceful = on;
+   struct sigaction sa;
+   memset(&sa, 0, sizeof sa);
+   sigemptyset(&sa.sa_mask);
+   sa.sa_handler = on ? on_sigterm : SIG_DFL;
+   sigaction(SIGTERM, &sa, NULL);
+   return 0;
+}
+
+static int l_host_stop_requested(lua_State *L)
+{
+   lua_pushboolean(L, stop_requested != 0);
+   return 1;
+}
+
 static int l_host_interactive(lua_State *L)
 {
    lua_pushboolean(L, isatty(STDIN_FILENO));
@@ -341,6 +384,8 @@ static int luaopen_ddpm_host(lua_State *L)
       {"readline", l_host_readline},
       {"add_history", l_host_add_history},
       {"interactive", l_host_interactive},
+      {"graceful", l_host_graceful},
+      {"stop_requested", l_host_stop_requested},
       {"docall", l_host_docall},
       {NULL, NULL}
    };
