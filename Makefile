@@ -9,12 +9,19 @@
 PREFIX  ?= /usr/local
 BUILD   ?= build
 CC      ?= cc
-PKGS    := luajit libpng sqlite3 zlib libedit openblas
+PKGS    := luajit libpng sqlite3 zlib libedit
+# OpenBLAS's OpenMP build, so our OpenMP loops and its GEMMs share one thread
+# pool instead of spinning against each other on 2 cores.
+MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null)
+BLAS_DIR  := /usr/lib/$(MULTIARCH)/openblas-openmp
+comma     := ,
+BLAS_LIB  := $(if $(wildcard $(BLAS_DIR)/libopenblas.so.0),$(BLAS_DIR)/libopenblas.so.0 -Wl$(comma)-rpath$(comma)$(BLAS_DIR),$(shell pkg-config --libs openblas 2>/dev/null))
+BLAS_INC  := $(shell pkg-config --cflags openblas 2>/dev/null)
 OPT     ?= -O3 -march=native
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -Iruntime \
-           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -fopenmp
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(BLAS_INC)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(BLAS_LIB) -lm -fopenmp
 LDFLAGS += -Wl,-E
 
 RUNTIME_SRC := $(wildcard runtime/*.c)

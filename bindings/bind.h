@@ -21,6 +21,7 @@ void l_tensor_register(lua_State *L);
 void l_unet_register(lua_State *L);
 void l_io_register(lua_State *L);
 void l_optim_register(lua_State *L);
+void l_data_register(lua_State *L);
 
 /* Tensor userdata: holds one reference; NULL after t:free(). */
 typedef struct l_tensor { ddpm_tensor *t; } l_tensor;
@@ -29,6 +30,9 @@ typedef struct l_tensor { ddpm_tensor *t; } l_tensor;
 ddpm_tensor *l_checktensor(lua_State *L, int idx);
 /* Pushes a new userdata that takes over the caller's reference to t. */
 void l_pushtensor(lua_State *L, ddpm_tensor *t);
+/* Counts a new tensor's bytes and runs a full GC past a threshold: big
+   tensors are invisible to Lua's own accounting. */
+void l_track(lua_State *L, const ddpm_tensor *t);
 /* Raises "<what>: <ddpm_errmsg()>" when rc != DDPM_OK. */
 void l_check(lua_State *L, int rc, const char *what);
 

@@ -30,5 +30,6 @@ int luaopen_ddpm_core(lua_State *L)
    l_unet_register(L);
    l_io_register(L);
    l_optim_register(L);
+   l_data_register(L);
    return 1;
 }

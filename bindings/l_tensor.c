@@ -16,7 +16,7 @@
 static size_t l_heap_bytes;
 #define L_HEAP_THRESHOLD ((size_t)512 << 20)
 
-static void l_track(lua_State *L, const ddpm_tensor *t)
+void l_track(lua_State *L, const ddpm_tensor *t)
 {
    l_heap_bytes += (size_t)ddpm_tensor_numel(t) * sizeof(float);
    if (l_heap_bytes > L_HEAP_THRESHOLD) {

@@ -106,7 +106,7 @@ static int add_param(ddpm_unet *m, const char *name, int ndim, int64_t a, int64_
 /* Registers <prefix>.weight/.bias; returns the weight's index (bias = +1). */
 static int add_conv(ddpm_unet *m, const char *prefix, int cout, int cin, int k)
 {
-   char nm[256];
+   char nm[320];
    snprintf(nm, sizeof nm, "%s.weight", prefix);
    int i = add_param(m, nm, 4, cout, cin, k, k);
    snprintf(nm, sizeof nm, "%s.bias", prefix);
@@ -116,7 +116,7 @@ static int add_conv(ddpm_unet *m, const char *prefix, int cout, int cin, int k)
 
 static int add_linear(ddpm_unet *m, const char *prefix, int out, int in)
 {
-   char nm[256];
+   char nm[320];
    snprintf(nm, sizeof nm, "%s.weight", prefix);
    int i = add_param(m, nm, 2, out, in, 0, 0);
    snprintf(nm, sizeof nm, "%s.bias", prefix);
@@ -126,7 +126,7 @@ static int add_linear(ddpm_unet *m, const char *prefix, int out, int in)
 
 static int add_norm(ddpm_unet *m, const char *prefix, int c)
 {
-   char nm[256];
+   char nm[320];
    snprintf(nm, sizeof nm, "%s.weight", prefix);
    int i = add_param(m, nm, 1, c, 0, 0, 0);
    snprintf(nm, sizeof nm, "%s.bias", prefix);
