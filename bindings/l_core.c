@@ -31,5 +31,6 @@ int luaopen_ddpm_core(lua_State *L)
    l_io_register(L);
    l_optim_register(L);
    l_data_register(L);
+   l_runlog_register(L);
    return 1;
 }
