@@ -32,5 +32,6 @@ int luaopen_ddpm_core(lua_State *L)
    l_optim_register(L);
    l_data_register(L);
    l_runlog_register(L);
+   l_diffusion_register(L);
    return 1;
 }
