@@ -157,6 +157,32 @@ static int l_unet_param(lua_State *L)
    return 1;
 }
 
+/* param_info() -> array of {name=, offset= (0-based, floats), numel=, shape={...}} */
+static int l_unet_param_info(lua_State *L)
+{
+   ddpm_unet *m = check_unet(L, 1)->m;
+   int n = ddpm_unet_num_tensors(m);
+   lua_createtable(L, n, 0);
+   for (int i = 0; i < n; i++) {
+      const ddpm_param *p = ddpm_unet_param(m, i);
+      lua_createtable(L, 0, 4);
+      lua_pushstring(L, p->name);
+      lua_setfield(L, -2, "name");
+      lua_pushnumber(L, (double)p->offset);
+      lua_setfield(L, -2, "offset");
+      lua_pushnumber(L, (double)p->numel);
+      lua_setfield(L, -2, "numel");
+      lua_createtable(L, p->ndim, 0);
+      for (int d = 0; d < p->ndim; d++) {
+         lua_pushnumber(L, (double)p->shape[d]);
+         lua_rawseti(L, -2, d + 1);
+      }
+      lua_setfield(L, -2, "shape");
+      lua_rawseti(L, -2, i + 1);
+   }
+   return 1;
+}
+
 static int l_unet_flat(lua_State *L)
 {
    ddpm_unet *m = check_unet(L, 1)->m;
@@ -361,7 +387,7 @@ void l_unet_register(lua_State *L)
    static const luaL_Reg methods[] = {
       {"forward", l_unet_forward}, {"backward", l_unet_backward},
       {"num_params", l_unet_num_params}, {"num_tensors", l_unet_num_tensors},
-      {"param_names", l_unet_param_names}, {"param", l_unet_param}, {"flat", l_unet_flat},
+      {"param_names", l_unet_param_names}, {"param_info", l_unet_param_info}, {"param", l_unet_param}, {"flat", l_unet_flat},
       {"zero_grad", l_unet_zero_grad}, {"set_training", l_unet_set_training},
       {"set_grad_enabled", l_unet_set_grad_enabled}, {"set_dropout_seed", l_unet_set_dropout_seed},
       {"save", l_unet_save}, {"load", l_unet_load}, {"config", l_unet_config},

@@ -627,8 +627,23 @@ static int pmain(lua_State *L)
    return 0;
 }
 
+/* libgomp reads OMP_WAIT_POLICY when it is loaded, before main: to make idle
+   OpenMP threads sleep rather than spin (on a shared 2-core machine spinning
+   threads steal the cores OpenBLAS and the other thread need; measured 2-4x
+   slower steps under load), set it and re-execute once. A user's own setting
+   is kept. */
+static void ensure_passive_wait(char **argv)
+{
+   if (getenv("OMP_WAIT_POLICY") || getenv("DDPMLUA_NO_REEXEC")) return;
+   setenv("OMP_WAIT_POLICY", "passive", 1);
+   setenv("DDPMLUA_NO_REEXEC", "1", 1);
+   execv("/proc/self/exe", argv);
+   /* exec failed: carry on with the default policy */
+}
+
 int main(int argc, char **argv)
 {
+   ensure_passive_wait(argv);
    lua_State *L = luaL_newstate();
    if (L == NULL) {
       fprintf(stderr, "%s: cannot create the Lua state: not enough memory\n", PROGNAME);

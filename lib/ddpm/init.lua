@@ -254,7 +254,7 @@ function ddpm.load_unet(path)
    if not js then
       error(('load_unet: %s has no ddpmlua.unet_config metadata; build the model with ddpm.unet{...} and call m:load(path)'):format(path), 2)
    end
-   local cfg = ddpm.json_decode(js)
+   local cfg = require('ddpm.json').decode(js)
    cfg.seed = nil
    tensors = nil
    local m = ddpm.unet(cfg)
@@ -262,72 +262,22 @@ function ddpm.load_unet(path)
    return m
 end
 
----------------------------------------------------------------- small JSON (configs)
+---------------------------------------------------------------- submodules
 
--- Decodes the flat JSON objects ddpmlua writes (numbers, strings, arrays, objects).
-function ddpm.json_decode(s)
-   local pos = 1
-   local function ws() pos = s:find('[^ \t\r\n]', pos) or #s + 1 end
-   local value
-   local function err(what) error(('json: %s at byte %d'):format(what, pos), 0) end
-   local function str()
-      local out, i = {}, pos + 1
-      while true do
-         local c = s:sub(i, i)
-         if c == '' then err('unterminated string') end
-         if c == '"' then pos = i + 1; return table.concat(out) end
-         if c == '\\' then
-            local e = s:sub(i + 1, i + 1)
-            local map = {n = '\n', t = '\t', r = '\r', b = '\b', f = '\f', ['"'] = '"', ['\\'] = '\\', ['/'] = '/'}
-            if map[e] then out[#out + 1] = map[e]; i = i + 2
-            elseif e == 'u' then out[#out + 1] = string.char(tonumber(s:sub(i + 2, i + 5), 16) % 256); i = i + 6
-            else err('bad escape') end
-         else out[#out + 1] = c; i = i + 1 end
-      end
-   end
-   function value()
-      ws()
-      local c = s:sub(pos, pos)
-      if c == '{' then
-         local t = {}
-         pos = pos + 1; ws()
-         if s:sub(pos, pos) == '}' then pos = pos + 1; return t end
-         while true do
-            ws()
-            if s:sub(pos, pos) ~= '"' then err('expected a key') end
-            local k = str(); ws()
-            if s:sub(pos, pos) ~= ':' then err("expected ':'") end
-            pos = pos + 1
-            t[k] = value(); ws()
-            local d = s:sub(pos, pos); pos = pos + 1
-            if d == '}' then return t end
-            if d ~= ',' then err("expected ',' or '}'") end
-         end
-      elseif c == '[' then
-         local t = {}
-         pos = pos + 1; ws()
-         if s:sub(pos, pos) == ']' then pos = pos + 1; return t end
-         while true do
-            t[#t + 1] = value(); ws()
-            local d = s:sub(pos, pos); pos = pos + 1
-            if d == ']' then return t end
-            if d ~= ',' then err("expected ',' or ']'") end
-         end
-      elseif c == '"' then return str()
-      elseif s:sub(pos, pos + 3) == 'true' then pos = pos + 4; return true
-      elseif s:sub(pos, pos + 4) == 'false' then pos = pos + 5; return false
-      elseif s:sub(pos, pos + 3) == 'null' then pos = pos + 4; return nil
-      else
-         local num = s:match('^-?%d+%.?%d*[eE]?[-+]?%d*', pos)
-         if not num or num == '' then err('unexpected character') end
-         pos = pos + #num
-         return tonumber(num)
-      end
-   end
-   local v = value()
-   ws()
-   if pos <= #s then err('trailing characters') end
-   return v
-end
+ddpm.json = require 'ddpm.json'
+ddpm.progress = require 'ddpm.progress'
+
+--- ddpm.diffusion{schedule = 'linear', T = 1000, ...}: see lib/ddpm/diffusion.lua.
+function ddpm.diffusion(opt) return require('ddpm.diffusion').new(opt) end
+
+ddpm.data = require 'ddpm.data'
+ddpm.log = require 'ddpm.log'
+ddpm.checkpoint = require 'ddpm.checkpoint'
+
+--- ddpm.train{model=, diffusion=, data=, steps=, batch=, ...}: see lib/ddpm/train.lua.
+function ddpm.train(opt) return require('ddpm.train')(opt) end
+
+--- ddpm.save_grid(path, x [, nrow = 8, padding = 2]): x [N,C,H,W] in [-1,1] as a PNG grid.
+function ddpm.save_grid(path, x, nrow, padding) return core.save_grid(path, x, nrow or 8, padding or 2) end
 
 return ddpm

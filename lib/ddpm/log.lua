@@ -1,0 +1,147 @@
+--[[
+ddpm.log — run history in SQLite (runtime/runlog.c does the storage).
+
+   local run = ddpm.log.start{db = 'runs.db', name = 'fmnist', config = cfg, seed = 1}
+   run:metric(step, 'loss', 0.031)         -- buffered, committed in batches
+   run:artifact(step, 'sample_grid', path)
+   run:finish()                            -- status 'finished'
+
+A run records the script's text and hash, the config as canonical JSON, the
+seed, argv, the git commit (when the script lives in a git work tree), host,
+pid and times. A run that is never finished is marked 'failed' (with the
+script's error and traceback when the script died of one) when the process
+ends or the Run is collected.
+]]
+local core = require 'ddpm.core'
+local json = require 'ddpm.json'
+
+local log = {}
+
+local Run = {}
+Run.__index = Run
+log.Run = Run
+
+local function read_file(path)
+   local f = io.open(path, 'rb')
+   if not f then return nil end
+   local s = f:read('*a')
+   f:close()
+   return s
+end
+
+local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function git_info(path)
+   local dir = path and path:match('^(.*)/[^/]*$') or '.'
+   local p = io.popen('git -C ' .. shell_quote(dir) .. ' rev-parse HEAD 2>/dev/null')
+   if not p then return nil end
+   local commit = p:read('*l')
+   p:close()
+   if not commit or not commit:match('^%x+$') then return nil end
+   local q = io.popen('git -C ' .. shell_quote(dir) .. ' status --porcelain --untracked-files=no 2>/dev/null')
+   local dirty = q and q:read('*a') or ''
+   if q then q:close() end
+   return commit, dirty ~= ''
+end
+
+local function script_info()
+   local a = rawget(_G, 'arg')
+   local path = a and a[0]
+   local text = path and read_file(path)
+   local argv = {}
+   if a then
+      local i = 0
+      while a[i - 1] do i = i - 1 end
+      for k = i, #a do argv[#argv + 1] = tostring(a[k]) end
+   end
+   return path, text, argv
+end
+
+--- log.open(path): the raw run store (core RunLog) for queries.
+function log.open(path)
+   return core.runlog_open(path or 'runs.db')
+end
+
+--- log.start{db=, name=, experiment=, config=, seed=, parent_run_id=,
+---           script_path=, script_text=, dir=}
+--- Opens (or creates) the database and begins a run. Files of the run go to
+--- dir (default runs/<uuid>/ beside the database).
+function log.start(opt)
+   opt = opt or {}
+   local db = opt.db or os.getenv('DDPMLUA_DB') or 'runs.db'
+   local rl = core.runlog_open(db)
+   local path, text, argv = script_info()
+   path = opt.script_path or path
+   text = opt.script_text or text or ''
+   local commit, dirty = git_info(path)
+   local config = opt.config or {}
+   local id = rl:begin_run{
+      name = opt.name, experiment = opt.experiment, script_path = path, script_text = text,
+      config_json = json.encode(config), seed = opt.seed or config.seed or 0,
+      argv_json = json.encode(argv), git_commit = commit, git_dirty = commit and dirty or nil,
+      parent_run_id = opt.parent_run_id, version = 'ddpmlua ' .. (require('ddpm')._VERSION),
+      env_json = json.encode{threads = core.get_num_threads(), luajit = jit and jit.version},
+   }
+   local rows = rl:query('SELECT uuid FROM runs WHERE run_id = :id', {id = id})
+   local self = setmetatable({db = rl, db_path = db, id = id, uuid = rows[1].uuid, config = config,
+                              status = 'running', seed = opt.seed or config.seed or 0}, Run)
+   local base = db:match('^(.*)/[^/]*$') or '.'
+   self.dir = opt.dir or (base .. '/runs/' .. self.uuid)
+   os.execute('mkdir -p ' .. shell_quote(self.dir))
+   -- If the script dies without finishing the run, record why.
+   local guard = newproxy(true)
+   getmetatable(guard).__gc = function()
+      if self.status == 'running' then
+         local err = rawget(_G, '_DDPMLUA_LAST_ERROR')
+         pcall(self.finish, self, 'failed', err or 'the script ended without finishing the run')
+      end
+   end
+   self._guard = guard
+   return self
+end
+
+function Run:metric(step, name, value)
+   self.db:metric(self.id, name, step, value)
+end
+
+--- run:metrics(step, {name = value, ...})
+function Run:metrics(step, tbl)
+   for k, v in pairs(tbl) do self.db:metric(self.id, k, step, v) end
+end
+
+function Run:artifact(step, kind, path, meta)
+   self.db:artifact(self.id, step, kind, path, meta and json.encode(meta) or nil)
+end
+
+function Run:checkpoint(step, path) self.db:checkpoint(self.id, step, path) end
+function Run:tag(k, v) self.db:tag(self.id, k, v) end
+function Run:flush() self.db:flush() end
+
+--- run:finish([status = 'finished' | 'failed' | 'interrupted', error_text])
+function Run:finish(status, err)
+   if self.status ~= 'running' then return end
+   status = status or 'finished'
+   self.db:end_run(self.id, status, err)
+   self.db:flush()
+   self.status = status
+end
+
+function Run:__tostring()
+   return ('[ddpm.Run %d %s (%s) in %s]'):format(self.id, self.uuid, self.status, self.db_path)
+end
+
+--- log.runs{db=, last=, status=} -> rows of the runs table (newest first).
+function log.runs(opt)
+   opt = opt or {}
+   local rl = core.runlog_open(opt.db or 'runs.db')
+   local where, params = {}, {}
+   if opt.status then where[#where + 1] = 'status = :status'; params.status = opt.status end
+   local sql = 'SELECT run_id, name, status, start_time, end_time, seed, script_path FROM runs' ..
+               (#where > 0 and (' WHERE ' .. table.concat(where, ' AND ')) or '') ..
+               ' ORDER BY run_id DESC LIMIT ' .. math.floor(opt.last or 20)
+   local rows = rl:query(sql, params)
+   rl:close()
+   return rows
+end
+
+return log

@@ -1,0 +1,231 @@
+--[[
+ddpm.train — the paper's training loop (Algorithm 1 with the official
+optimiser set-up, spec §4.1 and §7) with run history, checkpoints, samples,
+progress and a clean Ctrl-C.
+
+   local result = ddpm.train{
+      model = m, diffusion = diff, data = ddpm.data.fashion_mnist{},
+      steps = 2000, batch = 64, lr = 2e-4, warmup = 5000, grad_clip = 1,
+      ema_decay = 0.9999, seed = 1, pad_to = 0, flip = false,
+      run = ddpm.log.start{...},            -- or db = 'runs.db', name = ..., config = ...
+      sample_every = 1000, sample_n = 64, checkpoint_every = 1000,
+   }
+
+Every random choice of step s (data order, flips, timesteps, noise, dropout)
+is a pure function of (seed, s), so a run resumed from a checkpoint
+(resume = path) continues bit for bit as if it had never stopped.
+
+Ctrl-C (or SIGTERM) finishes the current step, writes a checkpoint, marks the
+run 'interrupted' and returns with status 'interrupted'. A Lua error marks the
+run 'failed' with its traceback and is raised again.
+]]
+local core = require 'ddpm.core'
+local json = require 'ddpm.json'
+local progress = require 'ddpm.progress'
+local checkpoint = require 'ddpm.checkpoint'
+local log = require 'ddpm.log'
+
+local host = package.preload['ddpm.host'] and require('ddpm.host') or nil
+
+-- Stream ids under the run seed.
+local S_T, S_EPS, S_DROPOUT, S_FLIP, S_SAMPLE = 1, 2, 3, 4, 5
+
+local known = {model = 1, diffusion = 1, data = 1, steps = 1, batch = 1, lr = 1, warmup = 1,
+   grad_clip = 1, ema_decay = 1, seed = 1, pad_to = 1, flip = 1, run = 1, db = 1, name = 1,
+   experiment = 1, config = 1, sample_every = 1, sample_n = 1, sample_at_end = 1,
+   checkpoint_every = 1, keep_checkpoints = 1, resume = 1, log_every = 1, progress = 1,
+   on_step = 1, max_nonfinite = 1, adam = 1, finish = 1}
+
+local function check(opt)
+   for k in pairs(opt) do
+      if not known[k] then error(("train: unknown option '%s'"):format(tostring(k)), 3) end
+   end
+   if type(opt.model) ~= 'table' or not opt.model._c then error('train: model = ddpm.unet{...} is required', 3) end
+   if type(opt.diffusion) ~= 'table' or not opt.diffusion.sched then
+      error('train: diffusion = ddpm.diffusion{...} is required', 3)
+   end
+   if opt.data == nil then error('train: data (a ddpm.Dataset) is required', 3) end
+   for _, k in ipairs{'steps', 'batch'} do
+      local v = opt[k]
+      if type(v) ~= 'number' or v < 1 or v % 1 ~= 0 then
+         error(('train: %s must be a positive integer, got %s'):format(k, tostring(v)), 3)
+      end
+   end
+end
+
+local function ema_decay_at(d, step)
+   if type(d) == 'function' then return d(step) end
+   return d
+end
+
+--- The indices (1-based) of the examples of step s: the global stream of
+--- examples k = (s-1)*B .. s*B-1 walks epoch permutations of (seed, epoch).
+local function batch_indices(data, N, B, seed, step, cache)
+   local idx = {}
+   for i = 0, B - 1 do
+      local k = (step - 1) * B + i
+      local epoch = math.floor(k / N)
+      if cache.epoch ~= epoch then
+         cache.perm = data:permutation(seed, epoch, cache.perm)
+         cache.epoch = epoch
+      end
+      idx[i + 1] = cache.perm[k % N + 1]
+   end
+   return idx
+end
+
+local function ckpt_path(dir, step) return ('%s/ckpt-%08d.safetensors'):format(dir, step) end
+
+local function train(opt)
+   check(opt)
+   local model, diff, data = opt.model, opt.diffusion, opt.data
+   local steps, B = opt.steps, opt.batch
+   local seed = opt.seed or 0
+   local lr, warmup = opt.lr or 2e-4, opt.warmup or 0
+   local clip = opt.grad_clip == nil and 1 or opt.grad_clip
+   local ema_decay = opt.ema_decay == nil and 0.9999 or opt.ema_decay
+   local N = data:size()
+   local shape = data:shape()
+   local P = opt.pad_to or 0
+   local C, H, W = shape[1], P > 0 and P or shape[2], P > 0 and P or shape[3]
+   local log_every = opt.log_every or 1
+   local max_nonfinite = opt.max_nonfinite or 3
+
+   local run = opt.run or log.start{db = opt.db, name = opt.name, experiment = opt.experiment,
+                                     config = opt.config, seed = seed}
+   local ema = require('ddpm').unet((function()
+      local c = model:config(); c.seed = nil; return c end)())
+   ema:flat_params():copy(model:flat_params())
+   local adam = opt.adam or core.adam(model:num_params(), {beta1 = 0.9, beta2 = 0.999, eps = 1e-8})
+   local state = {model = model, ema = ema, adam = adam, seed = seed, run_id = run.id,
+                  run_uuid = run.uuid, config = run.config}
+
+   local start = 0
+   if opt.resume then
+      local meta = checkpoint.load(opt.resume, state)
+      start = meta.step
+      if meta.seed ~= seed then
+         error(('train: checkpoint %s was trained with seed %d, this run has seed %d'):format(
+            opt.resume, meta.seed, seed), 2)
+      end
+      run:tag('resumed_from', opt.resume)
+      io.stderr:write(('resumed from %s at step %d\n'):format(opt.resume, start))
+   end
+
+   local params, grads = model:flat_params(), model:flat_grads()
+   local ema_params = ema:flat_params()
+   local cache = {}
+   local xbuf = core.zeros{B, C, H, W}
+   local bar = opt.progress ~= false and progress.new{total = steps, start = start, label = 'train'}
+   local nonfinite, last_loss = 0, nil
+   local ckpts = {}
+   local status = 'finished'
+   local sseed = {t = core.mix_seed(seed, S_T), eps = core.mix_seed(seed, S_EPS),
+                  drop = core.mix_seed(seed, S_DROPOUT), flip = core.mix_seed(seed, S_FLIP)}
+
+   local function save_ckpt(step)
+      local path = ckpt_path(run.dir, step)
+      state.step = step
+      checkpoint.save(path, state)
+      run:checkpoint(step, path)
+      ckpts[#ckpts + 1] = path
+      local keep = opt.keep_checkpoints or 2
+      while #ckpts > keep do os.remove(table.remove(ckpts, 1)) end
+      return path
+   end
+
+   local function save_samples(step)
+      local x = diff:sample(ema, {n = opt.sample_n or 64, shape = {C, H, W},
+                                  seed = core.mix_seed(seed, S_SAMPLE), label = 'sample'})
+      local path = ('%s/samples-%08d.png'):format(run.dir, step)
+      core.save_grid(path, x, 8, 2)
+      run:artifact(step, 'sample_grid', path, {n = opt.sample_n or 64, ema = true, sampler = 'ancestral',
+                                               steps = diff.T})
+      x:free()
+      return path
+   end
+
+   if host then host.graceful(true) end
+   model:training()
+   local result = {run = run, ema = ema, adam = adam, model = model}
+   local ok, err = xpcall(function()
+      for step = start + 1, steps do
+         local idx = batch_indices(data, N, B, seed, step, cache)
+         local flips = opt.flip and core.randint(B, 2, sseed.flip, (step - 1) * B * 4) or nil
+         local x0 = data:batch(idx, P, flips, xbuf)
+         model:zero_grad()
+         model:set_dropout_seed(core.mix_seed(sseed.drop, step))
+         local loss, losses, t = diff:loss(model, x0, {t_seed = sseed.t, t_counter = (step - 1) * 1048576,
+                                                        eps_seed = sseed.eps, eps_counter = (step - 1) * 4294967296})
+         local gnorm = core.clip_grad_norm(grads, clip)
+         local lr_t = warmup > 0 and lr * math.min((step - 1) / warmup, 1) or lr
+         if loss ~= loss or gnorm ~= gnorm or gnorm == math.huge then
+            nonfinite = nonfinite + 1
+            run:metric(step, 'nonfinite_skips', nonfinite)
+            if nonfinite >= max_nonfinite then
+               error(('loss is not finite at step %d (loss %s, grad norm %s) for %d steps in a row; ' ..
+                      'last checkpoint: %s'):format(step, tostring(loss), tostring(gnorm), nonfinite,
+                      ckpts[#ckpts] or 'none'), 0)
+            end
+         else
+            nonfinite = 0
+            adam:step(params, grads, lr_t)
+            core.ema_update(ema_params, params, ema_decay_at(ema_decay, step))
+         end
+         last_loss = loss
+         if step % log_every == 0 or step == steps then
+            run:metric(step, 'loss', loss)
+            run:metric(step, 'grad_norm', gnorm)
+            run:metric(step, 'lr', lr_t)
+            -- per-quartile of t loss, as improved-diffusion logs it
+            local q, qn = {0, 0, 0, 0}, {0, 0, 0, 0}
+            for i = 1, B do
+               local k = math.floor(4 * t[i] / diff.T) + 1
+               q[k] = q[k] + losses[i]; qn[k] = qn[k] + 1
+            end
+            for k = 1, 4 do
+               if qn[k] > 0 then run:metric(step, 'loss_q' .. (k - 1), q[k] / qn[k]) end
+            end
+         end
+         losses:free()
+         if bar then bar:update(step, {loss = loss, lr = lr_t}) end
+         if opt.on_step then opt.on_step(step, {loss = loss, grad_norm = gnorm, lr = lr_t}) end
+         if opt.checkpoint_every and opt.checkpoint_every > 0 and step % opt.checkpoint_every == 0 then
+            save_ckpt(step)
+         end
+         if opt.sample_every and opt.sample_every > 0 and step % opt.sample_every == 0 then
+            save_samples(step)
+         end
+         result.step = step
+         if host and host.stop_requested() then
+            if bar then bar:finish() end
+            bar = nil
+            local path = save_ckpt(step)
+            io.stderr:write(('interrupted at step %d; checkpoint %s\n'):format(step, path))
+            status = 'interrupted'
+            return
+         end
+      end
+      if bar then bar:finish() end
+      bar = nil
+      local final = result.step or start
+      if final > start or opt.checkpoint_every then result.checkpoint = save_ckpt(final) end
+      if opt.sample_at_end ~= false and (opt.sample_n or 64) > 0 and status == 'finished' then
+         result.samples = save_samples(final)
+      end
+   end, debug.traceback)
+   if host then host.graceful(false) end
+   model:evaluate()
+   xbuf:free()
+   result.loss = last_loss
+   if not ok then
+      run:finish('failed', tostring(err))
+      result.status = 'failed'
+      error(err, 0)
+   end
+   result.status = status
+   if opt.finish ~= false or status == 'interrupted' then run:finish(status) end
+   return result
+end
+
+return train
