@@ -534,6 +534,66 @@ static int l_mul_inplace(lua_State *L)
    return 1;
 }
 
+/* equal(other): same shape and bit-identical values (NaNs compare by bits). */
+static int l_equal(lua_State *L)
+{
+   ddpm_tensor *a = l_checktensor(L, 1), *b = l_checktensor(L, 2);
+   if (!ddpm_tensor_same_shape(a, b)) { lua_pushboolean(L, 0); return 1; }
+   int64_t n = ddpm_tensor_numel(a);
+   ddpm_tensor *ca = ddpm_tensor_is_contiguous(a) ? NULL : ddpm_tensor_clone(a);
+   ddpm_tensor *cb = ddpm_tensor_is_contiguous(b) ? NULL : ddpm_tensor_clone(b);
+   int eq = memcmp(ddpm_tensor_data(ca ? ca : a), ddpm_tensor_data(cb ? cb : b),
+                   (size_t)n * sizeof(float)) == 0;
+   ddpm_tensor_release(ca);
+   ddpm_tensor_release(cb);
+   lua_pushboolean(L, eq);
+   return 1;
+}
+
+/* max_abs_diff(other) -> max |a - b| (same shape required). */
+static int l_max_abs_diff(lua_State *L)
+{
+   ddpm_tensor *a = l_checktensor(L, 1), *b = l_checktensor(L, 2);
+   if (!ddpm_tensor_same_shape(a, b)) {
+      char sa[128], sb[128];
+      return luaL_error(L, "max_abs_diff: shapes %s and %s differ", ddpm_tensor_shape_str(a, sa, sizeof sa),
+                        ddpm_tensor_shape_str(b, sb, sizeof sb));
+   }
+   ddpm_tensor *d = ddpm_tensor_new(a->ndim, a->size);
+   if (!d) return luaL_error(L, "max_abs_diff: %s", ddpm_errmsg());
+   ddpm_tensor_binop(d, a, b, DDPM_OP_SUB);
+   double mx = -ddpm_tensor_min(d), mn = ddpm_tensor_max(d);
+   ddpm_tensor_release(d);
+   lua_pushnumber(L, mx > mn ? mx : mn);
+   return 1;
+}
+
+/* abs() -> new tensor */
+static int l_abs(lua_State *L)
+{
+   ddpm_tensor *t = l_checktensor(L, 1);
+   ddpm_tensor *o = ddpm_tensor_clone(t);
+   if (!o) return luaL_error(L, "abs: %s", ddpm_errmsg());
+   float *p = ddpm_tensor_data(o);
+   for (int64_t i = 0, n = ddpm_tensor_numel(o); i < n; i++) p[i] = fabsf(p[i]);
+   push_new(L, o, "abs");
+   return 1;
+}
+
+/* clamp(lo, hi) -> new tensor */
+static int l_clamp(lua_State *L)
+{
+   ddpm_tensor *t = l_checktensor(L, 1);
+   float lo = (float)luaL_checknumber(L, 2), hi = (float)luaL_checknumber(L, 3);
+   luaL_argcheck(L, lo <= hi, 3, "clamp: lower bound above upper bound");
+   ddpm_tensor *o = ddpm_tensor_clone(t);
+   if (!o) return luaL_error(L, "clamp: %s", ddpm_errmsg());
+   float *p = ddpm_tensor_data(o);
+   for (int64_t i = 0, n = ddpm_tensor_numel(o); i < n; i++) p[i] = p[i] < lo ? lo : p[i] > hi ? hi : p[i];
+   push_new(L, o, "clamp");
+   return 1;
+}
+
 static int l_sum(lua_State *L)
 {
    lua_pushnumber(L, ddpm_tensor_sum(l_checktensor(L, 1)));
@@ -638,6 +698,7 @@ void l_tensor_register(lua_State *L)
       {"select", l_select}, {"transpose", l_transpose}, {"clone", l_clone},
       {"contiguous", l_contiguous}, {"fill", l_fill}, {"copy", l_copy},
       {"add_", l_add_inplace}, {"mul_", l_mul_inplace},
+      {"equal", l_equal}, {"max_abs_diff", l_max_abs_diff}, {"abs", l_abs}, {"clamp", l_clamp},
       {"sum", l_sum}, {"mean", l_mean}, {"min", l_min}, {"max", l_max},
       {"totable", l_totable}, {"free", l_free}, {"is_freed", l_is_freed},
       {NULL, NULL}

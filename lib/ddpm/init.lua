@@ -273,6 +273,7 @@ function ddpm.diffusion(opt) return require('ddpm.diffusion').new(opt) end
 ddpm.data = require 'ddpm.data'
 ddpm.log = require 'ddpm.log'
 ddpm.checkpoint = require 'ddpm.checkpoint'
+ddpm.cli = require 'ddpm.cli'
 
 --- ddpm.train{model=, diffusion=, data=, steps=, batch=, ...}: see lib/ddpm/train.lua.
 function ddpm.train(opt) return require('ddpm.train')(opt) end

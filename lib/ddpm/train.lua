@@ -6,7 +6,7 @@ progress and a clean Ctrl-C.
    local result = ddpm.train{
       model = m, diffusion = diff, data = ddpm.data.fashion_mnist{},
       steps = 2000, batch = 64, lr = 2e-4, warmup = 5000, grad_clip = 1,
-      ema_decay = 0.9999, seed = 1, pad_to = 0, flip = false,
+      ema_decay = 0.9999, seed = 1, pad_to = 0, flip = false, time_limit = nil,
       run = ddpm.log.start{...},            -- or db = 'runs.db', name = ..., config = ...
       sample_every = 1000, sample_n = 64, checkpoint_every = 1000,
    }
@@ -15,7 +15,8 @@ Every random choice of step s (data order, flips, timesteps, noise, dropout)
 is a pure function of (seed, s), so a run resumed from a checkpoint
 (resume = path) continues bit for bit as if it had never stopped.
 
-Ctrl-C (or SIGTERM) finishes the current step, writes a checkpoint, marks the
+time_limit (seconds) ends training early, as a finished run, at the first
+step past it. Ctrl-C (or SIGTERM) finishes the current step, writes a checkpoint, marks the
 run 'interrupted' and returns with status 'interrupted'. A Lua error marks the
 run 'failed' with its traceback and is raised again.
 ]]
@@ -34,7 +35,7 @@ local known = {model = 1, diffusion = 1, data = 1, steps = 1, batch = 1, lr = 1,
    grad_clip = 1, ema_decay = 1, seed = 1, pad_to = 1, flip = 1, run = 1, db = 1, name = 1,
    experiment = 1, config = 1, sample_every = 1, sample_n = 1, sample_at_end = 1,
    checkpoint_every = 1, keep_checkpoints = 1, resume = 1, log_every = 1, progress = 1,
-   on_step = 1, max_nonfinite = 1, adam = 1, finish = 1}
+   on_step = 1, max_nonfinite = 1, adam = 1, finish = 1, time_limit = 1}
 
 local function check(opt)
    for k in pairs(opt) do
@@ -136,7 +137,8 @@ local function train(opt)
 
    local function save_samples(step)
       local x = diff:sample(ema, {n = opt.sample_n or 64, shape = {C, H, W},
-                                  seed = core.mix_seed(seed, S_SAMPLE), label = 'sample'})
+                                  seed = core.mix_seed(seed, S_SAMPLE), label = 'sample',
+                                  progress = opt.progress})
       local path = ('%s/samples-%08d.png'):format(run.dir, step)
       core.save_grid(path, x, 8, 2)
       run:artifact(step, 'sample_grid', path, {n = opt.sample_n or 64, ema = true, sampler = 'ancestral',
@@ -146,6 +148,7 @@ local function train(opt)
    end
 
    if host then host.graceful(true) end
+   local t_begin = core.time()
    model:training()
    local result = {run = run, ema = ema, adam = adam, model = model}
    local ok, err = xpcall(function()
@@ -197,6 +200,10 @@ local function train(opt)
             save_samples(step)
          end
          result.step = step
+         if opt.time_limit and core.time() - t_begin >= opt.time_limit then
+            result.time_limited = true
+            break
+         end
          if host and host.stop_requested() then
             if bar then bar:finish() end
             bar = nil

@@ -1,0 +1,261 @@
+-- test_train.lua — training end to end on tiny synthetic data: the loss
+-- falls; a resumed run equals a straight one bit for bit; the SQLite rows of
+-- a run; a failing script and Ctrl-C leave the history and checkpoints
+-- intact; two runs share one runs.db; one sampler step against the closed form.
+
+local T = require 'ddpm.test'
+local ddpm = require 'ddpm'
+local core = ddpm.core
+
+local tests = T.suite()
+
+local tmp = os.tmpname()
+os.remove(tmp)
+tmp = tmp .. '_ddpm_train'
+os.execute('mkdir -p ' .. tmp)
+
+local exe = (function()
+   local a, i = arg, 0
+   while a[i - 1] do i = i - 1 end
+   return a[i]
+end)()
+
+-- 64 synthetic 8x8 images: a bright square at one of four places. Written as
+-- an uncompressed IDX file, which the reader takes like the .gz ones.
+local function u32be(n)
+   return string.char(math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
+                      math.floor(n / 256) % 256, n % 256)
+end
+local IDX = tmp .. '/synthetic-idx3-ubyte'
+do
+   local parts = {'\0\0\8\3', u32be(64), u32be(8), u32be(8)}
+   for n = 0, 63 do
+      local q = n % 4
+      local oy, ox = (q < 2) and 1 or 5, (q % 2 == 0) and 1 or 5
+      for y = 0, 7 do
+         for x = 0, 7 do
+            local on = y >= oy and y < oy + 2 and x >= ox and x < ox + 2
+            parts[#parts + 1] = string.char(on and 255 or 0)
+         end
+      end
+   end
+   local f = assert(io.open(IDX, 'wb'))
+   f:write(table.concat(parts))
+   f:close()
+end
+
+local function tiny_model(seed)
+   return ddpm.unet{ch = 8, groups = 4, ch_mult = {1, 2}, num_res_blocks = 1, attn_resolutions = {4},
+                    dropout = 0.1, in_ch = 1, out_ch = 1, resolution = 8, seed = seed or 1}
+end
+
+local function run_script(body, name)
+   local path = ('%s/%s.lua'):format(tmp, name)
+   local f = assert(io.open(path, 'w'))
+   f:write(body)
+   f:close()
+   return path
+end
+
+local function sh(cmd)
+   local p = io.popen(cmd .. ' 2>&1; echo "rc=$?"')
+   local out = p:read('*a')
+   p:close()
+   local rc = tonumber(out:match('rc=(%d+)%s*$'))
+   return rc, out
+end
+
+local function query(db, sql, params)
+   local rl = core.runlog_open(db)
+   local rows = rl:query(sql, params)
+   rl:close()
+   return rows
+end
+
+function tests.loss_falls_on_synthetic_data()
+   local m = tiny_model(1)
+   local losses = {}
+   local r = ddpm.train{model = m, diffusion = ddpm.diffusion{T = 50}, data = core.dataset_idx(IDX),
+      steps = 120, batch = 16, lr = 3e-3, warmup = 10, ema_decay = 0.9, seed = 5,
+      db = tmp .. '/falls.db', name = 'falls', progress = false, sample_n = 8,
+      on_step = function(step, info) losses[step] = info.loss end}
+   T.assert_eq(r.status, 'finished')
+   local first, last = 0, 0
+   for i = 1, 20 do first = first + losses[i] / 20; last = last + losses[100 + i] / 20 end
+   T.assert_true(last < 0.6 * first, ('mean loss of the last 20 steps %.4f vs the first 20 %.4f'):format(last, first))
+end
+
+function tests.sqlite_rows_of_a_run()
+   local db = tmp .. '/rows.db'
+   local m = tiny_model(2)
+   local r = ddpm.train{model = m, diffusion = ddpm.diffusion{T = 20}, data = core.dataset_idx(IDX),
+      steps = 12, batch = 8, seed = 3, db = db, name = 'rows', config = {answer = 42},
+      checkpoint_every = 5, keep_checkpoints = 5, sample_n = 8, progress = false}
+   local rows = query(db, 'SELECT * FROM runs WHERE run_id = :id', {id = r.run.id})
+   T.assert_eq(rows[1].status, 'finished')
+   T.assert_eq(rows[1].name, 'rows')
+   T.assert_eq(rows[1].seed, 3)
+   T.assert_eq(ddpm.json.decode(rows[1].config_json).answer, 42)
+   T.assert_true(#rows[1].script_sha256 == 64, 'script hash stored')
+   T.assert_true(rows[1].end_time >= rows[1].start_time, 'end time set')
+   local m = query(db, "SELECT count(*) AS n, min(step) AS a, max(step) AS b FROM metrics_v WHERE run_id = :id AND key = 'loss'", {id = r.run.id})
+   T.assert_eq({m[1].n, m[1].a, m[1].b}, {12, 1, 12})
+   local ck = query(db, 'SELECT step, path, sha256 FROM checkpoints WHERE run_id = :id ORDER BY step', {id = r.run.id})
+   T.assert_eq(#ck, 3)   -- steps 5, 10 and the final 12
+   T.assert_eq(ck[3].step, 12)
+   T.assert_true(io.open(ck[3].path) ~= nil, 'checkpoint file exists')
+   local art = query(db, "SELECT kind, path FROM artifacts WHERE run_id = :id", {id = r.run.id})
+   T.assert_eq(art[1].kind, 'sample_grid')
+   local f = io.open(art[1].path, 'rb')
+   T.assert_true(f and f:read(8) == '\137PNG\r\n\26\n', 'the sample grid is a PNG')
+   -- the checkpoint is a model file too: the EMA loads under its prefix
+   local e = tiny_model(9)
+   e:load(ck[3].path, {prefix = 'ema.', strict = false})
+   T.assert_true(e:flat_params():equal(r.ema:flat_params()), 'EMA weights round-trip through the checkpoint')
+end
+
+local resume_script = [[
+local ddpm = require 'ddpm'
+local core = ddpm.core
+local steps, resume, out, db = tonumber(arg[1]), arg[2], arg[3], arg[4]
+local m = ddpm.unet{ch = 8, groups = 4, ch_mult = {1, 2}, num_res_blocks = 1, attn_resolutions = {4},
+                    dropout = 0.1, in_ch = 1, out_ch = 1, resolution = 8, seed = 1}
+local r = ddpm.train{model = m, diffusion = ddpm.diffusion{T = 30}, data = core.dataset_idx(arg[5]),
+   steps = steps, batch = 12, lr = 1e-3, warmup = 4, ema_decay = 0.95, seed = 11, flip = true,
+   db = db, name = 'resume', progress = false, sample_n = 0, checkpoint_every = 6,
+   resume = resume ~= '-' and resume or nil}
+core.save_safetensors(out, {params = m:flat_params(), ema = r.ema:flat_params(),
+                            m = r.adam:m(), v = r.adam:v()})
+print('CKPT ' .. r.checkpoint)
+]]
+
+function tests.resume_is_bit_exact()
+   local script = run_script(resume_script, 'resume')
+   local db = tmp .. '/resume.db'
+   local rc, out = sh(('%s %s 12 - %s/straight.st %s %s'):format(exe, script, tmp, db, IDX))
+   T.assert_eq(rc, 0, out)
+   rc, out = sh(('%s %s 6 - %s/half.st %s %s'):format(exe, script, tmp, db, IDX))
+   T.assert_eq(rc, 0, out)
+   local ckpt = out:match('CKPT (%S+)')
+   T.assert_true(ckpt ~= nil, out)
+   rc, out = sh(('%s %s 12 %s %s/resumed.st %s %s'):format(exe, script, ckpt, tmp, db, IDX))
+   T.assert_eq(rc, 0, out)
+   local a = core.load_safetensors(tmp .. '/straight.st')
+   local b = core.load_safetensors(tmp .. '/resumed.st')
+   for _, k in ipairs{'params', 'ema', 'm', 'v'} do
+      T.assert_true(a[k]:equal(b[k]), k .. ' after 6 + 6 resumed steps equal 12 straight steps bit for bit')
+   end
+   local c = core.load_safetensors(tmp .. '/half.st')
+   T.assert_true(not a.params:equal(c.params), 'and differ from the 6-step state (the test can fail)')
+end
+
+function tests.failing_script_marks_run_failed()
+   local db = tmp .. '/fail.db'
+   local script = run_script(([[
+local ddpm = require 'ddpm'
+local m = ddpm.unet{ch = 8, groups = 4, ch_mult = {1, 2}, num_res_blocks = 1, attn_resolutions = {4},
+                    in_ch = 1, out_ch = 1, resolution = 8}
+ddpm.train{model = m, diffusion = ddpm.diffusion{T = 20}, data = ddpm.core.dataset_idx(%q),
+   steps = 50, batch = 4, db = %q, progress = false, checkpoint_every = 3,
+   on_step = function(step) if step == 7 then error('boom at step 7') end end}
+]]):format(IDX, db), 'fail')
+   local rc, out = sh(exe .. ' ' .. script)
+   T.assert_eq(rc, 1, out)
+   T.assert_true(out:find('boom at step 7', 1, true) ~= nil, out)
+   local r = query(db, 'SELECT run_id, status, error_text FROM runs')[1]
+   T.assert_eq(r.status, 'failed')
+   T.assert_true(r.error_text:find('boom at step 7', 1, true) and r.error_text:find('traceback', 1, true),
+                 'traceback stored: ' .. tostring(r.error_text))
+   local m = query(db, "SELECT max(step) AS s FROM metrics_v WHERE key = 'loss'")[1]
+   T.assert_eq(m.s, 7)
+   local ck = query(db, 'SELECT path FROM checkpoints ORDER BY step DESC')[1]
+   T.assert_true(ck and core.load_safetensors(ck.path) ~= nil, 'the last checkpoint still loads')
+end
+
+function tests.unfinished_plain_loop_is_marked_failed()
+   local db = tmp .. '/plain.db'
+   local script = run_script(([[
+local ddpm = require 'ddpm'
+local run = ddpm.log.start{db = %q, name = 'plain', config = {lr = 1}}
+for step = 1, 5 do run:metric(step, 'loss', 1 / step) end
+error('plain loop died')
+]]):format(db), 'plain')
+   local rc, out = sh(exe .. ' ' .. script)
+   T.assert_eq(rc, 1, out)
+   local r = query(db, 'SELECT status, error_text FROM runs')[1]
+   T.assert_eq(r.status, 'failed')
+   T.assert_true(r.error_text:find('plain loop died', 1, true) ~= nil, tostring(r.error_text))
+   T.assert_eq(query(db, 'SELECT count(*) AS n FROM metrics')[1].n, 5)
+end
+
+function tests.sigint_checkpoints_and_marks_interrupted()
+   local db = tmp .. '/int.db'
+   local marker = tmp .. '/int.started'
+   local script = run_script(([[
+local ddpm = require 'ddpm'
+local m = ddpm.unet{ch = 8, groups = 4, ch_mult = {1, 2}, num_res_blocks = 1, attn_resolutions = {4},
+                    in_ch = 1, out_ch = 1, resolution = 8}
+local r = ddpm.train{model = m, diffusion = ddpm.diffusion{T = 20}, data = ddpm.core.dataset_idx(%q),
+   steps = 1000000, batch = 4, db = %q, progress = false,
+   on_step = function(step) if step == 3 then io.open(%q, 'w'):close() end end}
+print('STATUS ' .. r.status .. ' ' .. r.step)
+]]):format(IDX, db, marker), 'int')
+   local rc, out = sh(([[
+%s %s > %s/int.out 2>&1 & pid=$!
+for i in $(seq 1 300); do [ -e %s ] && break; sleep 0.1; done
+kill -INT $pid; wait $pid; echo "exit=$?"; cat %s/int.out]]):format(exe, script, tmp, marker, tmp))
+   T.assert_true(out:find('exit=0', 1, true) ~= nil, out)
+   local step = tonumber(out:match('STATUS interrupted (%d+)'))
+   T.assert_true(step and step >= 3, out)
+   local r = query(db, 'SELECT run_id, status FROM runs')[1]
+   T.assert_eq(r.status, 'interrupted')
+   local ck = query(db, 'SELECT step, path FROM checkpoints')
+   T.assert_eq(#ck, 1)
+   T.assert_eq(ck[1].step, step)
+   local st = core.load_safetensors(ck[1].path)
+   T.assert_true(st['adam.m'] ~= nil, 'checkpoint loads')
+   T.assert_eq(query(db, "SELECT max(step) AS s FROM metrics_v WHERE key = 'loss'")[1].s, step)
+end
+
+function tests.two_runs_share_one_db()
+   local db = tmp .. '/shared.db'
+   local script = run_script(([[
+local ddpm = require 'ddpm'
+local m = ddpm.unet{ch = 8, groups = 4, ch_mult = {1, 2}, num_res_blocks = 1, attn_resolutions = {4},
+                    in_ch = 1, out_ch = 1, resolution = 8}
+ddpm.train{model = m, diffusion = ddpm.diffusion{T = 20}, data = ddpm.core.dataset_idx(%q),
+   steps = 25, batch = 4, db = %q, progress = false, sample_n = 0, seed = tonumber(arg[1])}
+]]):format(IDX, db), 'shared')
+   local rc, out = sh(('%s %s 1 & %s %s 2 & wait'):format(exe, script, exe, script))
+   T.assert_eq(rc, 0, out)
+   local rows = query(db, "SELECT r.status, count(m.step) AS n FROM runs r JOIN metrics_v m USING (run_id) WHERE m.key = 'loss' GROUP BY r.run_id")
+   T.assert_eq(#rows, 2)
+   for _, r in ipairs(rows) do
+      T.assert_eq(r.status, 'finished')
+      T.assert_eq(r.n, 25)
+   end
+end
+
+function tests.sampler_step_matches_closed_form()
+   -- x_{t-1} = c1 clip(x0_hat) + c2 x_t + sqrt(beta_t) z, x0_hat from eps (spec §2.1, §4.2)
+   local d = ddpm.diffusion{T = 1000}
+   local s = d.sched
+   local xt = ddpm.tensor{{{{0.3, -0.7}, {1.2, 0.05}}}}
+   local eps = ddpm.tensor{{{{0.1, 0.4}, {-0.2, 0.9}}}}
+   local z = ddpm.tensor{{{{0.5, -1.0}, {0.25, 2.0}}}}
+   local t = 400
+   local out = core.p_sample_step(s, eps, xt, t, z, {mean_type = 'eps', var_type = 'fixedlarge', clip = true})
+   local ab, beta = s:get('alphas_cumprod', t), s:get('betas', t)
+   local c1, c2 = s:get('posterior_mean_coef1', t), s:get('posterior_mean_coef2', t)
+   for i = 1, 2 do
+      for j = 1, 2 do
+         local x, e = xt:get(1, 1, i, j), eps:get(1, 1, i, j)
+         local x0 = math.sqrt(1 / ab) * x - math.sqrt(1 / ab - 1) * e
+         x0 = math.max(-1, math.min(1, x0))
+         local want = c1 * x0 + c2 * x + math.sqrt(beta) * z:get(1, 1, i, j)
+         T.assert_near(out:get(1, 1, i, j), want, 1e-5)
+      end
+   end
+end
+
+return tests
