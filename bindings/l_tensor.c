@@ -50,11 +50,6 @@ ddpm_tensor *l_checktensor(lua_State *L, int idx)
    return u->t;
 }
 
-static ddpm_tensor *l_totensor(lua_State *L, int idx)
-{
-   l_tensor *u = luaL_testudata(L, idx, DDPM_TENSOR_MT);
-   return u ? u->t : NULL;
-}
 
 /* Pushes a new tensor or raises the runtime's message. */
 static void push_new(lua_State *L, ddpm_tensor *t, const char *what)
@@ -454,7 +449,8 @@ static int l_len(lua_State *L)
 
 static int arith(lua_State *L, int op, const char *what)
 {
-   ddpm_tensor *a = l_totensor(L, 1), *b = l_totensor(L, 2);
+   int ta = luaL_testudata(L, 1, DDPM_TENSOR_MT) != NULL, tb = luaL_testudata(L, 2, DDPM_TENSOR_MT) != NULL;
+   ddpm_tensor *a = ta ? l_checktensor(L, 1) : NULL, *b = tb ? l_checktensor(L, 2) : NULL;
    if (a && b) {
       l_checktensor(L, 1);
       l_checktensor(L, 2);
