@@ -31,7 +31,13 @@ BIND_OBJ    := $(BIND_SRC:%.c=$(BUILD)/%.o)
 CTEST_SRC   := $(wildcard tests/c/test_*.c)
 CTEST_BIN   := $(CTEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test-deps test ctest luatest demo bench asan install clean
+.PHONY: all deps test-deps test fixtures demo bench asan install clean
+
+# Reference outputs and gradients of the PyTorch U-Net (test-only; Debian's python3-torch).
+PY       := /usr/bin/python3
+FIXDEPS  := scripts/make_fixtures.py scripts/torch_unet.py scripts/safetensors_io.py
+FIXTURES := tests/fixtures/unet_small.safetensors tests/fixtures/unet_small_oldattn.safetensors \
+            tests/fixtures/unet_cifar.safetensors
 
 all: deps ddpmlua
 
@@ -52,8 +58,20 @@ $(BUILD)/tests/%: tests/c/%.c tests/c/check.h $(RUNTIME_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(RUNTIME_OBJ) $(LDLIBS)
 
+fixtures: $(FIXTURES)
+
+tests/fixtures/unet_small.safetensors: $(FIXDEPS)
+	@mkdir -p $(dir $@)
+	$(PY) scripts/make_fixtures.py --config small --batch 2 --seed 1 --out $@
+tests/fixtures/unet_small_oldattn.safetensors: $(FIXDEPS)
+	@mkdir -p $(dir $@)
+	$(PY) scripts/make_fixtures.py --config small --batch 2 --seed 1 --attn-names old --no-grad --out $@
+tests/fixtures/unet_cifar.safetensors: $(FIXDEPS)
+	@mkdir -p $(dir $@)
+	$(PY) scripts/make_fixtures.py --config cifar --batch 1 --seed 1 --out $@
+
 test: test-deps
-	@$(MAKE) --no-print-directory ddpmlua $(CTEST_BIN)
+	@$(MAKE) --no-print-directory ddpmlua $(CTEST_BIN) $(FIXTURES)
 	@bash tests/run.sh
 
 demo: deps ddpmlua
