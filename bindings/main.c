@@ -569,6 +569,18 @@ struct smain {
    int status;
 };
 
+/* `ddpmlua runs`, `ddpmlua show 3`, ...: subcommands over the run history
+   (lib/ddpm/commands.lua), unless a file of that name exists. */
+static int is_command(char **argv, int script)
+{
+   static const char *const cmds[] = {"runs", "show", "compare", "plot", "sql", "rerun",
+                                      "export", "report", NULL};
+   if (script != 1) return 0;
+   for (int i = 0; cmds[i]; i++)
+      if (strcmp(argv[script], cmds[i]) == 0) return access(argv[script], F_OK) != 0;
+   return 0;
+}
+
 static int pmain(lua_State *L)
 {
    struct smain *s = (struct smain *)lua_touserdata(L, 1);
@@ -619,7 +631,9 @@ static int pmain(lua_State *L)
       if (strcmp(argv[i], "-e") == 0) failed = dostring(L, argv[++i], "=(command line)");
       else if (strcmp(argv[i], "-l") == 0) failed = dorequire(L, argv[++i]);
    }
-   if (!failed && script) failed = run_script(L, argv, argc, script);
+   if (!failed && script && is_command(argv, script))
+      failed = dostring(L, "return require('ddpm.commands').main(arg[0], arg)", "=ddpmlua");
+   else if (!failed && script) failed = run_script(L, argv, argc, script);
    if (has_i || (!script && !has_e && !has_v)) {
       if (run_repl(L)) failed = 1;
    }
