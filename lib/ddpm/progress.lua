@@ -40,6 +40,7 @@ function progress.new(opt)
    self.mode = opt.mode or mode()
    self.interval = opt.interval or tonumber(os.getenv('DDPMLUA_PROGRESS_INTERVAL') or '') or 30
    self.t0 = core.time()
+   self.time_limit = opt.time_limit   -- seconds: a time-bounded loop (ETA from the clock)
    self.last_draw = -math.huge
    self.rate = nil
    self.last_t, self.last_step = self.t0, self.start_step
@@ -69,6 +70,16 @@ function progress:line(step, fields)
    local rate = self.rate or (elapsed > 0 and done / elapsed or 0)
    local eta = rate > 0 and (self.total - step) / rate or math.huge
    local pct = self.total > 0 and 100 * step / self.total or 0
+   if self.time_limit then
+      local left = math.max(self.time_limit - elapsed, 0)
+      if left < eta then
+         eta = left
+         pct = math.min(100 * elapsed / self.time_limit, 100)
+         local r = rate >= 1 and ('%.2f it/s'):format(rate) or (rate > 0 and ('%.2f s/it'):format(1 / rate) or '-- it/s')
+         return ('%s %d [%3d%% of %s] %s  %s<%s%s'):format(self.label, step, math.floor(pct),
+            fmt_time(self.time_limit), r, fmt_time(elapsed), fmt_time(eta), fmt_fields(fields))
+      end
+   end
    local r = rate >= 1 and ('%.2f it/s'):format(rate) or (rate > 0 and ('%.2f s/it'):format(1 / rate) or '-- it/s')
    return ('%s %d/%d [%3d%%] %s  %s<%s%s'):format(self.label, step, self.total, math.floor(pct),
       r, fmt_time(elapsed), fmt_time(eta), fmt_fields(fields))

@@ -117,7 +117,8 @@ local function train(opt)
    local ema_params = ema:flat_params()
    local cache = {}
    local xbuf = core.zeros{B, C, H, W}
-   local bar = opt.progress ~= false and progress.new{total = steps, start = start, label = 'train'}
+   local bar = opt.progress ~= false and progress.new{total = steps, start = start, label = 'train',
+                                                                time_limit = opt.time_limit}
    local nonfinite, last_loss = 0, nil
    local ckpts = {}
    local status = 'finished'
