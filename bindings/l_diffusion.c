@@ -651,6 +651,29 @@ static int l_ddim_step(lua_State *L)
    return 1;
 }
 
+/* ddim_reverse_step(sched, model_out, xt, t [, opts]) -> x_next
+   (the deterministic DDIM encoder step t -> t+1, spec 5.2:
+   x_next = sqrt(ab_next) x0_hat + sqrt(1 - ab_next) eps, eps re-derived from
+   the (clamped) x0_hat; opts as p_sample_step: mean_type, var_type,
+   clip = true, out, x0_out) */
+static int l_ddim_reverse_step(lua_State *L)
+{
+   lua_settop(L, 5);
+   const char *what = "ddim_reverse_step";
+   rev_args r;
+   rev_read(L, &r, 5, rev_opts, 1, what);
+   float *x0 = opt_out(L, 5, "x0_out", r.xt, what);
+   const float *pmo = in_data(L, r.mo, what), *pxt = in_data(L, r.xt, what);
+   int oi = opt_push(L, 5, "out");
+   if (!lua_isnil(L, oi) && !luaL_testudata(L, oi, DDPM_TENSOR_MT))
+      return luaL_error(L, "%s: option 'out' must be a ddpm.Tensor, got %s", what, luaL_typename(L, oi));
+   float *out = out_data(L, lua_isnil(L, oi) ? 0 : oi, r.xt, what, "out");
+   if (ddpm_ddim_reverse_step(r.s, out, x0, pmo, pxt, r.t, r.N, r.C, r.HW, r.mean_type,
+                              r.var_type, r.clip) != DDPM_OK)
+      return luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   return 1;
+}
+
 /* ------------------------------------------------------------------ losses */
 
 /* loss_simple(model_out, target [, grad]) -> loss, grad (eq. 14) */
@@ -716,6 +739,29 @@ static int l_vb_terms_bpd(lua_State *L)
        != DDPM_OK)
       return luaL_error(L, "%s: %s", what, ddpm_errmsg());
    return lua_gettop(L) - top;
+}
+
+/* normal_kl(m1, lv1, m2, lv2) -> KL(N(m1, e^lv1) || N(m2, e^lv2)) in nats
+   (numbers; spec 3.2) */
+static int l_normal_kl(lua_State *L)
+{
+   double m1 = luaL_checknumber(L, 1), lv1 = luaL_checknumber(L, 2);
+   double m2 = luaL_checknumber(L, 3), lv2 = luaL_checknumber(L, 4);
+   lua_pushnumber(L, ddpm_normal_kl(m1, lv1, m2, lv2));
+   return 1;
+}
+
+/* discretized_gaussian_log_likelihood(x, mu, log_scale) -> log p, d/dmu,
+   d/dlog_scale: the decoder of spec 3.2 (eq. 13) for the 8-bit bin of x in
+   [-1, 1] (numbers) */
+static int l_discretized_gaussian_log_likelihood(lua_State *L)
+{
+   double x = luaL_checknumber(L, 1), mu = luaL_checknumber(L, 2), ls = luaL_checknumber(L, 3);
+   double dmu = 0, dls = 0;
+   lua_pushnumber(L, ddpm_discretized_gaussian_log_likelihood(x, mu, ls, &dmu, &dls));
+   lua_pushnumber(L, dmu);
+   lua_pushnumber(L, dls);
+   return 3;
 }
 
 /* prior_bpd(sched, x0) -> L_T per example [N] in bits/dim */
@@ -819,7 +865,9 @@ void l_diffusion_register(lua_State *L)
       {"q_sample", l_q_sample}, {"predict_x0", l_predict_x0}, {"predict_eps", l_predict_eps},
       {"v_target", l_v_target}, {"q_posterior", l_q_posterior},
       {"p_mean_variance", l_p_mean_variance}, {"p_sample_step", l_p_sample_step},
-      {"ddim_step", l_ddim_step},
+      {"ddim_step", l_ddim_step}, {"ddim_reverse_step", l_ddim_reverse_step},
+      {"normal_kl", l_normal_kl},
+      {"discretized_gaussian_log_likelihood", l_discretized_gaussian_log_likelihood},
       {"loss_simple", l_loss_simple}, {"loss_simple_per_example", l_loss_simple_per_example},
       {"vb_terms_bpd", l_vb_terms_bpd}, {"prior_bpd", l_prior_bpd},
       {"training_losses", l_training_losses},

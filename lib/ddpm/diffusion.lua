@@ -1,10 +1,14 @@
 --[[
-ddpm.diffusion — the forward process, the training loss and the samplers, as
-one object over a noise schedule (the C core does the math: runtime/diffusion.c).
+ddpm.diffusion — the forward process, the training loss, the samplers and the
+likelihood, as one object over a noise schedule (the C core does the math:
+runtime/diffusion.c; this file runs the loops over t).
 
    local diff = ddpm.diffusion{schedule = 'linear', T = 1000}      -- the paper
-   local loss = diff:train_step_loss(model, x0, step_seed)          -- Algorithm 1
+   local loss = diff:loss(model, x0, rng)                           -- Algorithm 1
    local x = diff:sample(model, {n = 64, shape = {1, 28, 28}, seed = 1})  -- Algorithm 2
+   local x = diff:sample(model, {n = 64, shape = {1, 28, 28}, steps = 'ddim50',
+                                 sampler = 'ddim', eta = 0})        -- DDIM, 50 steps
+   local r = diff:nll(model, data, {n = 1000, batch = 100})         -- bits/dim (spec 3.3)
 
 Options: schedule ('linear', 'quad', 'const', 'jsd', 'warmup10', 'warmup50',
 'cosine', or a table of T betas, or a Lua function t -> beta for t = 0..T-1),
@@ -12,6 +16,21 @@ T, beta_start, beta_end, mean_type ('eps', 'xstart', 'xprev', 'v'),
 var_type ('fixedlarge', 'fixedsmall', 'learned', 'learned_range'),
 loss_type ('mse', 'rescaled_mse', 'kl', 'rescaled_kl'), clip (true).
 Timesteps are the code index t = 0..T-1 (paper t - 1), as the network sees them.
+
+The model. Every sampler and nll take either a ddpm.UNet (run in evaluation
+mode without activation caching, restored afterwards) or a Lua function
+model(x, t) -> tensor of the network's output shape, where x is
+[N, C, H, W] and t one number (the same ORIGINAL timestep for the whole
+batch), so an analytic model can be plugged in. A function's output is not
+freed.
+
+Respacing (spec 5.1). opt.steps = K (a number: improved-diffusion's "K", K
+steps spread evenly over [0, T), first and last included) or a spacing string
+('50', '10,15,20', 'ddim50') runs the K-step process with
+beta'_k = 1 - ab[s_k] / ab[s_{k-1}] recomputed from the kept indices s_k; the
+network receives the original index s_k. diff:respace(spec) returns that
+process as a Diffusion of its own (cached); sampler loops, nll and q_sample
+on it use its code index k = 0..K-1 and feed the model s_k.
 ]]
 local core = require 'ddpm.core'
 local progress = require 'ddpm.progress'
@@ -22,6 +41,10 @@ Diffusion.__typename = 'ddpm.Diffusion'
 
 local known = {schedule = true, T = true, beta_start = true, beta_end = true, mean_type = true,
                var_type = true, loss_type = true, clip = true}
+
+-- Random streams under a sampler's seed (core.mix_seed(seed, stream)).
+local S_XT, S_Z, S_QEPS = 11, 12, 13       -- x_T; reverse-step noise; q_sample noise
+local S_BRANCH = 100                       -- + split number: noise of the branches
 
 local function new(opt)
    opt = opt or {}
@@ -53,6 +76,9 @@ local function new(opt)
    else
       error('diffusion: schedule must be a name, a table of betas or a function of t', 3)
    end
+   self.base_T = self.T
+   self.tmap = self.sched:timestep_map()   -- [k + 1] = the timestep the network sees
+   self._spaced = {}
    return self
 end
 
@@ -72,6 +98,53 @@ end
 --- x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps (eq. 4).
 function Diffusion:q_sample(x0, t, eps)
    return core.q_sample(self.sched, x0, eps, t)
+end
+
+--- The timestep the network is fed for code index k of this process (the
+--- original index after respacing, k itself otherwise).
+function Diffusion:model_t(k)
+   local v = self.tmap[k + 1]
+   if v == nil then
+      error(('model_t: %s is not a code index in 0..%d'):format(tostring(k), self.T - 1), 2)
+   end
+   return v
+end
+
+--- diff:respace(steps) -> the K-step respaced process (spec 5.1) as a
+--- Diffusion sharing this one's mean/var/loss types and clip. steps: a number
+--- K or a spacing string ('50', '10,20', 'ddim50'). The result is cached per
+--- spec; steps = T (the number) or nil returns self.
+function Diffusion:respace(steps)
+   if steps == nil or steps == self.T then return self end
+   local spec
+   if type(steps) == 'number' then
+      if steps < 1 or steps % 1 ~= 0 or steps > self.T then
+         error(('respace: steps = %s must be an integer in 1..%d'):format(tostring(steps), self.T), 2)
+      end
+      spec = tostring(steps)
+   elseif type(steps) == 'string' then
+      spec = steps
+   else
+      error('respace: steps must be a number or a spacing string such as "ddim50", got ' .. type(steps), 2)
+   end
+   local hit = self._spaced[spec]
+   if hit then return hit end
+   local ok, r = pcall(self.sched.respace, self.sched, spec)
+   if not ok then error(r, 2) end
+   local child = setmetatable({}, Diffusion)
+   for _, k in ipairs{'beta_start', 'beta_end', 'mean_type', 'var_type', 'loss_type', 'clip',
+                      'schedule_name'} do
+      child[k] = self[k]
+   end
+   child.sched = r
+   child.T = r:T()
+   child.base_T = self.base_T
+   child.tmap = r:timestep_map()
+   child.spacing = spec
+   child.parent = self
+   child._spaced = {}
+   self._spaced[spec] = child
+   return child
 end
 
 --- One training loss (Algorithm 1 lines 2-5, without the optimiser):
@@ -98,48 +171,446 @@ function Diffusion:loss(model, x0, rng)
    return loss, losses, t
 end
 
---- Ancestral sampling (Algorithm 2): x_T ~ N(0, I), then T reverse steps.
---- opt: n, shape = {C, H, W}, seed, progress (true), clip (the diffusion's),
---- on_step = function(t, x, x0_pred) (optional, e.g. for progressive figures).
---- The model is put in evaluation mode without activation caching and
---- restored afterwards. Returns x_0 [n, C, H, W] (not clipped).
-function Diffusion:sample(model, opt)
-   opt = opt or {}
-   local n, shape = opt.n or 16, opt.shape
-   if type(shape) ~= 'table' or #shape ~= 3 then error('sample: shape = {C, H, W} is required', 2) end
-   local seed = opt.seed or 0
-   local sizes = {n, shape[1], shape[2], shape[3]}
-   local x, ctr = core.randn(sizes, core.mix_seed(seed, 11), 0)
-   local zseed, zctr = core.mix_seed(seed, 12), 0
-   local was_training = model.is_training
-   model:evaluate()
-   model:set_grad_enabled(false)
-   local show = opt.progress ~= false
-   local bar = show and progress.new{total = self.T, label = opt.label or 'sample'}
-   local ropts = self:rev_opts{clip = opt.clip}
-   local x0pred = opt.on_step and core.zeros(sizes) or nil
-   if x0pred then ropts.x0_out = x0pred end
-   local ok, err = pcall(function()
-      for i = self.T - 1, 0, -1 do
-         local out = model:forward(x, i)
-         local z
-         z, zctr = core.randn(sizes, zseed, zctr)
-         ropts.out = x
-         core.p_sample_step(self.sched, out, x, i, z, ropts)
-         out:free(); z:free()
-         if opt.on_step then opt.on_step(i, x, x0pred) end
-         if bar then bar:update(self.T - i) end
-      end
-   end)
-   model:set_grad_enabled(true)
-   if was_training then model:training() end
+---------------------------------------------------------------- models
+
+-- A uniform view of a model: call(x, t) -> output, release(output), done().
+local function wrap_model(model, what)
+   if type(model) == 'function' then
+      return {call = model, release = function() end, done = function() end}
+   end
+   if type(model) == 'table' and type(model.forward) == 'function' then
+      local was_training = model.is_training
+      if model.evaluate then model:evaluate() end
+      if model.set_grad_enabled then model:set_grad_enabled(false) end
+      return {
+         call = function(x, t) return model:forward(x, t) end,
+         release = function(out) if out.free then out:free() end end,
+         done = function()
+            if model.set_grad_enabled then model:set_grad_enabled(true) end
+            if was_training and model.training then model:training() end
+         end,
+      }
+   end
+   error(('%s: model must be a ddpm.UNet (or an object with :forward) or a function (x, t) -> tensor, got %s')
+         :format(what, type(model)), 3)
+end
+
+-- Runs f(m) with the model wrapped, restoring the model (and closing a
+-- progress bar) even when f raises.
+local function with_model(model, what, bar, f)
+   local m = wrap_model(model, what)
+   local res = {pcall(f, m)}
+   m.done()
    if bar then bar:finish() end
-   if not ok then error(err, 0) end
+   if not res[1] then error(res[2], 0) end
+   return unpack(res, 2, table.maxn(res))
+end
+
+-- Unknown option names are errors (a typo like step = 50 would otherwise be ignored).
+local function set(...)
+   local t = {}
+   for _, k in ipairs{...} do t[k] = true end
+   return t
+end
+local COMMON = {'seed', 'steps', 'sampler', 'eta', 'clip', 'progress', 'label'}
+local OPTS = {
+   sample = set('n', 'shape', 'noise', 'on_step', unpack(COMMON)),
+   progressive = set('n', 'shape', 'noise', 'on_step', 'every', 'path', unpack(COMMON)),
+   interpolate = set('t', 'lambdas', 'path', unpack(COMMON)),
+   shared_latent = set('n', 'shape', 'split', 'branches', 'path', unpack(COMMON)),
+   ddim_encode = set('steps', 'clip', 'progress', 'label', 'eta'),
+   ddim_decode = set('steps', 'clip', 'progress', 'label', 'eta', 'on_step'),
+}
+
+local function check_opts(opt, what)
+   if type(opt) ~= 'table' then error(('%s: expected an options table, got %s'):format(what, type(opt)), 3) end
+   local ok = OPTS[what]
+   for k in pairs(opt) do
+      if not ok[k] then
+         local names = {}
+         for n in pairs(ok) do names[#names + 1] = n end
+         table.sort(names)
+         error(("%s: unknown option '%s' (known: %s)"):format(what, tostring(k), table.concat(names, ', ')), 3)
+      end
+   end
+end
+
+local function check_shape(shape, what)
+   if type(shape) ~= 'table' or #shape ~= 3 then error(what .. ': shape = {C, H, W} is required', 3) end
+   for i = 1, 3 do
+      if type(shape[i]) ~= 'number' or shape[i] < 1 or shape[i] % 1 ~= 0 then
+         error(what .. ': shape = {C, H, W} must hold positive integers', 3)
+      end
+   end
+end
+
+-- A 4-D batch from x ([C,H,W] or [N,C,H,W]), contiguous, never the caller's tensor.
+local function batch4(x, what, name)
+   if not core.is_tensor(x) then error(('%s: %s must be a ddpm.Tensor, got %s'):format(what, name, type(x)), 3) end
+   local s = x:size()
+   if #s == 3 then return x:contiguous():view({1, s[1], s[2], s[3]}):clone() end
+   if #s ~= 4 then error(('%s: %s expected [N,C,H,W] or [C,H,W], got %s'):format(what, name, x:shape_str()), 3) end
+   return x:clone()
+end
+
+---------------------------------------------------------------- the reverse chain
+
+local samplers = {ancestral = true, ddim = true}
+
+local function check_sampler(opt, what)
+   local s = opt.sampler or 'ancestral'
+   if not samplers[s] then
+      error(("%s: sampler must be 'ancestral' or 'ddim', got '%s'"):format(what, tostring(s)), 3)
+   end
+   local eta = opt.eta or 0
+   if type(eta) ~= 'number' or eta < 0 then error(what .. ': eta must be a number >= 0', 3) end
+   if s == 'ancestral' and opt.eta ~= nil then
+      error(what .. ": eta is an option of sampler = 'ddim'", 3)
+   end
+   return s, eta
+end
+
+--- The largest code index k of this process with model_t(k) <= t (t an
+--- original timestep); where a chain meant to start at original step t starts.
+function Diffusion:index_at(t)
+   if type(t) ~= 'number' or t % 1 ~= 0 or t < 0 or t >= self.base_T then
+      error(('index_at: t = %s must be an integer in 0..%d'):format(tostring(t), self.base_T - 1), 2)
+   end
+   local k = 0
+   for i = 0, self.T - 1 do
+      if self.tmap[i + 1] <= t then k = i else break end
+   end
+   return k
+end
+
+-- Runs reverse steps k = from .. to (descending) on x in place.
+-- st: m (wrapped model), sampler, eta, clip, noise(sizes) -> tensor or nil,
+-- on_step(k, x, x0_pred, t_model), x0_out (tensor for x0_pred), bar, done
+-- (steps already counted by the bar).
+function Diffusion:_chain(x, from, to, st)
+   local sizes = x:size()
+   local ropts = self:rev_opts{clip = st.clip, out = x, x0_out = st.x0_out}
+   if st.sampler == 'ddim' then ropts.eta = st.eta end
+   for k = from, to, -1 do
+      local tm = self.tmap[k + 1]
+      local out = st.m.call(x, tm)
+      if not core.is_tensor(out) then
+         error(('model returned %s, expected a tensor'):format(type(out)), 0)
+      end
+      local z
+      if st.sampler == 'ddim' then
+         if st.eta > 0 then z = st.noise(sizes) end
+         core.ddim_step(self.sched, out, x, k, z, ropts)
+      else
+         z = st.noise(sizes)
+         core.p_sample_step(self.sched, out, x, k, z, ropts)
+      end
+      st.m.release(out)
+      if z then z:free() end
+      if st.on_step then st.on_step(k, x, st.x0_out, tm) end
+      if st.bar then
+         st.done = (st.done or 0) + 1
+         st.bar:update(st.done)
+      end
+   end
    return x
 end
 
+-- The noise source of a chain: N(0, I) draws from (seed, stream), counters running.
+local function noise_stream(seed, stream)
+   local s, ctr = core.mix_seed(seed, stream), 0
+   return function(sizes)
+      local z
+      z, ctr = core.randn(sizes, s, ctr)
+      return z
+   end
+end
+
+--- Sampling. opt:
+---   n (16), shape = {C, H, W} (required unless noise is given), seed (0),
+---   steps (nil = all T; a number K or a spacing string: respaced, spec 5.1),
+---   sampler ('ancestral' | 'ddim'), eta (DDIM only; 0 = deterministic),
+---   noise (x_T to start from, [n,C,H,W]; copied), clip (the diffusion's),
+---   progress (true), label, on_step = function(k, x, x0_pred, t) (x0_pred
+---   is the predicted x_0 of that step; t the network's timestep).
+--- Ancestral sampling is Algorithm 2; with steps it runs on the respaced
+--- process. The model may be a ddpm.UNet or a function (x, t) -> output.
+--- Returns x_0 [n, C, H, W] (not clipped).
+function Diffusion:sample(model, opt)
+   opt = opt or {}
+   check_opts(opt, 'sample')
+   if opt.steps ~= nil then
+      local r = self:respace(opt.steps)
+      if r ~= self then
+         local o = {}
+         for k, v in pairs(opt) do o[k] = v end
+         o.steps = nil
+         return r:sample(model, o)
+      end
+   end
+   local sampler, eta = check_sampler(opt, 'sample')
+   local seed = opt.seed or 0
+   local x
+   if opt.noise ~= nil then
+      x = batch4(opt.noise, 'sample', 'noise')
+   else
+      check_shape(opt.shape, 'sample')
+      local n = opt.n or 16
+      local sizes = {n, opt.shape[1], opt.shape[2], opt.shape[3]}
+      x = core.randn(sizes, core.mix_seed(seed, S_XT), 0)
+   end
+   local show = opt.progress ~= false
+   local bar = show and progress.new{total = self.T, label = opt.label or (sampler == 'ddim' and 'ddim' or 'sample')}
+   return with_model(model, 'sample', bar, function(m)
+      local st = {m = m, sampler = sampler, eta = eta, clip = opt.clip, bar = bar,
+                  noise = noise_stream(seed, S_Z), on_step = opt.on_step,
+                  x0_out = opt.on_step and core.zeros(x:size()) or nil}
+      return self:_chain(x, self.T - 1, 0, st)
+   end)
+end
+
+--- DDIM decoding (eta = 0): x_0 from x_T by the deterministic DDIM chain.
+--- opt: steps, clip, progress (as sample). x_T [n,C,H,W] is not modified.
+function Diffusion:ddim_decode(model, xT, opt)
+   opt = opt or {}
+   check_opts(opt, 'ddim_decode')
+   if opt.eta ~= nil and opt.eta ~= 0 then error('ddim_decode: eta must be 0 (deterministic)', 2) end
+   return self:sample(model, {noise = xT, sampler = 'ddim', eta = 0, steps = opt.steps, clip = opt.clip,
+                              progress = opt.progress, label = opt.label or 'ddim_decode',
+                              on_step = opt.on_step})
+end
+
+--- DDIM encoding (spec 5.2; eta must be 0): the latent x_T that
+--- ddim_decode maps back to x0. x0 is taken as the state at code index 0
+--- and K - 1 encoder steps x_{k+1} = sqrt(ab_{k+1}) x0_hat + sqrt(1 - ab_{k+1}) eps
+--- bring it to index K - 1, the state the decoder starts from (K = the
+--- process's steps; opt.steps respaces). opt: steps, clip, progress.
+function Diffusion:ddim_encode(model, x0, opt)
+   opt = opt or {}
+   check_opts(opt, 'ddim_encode')
+   if opt.eta ~= nil and opt.eta ~= 0 then error('ddim_encode: eta must be 0 (deterministic)', 2) end
+   local d = self:respace(opt.steps)
+   local x = batch4(x0, 'ddim_encode', 'x0')
+   local bar = opt.progress ~= false and progress.new{total = math.max(d.T - 1, 1), label = opt.label or 'ddim_encode'}
+   return with_model(model, 'ddim_encode', bar, function(m)
+      local ropts = d:rev_opts{clip = opt.clip, out = x}
+      for k = 0, d.T - 2 do
+         local out = m.call(x, d.tmap[k + 1])
+         core.ddim_reverse_step(d.sched, out, x, k, ropts)
+         m.release(out)
+         if bar then bar:update(k + 1) end
+      end
+      return x
+   end)
+end
+
+---------------------------------------------------------------- figures
+
+-- Copies rows of tensors into one [sum, C, H, W] tensor in the order given
+-- by items = {{tensor, row}, ...}.
+local function gather(items, C, H, W)
+   local out = core.zeros({#items, C, H, W})
+   for i, it in ipairs(items) do out[i] = it[1][it[2]] end
+   return out
+end
+
+local function save(path, x, nrow)
+   if path then core.save_grid(path, x, nrow, 2) end
+end
+
+--- Progressive generation (paper Fig. 6, spec 4.3): samples while keeping the
+--- predicted x_0 along the chain. opt: as sample, plus every (in original
+--- timesteps; default T/20, so 20 snapshots for T = 1000), path (a PNG: one
+--- row per sample, the snapshots from t = T-1 down to t = 0 left to right).
+--- Snapshot slot j holds the prediction of the last step visited with
+--- t // every == j (t = every*j when that step is run). Returns
+--- x_0 [n,C,H,W] and snapshots = {{t = original t, x0 = [n,C,H,W]}, ...} in
+--- descending t; the last snapshot (t = 0) equals x_0.
+function Diffusion:progressive(model, opt)
+   opt = opt or {}
+   check_opts(opt, 'progressive')
+   local every = opt.every or math.max(1, math.floor(self.base_T / 20))
+   if type(every) ~= 'number' or every < 1 or every % 1 ~= 0 then
+      error('progressive: every must be a positive integer', 2)
+   end
+   local slots, order = {}, {}
+   local user = opt.on_step
+   local o = {}
+   for k, v in pairs(opt) do o[k] = v end
+   o.every, o.path = nil, nil
+   o.label = opt.label or 'progressive'
+   o.on_step = function(k, x, x0, t)
+      local j = math.floor(t / every)
+      if not slots[j] then
+         slots[j] = {t = t, x0 = x0:clone()}
+         order[#order + 1] = j
+      else
+         slots[j].t = t
+         slots[j].x0:copy(x0)
+      end
+      if user then user(k, x, x0, t) end
+   end
+   local x = self:sample(model, o)
+   local snaps = {}
+   for _, j in ipairs(order) do snaps[#snaps + 1] = slots[j] end
+   if opt.path then
+      local s = x:size()
+      local items = {}
+      for i = 1, s[1] do
+         for _, sn in ipairs(snaps) do items[#items + 1] = {sn.x0, i} end
+      end
+      local g = gather(items, s[2], s[3], s[4])
+      save(opt.path, g, #snaps)
+      g:free()
+   end
+   return x, snaps
+end
+
+--- Interpolation in latent space (paper Sec. 4.4, Fig. 8; spec 4.4): for each
+--- pair (x0a[i], x0b[i]) diffuse both to step t with noise fixed across the
+--- lambdas, mix x_bar = (1 - lambda) x_t + lambda x'_t and run the reverse
+--- chain from t to 0, with the same reverse noise for every lambda.
+--- x0a, x0b: [B,C,H,W] (or [C,H,W]) in [-1, 1]. opt: t (original code index
+--- the chain starts at; default T/2), lambdas (default 0, 0.1, ..., 1), seed,
+--- steps (respaced: starts at the largest kept index <= t), sampler, eta,
+--- clip, progress, path (a PNG: one row per pair: x0a, the lambdas, x0b).
+--- Returns [B*L, C,H,W] ordered pair by pair, lambda fastest, and the lambdas.
+function Diffusion:interpolate(model, x0a, x0b, opt)
+   opt = opt or {}
+   check_opts(opt, 'interpolate')
+   local d = self:respace(opt.steps)
+   local sampler, eta = check_sampler(opt, 'interpolate')
+   local a, b = batch4(x0a, 'interpolate', 'x0a'), batch4(x0b, 'interpolate', 'x0b')
+   if a:shape_str() ~= b:shape_str() then
+      error(('interpolate: x0a %s and x0b %s differ in shape'):format(a:shape_str(), b:shape_str()), 2)
+   end
+   local t = opt.t or math.floor(self.base_T / 2)
+   local k0 = d:index_at(t)
+   local lambdas = opt.lambdas
+   if lambdas == nil then
+      lambdas = {}
+      for i = 0, 10 do lambdas[#lambdas + 1] = i / 10 end
+   end
+   local L = #lambdas
+   if L < 1 then error('interpolate: lambdas is empty', 2) end
+   local seed = opt.seed or 0
+   local s = a:size()
+   local B, C, H, W = s[1], s[2], s[3], s[4]
+   local eps, ctr = core.randn(s, core.mix_seed(seed, S_QEPS), 0)
+   local eps2 = core.randn(s, core.mix_seed(seed, S_QEPS), ctr)
+   local at, bt = core.q_sample(d.sched, a, eps, k0), core.q_sample(d.sched, b, eps2, k0)
+   local x = core.zeros({B * L, C, H, W})
+   for i = 1, B do
+      for j, lam in ipairs(lambdas) do
+         local row = at[i] * (1 - lam) + bt[i] * lam
+         x[(i - 1) * L + j] = row
+      end
+   end
+   -- the same reverse noise for all lambdas of a pair
+   local base = noise_stream(seed, S_Z)
+   local function noise(sizes)
+      local z = base({B, C, H, W})
+      local full = core.zeros(sizes)
+      for i = 1, B do
+         for j = 1, L do full[(i - 1) * L + j] = z[i] end
+      end
+      z:free()
+      return full
+   end
+   local bar = opt.progress ~= false and progress.new{total = k0 + 1, label = opt.label or 'interpolate'}
+   with_model(model, 'interpolate', bar, function(m)
+      d:_chain(x, k0, 0, {m = m, sampler = sampler, eta = eta, clip = opt.clip, bar = bar, noise = noise})
+   end)
+   if opt.path then
+      local items = {}
+      for i = 1, B do
+         items[#items + 1] = {a, i}
+         for j = 1, L do items[#items + 1] = {x, (i - 1) * L + j} end
+         items[#items + 1] = {b, i}
+      end
+      local g = gather(items, C, H, W)
+      save(opt.path, g, L + 2)
+      g:free()
+   end
+   return x, lambdas
+end
+
+--- Coarse-to-fine completion sharing x_t (paper Fig. 7, spec 4.5): one
+--- reverse chain per root from x_T; at each split step t the current state
+--- (the input of step t) is copied into `branches` chains that continue to
+--- x_0 with independent noise. opt: n (roots, 1), shape, seed, split (original
+--- code indices, default {T-1, 3T/4-1, T/2-1, T/4-1}: the paper's
+--- 1000/750/500/250), branches (4), steps (respaced: a split starts at the
+--- largest kept index <= t), sampler, eta, clip, progress, path (a PNG: one
+--- row per (root, split), the branches across). Returns [n*S*branches, C,H,W]
+--- ordered root, split, branch, and the split steps used (original t).
+function Diffusion:shared_latent(model, opt)
+   opt = opt or {}
+   check_opts(opt, 'shared_latent')
+   local d = self:respace(opt.steps)
+   local sampler, eta = check_sampler(opt, 'shared_latent')
+   check_shape(opt.shape, 'shared_latent')
+   local T0 = self.base_T
+   local split = opt.split or {T0 - 1, math.floor(3 * T0 / 4) - 1, math.floor(T0 / 2) - 1,
+                               math.floor(T0 / 4) - 1}
+   local nb, n = opt.branches or 4, opt.n or 1
+   local C, H, W = opt.shape[1], opt.shape[2], opt.shape[3]
+   local seed = opt.seed or 0
+   local ks, used = {}, {}
+   for i, t in ipairs(split) do
+      ks[i] = d:index_at(t)
+      used[i] = d.tmap[ks[i] + 1]
+   end
+   local kmin = math.huge
+   for _, k in ipairs(ks) do kmin = math.min(kmin, k) end
+   local total = d.T - 1 - kmin
+   for _, k in ipairs(ks) do total = total + k + 1 end
+   local bar = opt.progress ~= false and progress.new{total = total, label = opt.label or 'shared_latent'}
+   local out = core.zeros({n * #ks * nb, C, H, W})
+   with_model(model, 'shared_latent', bar, function(m)
+      local x = core.randn({n, C, H, W}, core.mix_seed(seed, S_XT), 0)
+      local states = {}
+      local st = {m = m, sampler = sampler, eta = eta, clip = opt.clip, bar = bar,
+                  noise = noise_stream(seed, S_Z)}
+      local function keep(k)
+         for i, ki in ipairs(ks) do
+            if ki == k and not states[i] then states[i] = x:clone() end
+         end
+      end
+      for k = d.T - 1, kmin, -1 do
+         keep(k)
+         if k > kmin then d:_chain(x, k, k, st) end
+      end
+      for i, ki in ipairs(ks) do
+         local xb = core.zeros({n * nb, C, H, W})
+         for r = 1, n do
+            for j = 1, nb do xb[(r - 1) * nb + j] = states[i][r] end
+         end
+         d:_chain(xb, ki, 0, {m = m, sampler = sampler, eta = eta, clip = opt.clip, bar = bar,
+                              done = st.done, noise = noise_stream(seed, S_BRANCH + i)})
+         st.done = (st.done or 0) + ki + 1
+         for r = 1, n do
+            for j = 1, nb do out[((r - 1) * #ks + (i - 1)) * nb + j] = xb[(r - 1) * nb + j] end
+         end
+         xb:free()
+      end
+   end)
+   save(opt.path, out, nb)
+   return out, used
+end
+Diffusion.coarse_to_fine = Diffusion.shared_latent
+
+---------------------------------------------------------------- likelihood
+
+--- diff:nll(model, data, opt): the variational bound in bits/dim over all T
+--- terms plus the prior (calc_bpd_loop, spec 3.3). See lib/ddpm/nll.lua.
+function Diffusion:nll(model, data, opt)
+   return require('ddpm.nll').nll(self, model, data, opt, wrap_model)
+end
+
 function Diffusion:__tostring()
-   return ('[ddpm.Diffusion %s T=%d mean=%s var=%s loss=%s]'):format(self.schedule_name, self.T,
+   local sp = self.spacing and (' respaced ' .. self.spacing .. ' of ' .. self.base_T) or ''
+   return ('[ddpm.Diffusion %s T=%d%s mean=%s var=%s loss=%s]'):format(self.schedule_name, self.T, sp,
       self.mean_type, self.var_type, self.loss_type)
 end
 
