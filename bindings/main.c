@@ -7,9 +7,9 @@
  * traceback handler, errors print "ddpmlua: <message>" and exit 1, and Ctrl-C
  * stops the running chunk rather than the process. It also preloads two
  * modules: `ddpm.core` (bindings/l_core.c) and `ddpm.host` (below: line
- * reading with libedit and a Ctrl-C-aware pcall for the REPL), and points
- * package.path at lib/ next to the executable, or at share/ddpmlua/lua/ after
- * `make install`.
+ * reading with libedit, TAB completion calling a Lua completer, and a
+ * Ctrl-C-aware pcall for the REPL), and points package.path at lib/ next to
+ * the executable, or at share/ddpmlua/lua/ after `make install`.
  *
  * What it is not: the REPL itself (lib/ddpm/repl.lua decides what to print) or
  * a sandbox (scripts have full OS access, as with luajit).
@@ -17,9 +17,11 @@
  * Ctrl-C: the first one while a chunk runs sets ddpm_interrupt_set(), which
  * C kernels poll, and a Lua hook that raises "interrupted" at the next
  * interpreted instruction. Hooks are not checked inside JIT-compiled traces
- * (LuaJIT/LuaJIT#1120), so a compiled `while true do end` ignores it; a second
- * Ctrl-C while the first is still pending restores the default action and
- * ends the process.
+ * (LuaJIT/LuaJIT#1120), so a compiled `while true do end` ignores it (the
+ * REPL therefore runs its chunks with the JIT off); a second Ctrl-C while the
+ * first is still pending restores the default action and ends the process.
+ * When a kernel has already turned the Ctrl-C into its own error, the hook
+ * stands down instead of raising again inside that error's handler.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -31,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <editline/readline.h>
@@ -58,9 +61,26 @@ static struct sigaction saved_sigint;
    interrupts as usual. */
 static volatile sig_atomic_t graceful, stop_requested;
 
+/* A C kernel that saw the flag has already turned this Ctrl-C into its own
+   error ("unet forward: interrupted"; docall clears the message first). */
+static int kernel_took_interrupt(void)
+{
+   static const char tail[] = "interrupted";
+   const char *m = ddpm_errmsg();
+   size_t n = strlen(m), k = sizeof tail - 1;
+   return n >= k && strcmp(m + n - k, tail) == 0;
+}
+
 static void stop_hook(lua_State *L, lua_Debug *ar)
 {
-   (void)ar;
+   if (kernel_took_interrupt()) {
+      /* That error is on its way out: raising again would hit its message
+         handler ("error in error handling") or the cleanup after a pcall. */
+      lua_sethook(L, NULL, 0, 0);
+      return;
+   }
+   if (ar->event == LUA_HOOKCALL && lua_getinfo(L, "S", ar) && ar->what[0] == 'C')
+      return;   /* a C function: it polls the flag itself, or returns to Lua soon */
    lua_sethook(L, NULL, 0, 0);
    /* Not luaL_error: a hook has no C frame, level 0 is the function running. */
    luaL_where(L, 0);
@@ -210,6 +230,7 @@ static int docall(lua_State *L, int narg, int nres, int arm)
    lua_insert(L, base);
    if (arm) {
       ddpm_interrupt_clear();
+      ddpm_clearerr();   /* for kernel_took_interrupt */
       sigint_arm();
    }
    int status = lua_pcall(L, narg, nres, base);
@@ -287,6 +308,124 @@ static int prompt_getc(FILE *f)
    return cp;
 }
 
+/* TAB completion. libedit hands over the word before the cursor; the word
+   breaks (set in main) keep `ddpm.data.fa` and `x:nu` whole, so the Lua
+   completer (host.set_completer, lib/ddpm/repl.lua) sees the path and
+   returns the full candidates with their suffix (`.`, `:`, `(`). Inside a
+   string it returns the string's text instead, a file name to complete:
+   libedit's word stops at `/` or `-` there, so the matches are made for the
+   whole text and cut back to libedit's word. The completer runs under
+   lua_cpcall: an error in it means no candidates, never a longjmp through
+   libedit. */
+#define COMPLETER_KEY "ddpm.host.completer"
+
+static lua_State *prompt_L;       /* the state waiting in readline() */
+static char **cands;              /* this TAB's candidates, strdup'ed */
+static int ncands, icand;
+
+struct complete_call {
+   const char *text, *line;
+   size_t len;
+   char *file;                    /* the completer returned a file name to complete */
+};
+
+static int complete_collect(lua_State *L)
+{
+   struct complete_call *c = (struct complete_call *)lua_touserdata(L, 1);
+   lua_getfield(L, LUA_REGISTRYINDEX, COMPLETER_KEY);
+   if (!lua_isfunction(L, -1)) return 0;
+   lua_pushstring(L, c->text);
+   lua_pushlstring(L, c->line, c->len);
+   lua_call(L, 2, 1);
+   if (lua_type(L, -1) == LUA_TSTRING) {
+      c->file = strdup(lua_tostring(L, -1));
+      return 0;
+   }
+   if (!lua_istable(L, -1)) return 0;
+   int n = (int)lua_objlen(L, -1);
+   cands = calloc((size_t)n + 1, sizeof *cands);
+   if (!cands) return 0;
+   for (int i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+      if (s && (cands[ncands] = strdup(s)) != NULL) ncands++;
+      lua_pop(L, 1);
+   }
+   return 0;
+}
+
+static char *next_cand(const char *text, int state)
+{
+   (void)text;
+   if (state == 0) icand = 0;
+   return icand < ncands ? strdup(cands[icand++]) : NULL;
+}
+
+/* File names completing word, cut to the tail text that libedit replaces;
+   a lone directory gets its '/'. NULL when there are none. */
+static char **file_matches(const char *word, const char *text)
+{
+   size_t wl = strlen(word), tl = strlen(text);
+   if (tl > wl || strcmp(word + wl - tl, text) != 0) return NULL;
+   size_t cut = wl - tl;
+   char **m = rl_completion_matches(word, rl_filename_completion_function);
+   if (!m) return NULL;
+   int ok = 1;
+   for (int i = 0; m[i]; i++) ok = ok && strncmp(m[i], word, cut) == 0;
+   if (ok && m[1] && !m[2]) {
+      struct stat st;
+      if (stat(m[1], &st) == 0 && S_ISDIR(st.st_mode)) {
+         for (int i = 0; i < 2 && ok; i++) {
+            size_t n = strlen(m[i]);
+            char *p = realloc(m[i], n + 2);
+            if (p) { p[n] = '/'; p[n + 1] = '\0'; m[i] = p; } else ok = 0;
+         }
+      }
+   }
+   for (int i = 0; m[i]; i++) {
+      if (ok) memmove(m[i], m[i] + cut, strlen(m[i] + cut) + 1);
+      else free(m[i]);
+   }
+   if (!ok) {
+      free(m);
+      return NULL;
+   }
+   return m;
+}
+
+static char **complete(const char *text, int start, int end)
+{
+   (void)start; (void)end;   /* wide-character offsets in libedit; rl_point is bytes */
+   rl_attempted_completion_over = 1;
+   rl_completion_append_character = '\0';   /* candidates carry their own suffix */
+   if (!prompt_L) return NULL;
+   const char *line = rl_line_buffer ? rl_line_buffer : "";
+   size_t len = strlen(line);
+   if (rl_point >= 0 && (size_t)rl_point < len) len = (size_t)rl_point;
+   struct complete_call c = {text, line, len, NULL};
+   ncands = 0;
+   if (lua_cpcall(prompt_L, complete_collect, &c) != 0) lua_pop(prompt_L, 1);
+   char **matches = NULL;
+   if (c.file) matches = file_matches(c.file, text);
+   else if (ncands > 0) matches = rl_completion_matches(text, next_cand);
+   free(c.file);
+   for (int i = 0; i < ncands; i++) free(cands[i]);
+   free(cands);
+   cands = NULL;
+   ncands = 0;
+   return matches;
+}
+
+/* host.set_completer(fn or nil): fn(word, line_to_cursor) -> {candidates},
+   or a string: the file name being typed inside a string literal. */
+static int l_host_set_completer(lua_State *L)
+{
+   if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+   lua_settop(L, 1);
+   lua_setfield(L, LUA_REGISTRYINDEX, COMPLETER_KEY);
+   return 0;
+}
+
 /* line = host.readline(prompt): the next line without its newline, or
    nil, "eof" | "interrupt". Not a terminal: plain lines, no prompt, no history. */
 static int l_host_readline(lua_State *L)
@@ -315,7 +454,9 @@ static int l_host_readline(lua_State *L)
    tty_init();
    struct sigaction old;
    set_sigint(on_sigint_prompt, &old);
+   prompt_L = L;
    char *line = readline(prompt);
+   prompt_L = NULL;
    sigaction(SIGINT, &old, NULL);
    if (line == NULL) {
       lua_pushnil(L);
@@ -387,6 +528,7 @@ static int luaopen_ddpm_host(lua_State *L)
       {"graceful", l_host_graceful},
       {"stop_requested", l_host_stop_requested},
       {"docall", l_host_docall},
+      {"set_completer", l_host_set_completer},
       {NULL, NULL}
    };
    lua_newtable(L);
@@ -476,8 +618,9 @@ static void print_usage(FILE *f)
       "With no script and no -e, " PROGNAME " starts the REPL (plain lines when\n"
       "stdin is not a terminal). Environment: DDPMLUA_NUM_THREADS (else\n"
       "OMP_NUM_THREADS, else one per CPU), DDPMLUA_HISTORY (REPL history file,\n"
-      "~/.ddpmlua_history; empty for none), DDPMLUA_INIT (a chunk, or @file, run\n"
-      "first).\n");
+      "~/.ddpmlua_history; empty for none), DDPMLUA_REPL_TIME=1 (print each REPL\n"
+      "line's time), DDPMLUA_INIT (a chunk, or @file, run first). In the REPL,\n"
+      "? lists help topics and :help the commands.\n");
 }
 
 static int dochunk(lua_State *L, int status)
@@ -665,6 +808,9 @@ int main(int argc, char **argv)
    }
    rl_readline_name = PROGNAME;           /* "$if ddpmlua" in ~/.editrc */
    rl_getc_function = prompt_getc;
+   rl_attempted_completion_function = complete;
+   /* Lua operators and brackets end a word; `.` and `:` do not. */
+   rl_basic_word_break_characters = " \t\n\"\\'`><=;+-*/%^~#{}()[],";
    struct smain s = {argc, argv, 1};
    int status = lua_cpcall(L, pmain, &s);
    report(L, status);

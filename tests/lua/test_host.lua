@@ -120,7 +120,7 @@ function tests.format_values()
    T.assert_eq(repl.format({1, 2, b = 'x', a = true, [10] = 0}),
                '{1, 2, [10] = 0, a = true, b = "x"}')
    T.assert_eq(repl.format({t = {1}, e = {}, ['not a name'] = 1}),
-               '{e = {}, ["not a name"] = 1, t = {...}}')
+               '{e = {}, ["not a name"] = 1, t = {1}}')
    local obj = setmetatable({}, {__tostring = function() return '<obj>' end})
    T.assert_eq(repl.format(obj), '<obj>')
    T.assert_eq(repl.format({obj}), '{<obj>}')
