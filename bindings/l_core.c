@@ -101,5 +101,6 @@ int luaopen_ddpm_core(lua_State *L)
    l_data_register(L);
    l_runlog_register(L);
    l_diffusion_register(L);
+   l_lenet_register(L);
    return 1;
 }

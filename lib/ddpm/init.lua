@@ -274,6 +274,7 @@ ddpm.data = require 'ddpm.data'
 ddpm.log = require 'ddpm.log'
 ddpm.checkpoint = require 'ddpm.checkpoint'
 ddpm.cli = require 'ddpm.cli'
+ddpm.metrics = require('ddpm.metrics')
 ddpm.show = require('ddpm.show')
 
 --- ddpm.train{model=, diffusion=, data=, steps=, batch=, ...}: see lib/ddpm/train.lua.
