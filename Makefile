@@ -9,7 +9,7 @@
 PREFIX  ?= /usr/local
 BUILD   ?= build
 CC      ?= cc
-PKGS    := luajit libpng sqlite3 zlib libedit
+PKGS    := luajit libpng sqlite3 zlib libedit plplot
 # OpenBLAS's OpenMP build, so our OpenMP loops and its GEMMs share one thread
 # pool instead of spinning against each other on 2 cores.
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null)
@@ -39,7 +39,10 @@ FIXDEPS  := scripts/make_fixtures.py scripts/torch_unet.py scripts/safetensors_i
 FIXTURES := tests/fixtures/unet_small.safetensors tests/fixtures/unet_small_oldattn.safetensors \
             tests/fixtures/unet_cifar.safetensors
 
-all: deps ddpmlua
+# Package checks run first, then a fresh make reads pkg-config's flags (on a
+# new machine the libraries only exist after scripts/setup.sh).
+all: deps
+	@$(MAKE) --no-print-directory ddpmlua
 
 deps:
 	@bash scripts/setup.sh
@@ -74,11 +77,13 @@ test: test-deps
 	@$(MAKE) --no-print-directory ddpmlua $(CTEST_BIN) $(FIXTURES)
 	@bash tests/run.sh
 
-demo: deps ddpmlua
+demo: deps
 	@bash scripts/setup.sh data
+	@$(MAKE) --no-print-directory ddpmlua
 	./ddpmlua scripts/demo.lua
 
-bench: test-deps ddpmlua
+bench: test-deps
+	@$(MAKE) --no-print-directory ddpmlua
 	@bash scripts/bench.sh
 
 asan:

@@ -24,6 +24,7 @@ void l_optim_register(lua_State *L);
 void l_data_register(lua_State *L);
 void l_runlog_register(lua_State *L);
 void l_diffusion_register(lua_State *L);
+void l_plot_register(lua_State *L);
 void l_lenet_register(lua_State *L);
 
 /* Tensor userdata: holds one reference; NULL after t:free(). */

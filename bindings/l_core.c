@@ -101,6 +101,7 @@ int luaopen_ddpm_core(lua_State *L)
    l_data_register(L);
    l_runlog_register(L);
    l_diffusion_register(L);
+   l_plot_register(L);
    l_lenet_register(L);
    return 1;
 }

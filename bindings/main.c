@@ -720,7 +720,11 @@ static int is_command(char **argv, int script)
                                       "export", "report", NULL};
    if (script != 1) return 0;
    for (int i = 0; cmds[i]; i++)
-      if (strcmp(argv[script], cmds[i]) == 0) return access(argv[script], F_OK) != 0;
+      if (strcmp(argv[script], cmds[i]) == 0) {
+         /* a script file of that name wins; a directory (runs/ beside runs.db) does not */
+         struct stat st;
+         return stat(argv[script], &st) != 0 || !S_ISREG(st.st_mode);
+      }
    return 0;
 }
 

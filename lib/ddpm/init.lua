@@ -101,12 +101,13 @@ local function random(fn, name, ...)
    return t
 end
 
---- ddpm.randn(n1, n2, ... [, seed or {seed = s}]): standard normal samples.
+--- ddpm.randn(n1, n2, ... [, {seed = s}]) or ddpm.randn({n1, n2, ...} [, seed]): standard
+--- normal samples (a bare trailing number after sizes would be read as a size).
 --- With a seed the result depends only on (seed, sizes); without, on the
 --- default generator (ddpm.manual_seed).
 function ddpm.randn(...) return random(core.randn, 'randn', ...) end
 
---- ddpm.rand(n1, n2, ... [, seed]): uniform samples in [0, 1).
+--- ddpm.rand(n1, n2, ... [, {seed = s}]) or ddpm.rand({n1, ...} [, seed]): uniform in [0, 1).
 function ddpm.rand(...) return random(core.rand, 'rand', ...) end
 
 ddpm.load_safetensors = core.load_safetensors
@@ -272,9 +273,10 @@ function ddpm.diffusion(opt) return require('ddpm.diffusion').new(opt) end
 
 ddpm.data = require 'ddpm.data'
 ddpm.log = require 'ddpm.log'
+ddpm.runs = require('ddpm.commands').runs   -- ddpm.runs{db=, status=, last=, ...}: run rows
 ddpm.checkpoint = require 'ddpm.checkpoint'
-ddpm.cli = require 'ddpm.cli'
 ddpm.metrics = require('ddpm.metrics')
+ddpm.cli = require 'ddpm.cli'
 ddpm.show = require('ddpm.show')
 
 --- ddpm.train{model=, diffusion=, data=, steps=, batch=, ...}: see lib/ddpm/train.lua.

@@ -79,7 +79,10 @@ function log.start(opt)
       name = opt.name, experiment = opt.experiment, script_path = path, script_text = text,
       config_json = json.encode(config), seed = opt.seed or config.seed or 0,
       argv_json = json.encode(argv), git_commit = commit, git_dirty = commit and dirty or nil,
-      parent_run_id = opt.parent_run_id, version = 'ddpmlua ' .. (require('ddpm')._VERSION),
+      -- `ddpmlua rerun` names the parent by uuid: a run in another database is never linked
+      parent_run_id = opt.parent_run_id or (rl:query('SELECT run_id FROM runs WHERE uuid = ?1',
+         {os.getenv('DDPMLUA_PARENT_RUN') or ''})[1] or {}).run_id,
+      version = 'ddpmlua ' .. (require('ddpm')._VERSION),
       env_json = json.encode{threads = core.get_num_threads(), luajit = jit and jit.version},
    }
    local rows = rl:query('SELECT uuid FROM runs WHERE run_id = :id', {id = id})
