@@ -24,6 +24,9 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(BLAS_LIB) -lm -fopenmp
 LDFLAGS += -Wl,-E
 
+# make V=1 shows the full compiler lines.
+Q := $(if $(V),,@)
+
 RUNTIME_SRC := $(wildcard runtime/*.c)
 BIND_SRC    := $(wildcard bindings/*.c)
 RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
@@ -51,15 +54,18 @@ test-deps:
 	@bash scripts/setup.sh test
 
 ddpmlua: $(RUNTIME_OBJ) $(BIND_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/%.o: %.c $(wildcard runtime/*.h) $(wildcard bindings/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/c/%.c tests/c/check.h $(RUNTIME_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(RUNTIME_OBJ) $(LDLIBS)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(RUNTIME_OBJ) $(LDLIBS)
 
 fixtures: $(FIXTURES)
 
