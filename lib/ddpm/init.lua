@@ -276,6 +276,7 @@ ddpm.log = require 'ddpm.log'
 ddpm.runs = require('ddpm.commands').runs   -- ddpm.runs{db=, status=, last=, ...}: run rows
 ddpm.checkpoint = require 'ddpm.checkpoint'
 ddpm.metrics = require('ddpm.metrics')
+ddpm.ablation = setmetatable({}, {__index = function(_, k) return require('ddpm.ablation')[k] end})
 ddpm.cli = require 'ddpm.cli'
 ddpm.show = require('ddpm.show')
 
