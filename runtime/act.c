@@ -8,6 +8,7 @@
  * gives each dropout layer its own) and any other activation.
  */
 #include "ddpm.h"
+#include "kernels.h"
 #include "vmath.h"
 
 /* Below this many elements a parallel region costs more than it saves. */
@@ -138,4 +139,20 @@ void ddpm_dropout_backward(float *din, const float *dout, int64_t n, float p, ui
       return;
    }
    dropout_apply(din, dout, n, p, seed, 1);
+}
+
+void ddpm_dropout_keep(float *keep, uint64_t i0, int n, float p, uint64_t seed)
+{
+   const float scale = dropout_scale(p);
+   /* draw i is word i % 4 of Philox block i / 4; blocks come LANES at a time */
+   uint64_t b = i0 / 4;
+   int skip = (int)(i0 % 4), k = 0;
+   while (k < n) {
+      uint32_t u[4 * LANES];
+      philox_lanes(u, seed, b);
+      for (int e = skip; e < 4 * LANES && k < n; e++, k++)
+         keep[k] = unit_of(u[e]) >= p ? scale : 0.0f;
+      skip = 0;
+      b += LANES;
+   }
 }

@@ -8,37 +8,51 @@
  *   att = softmax_rows(q^T k / sqrt(C))              [P,P], row i = query i
  *   o = v att^T                                      [C,P]
  *   out = Wo o + bo                                  [C,P]
- * Weights are [C,C] (out, in), PyTorch Linear's layout. GEMMs run one after
- * another from this thread (OpenBLAS brings its own threads). The only OpenMP
- * region is the forward softmax over all N*P rows, between two GEMM phases;
- * backward's small per-image loops stay serial (see add_row_sums).
+ * Weights are [C,C] (out, in), PyTorch Linear's layout. With two or more
+ * images, the threads take whole images, each running its GEMMs through
+ * OpenBLAS single-threaded: one parallel region per pass instead of a
+ * wake-up of OpenBLAS's threads per small GEMM (six per image forward). The
+ * weight gradients, summed over images, are split by rows instead, so every
+ * sum has one owner and a fixed order. With one image, the GEMMs and the
+ * softmax use all threads themselves.
  *
- * Not here: the GroupNorm before and the residual add after (the U-Net's),
+ * The _res/_ex variants of kernels.h fold the U-Net's residual add into the
+ * output projection and let backward overwrite dh.
+ *
+ * Not here: the GroupNorm before (the U-Net's),
  * multiple heads, masking, memory-efficient (flash) attention: att is kept
  * whole because backward needs it and P = 256 at CIFAR-10's 16x16.
  */
 #include "ddpm.h"
+#include "kernels.h"
 #include "vmath.h"
 
 #include <math.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 /* Below this many floats a parallel region costs more than it saves. */
 #define PAR_MIN 32768
 
-/* dst [R,P] rows set to b[r] (0 when b is NULL), for a GEMM with beta = 1. */
-static void fill_rows(float *dst, const float *b, int R, int P)
+/* dst [R,P] rows set to b[r] (0 when b is NULL) plus x [R,P] when given, for
+   a GEMM with beta = 1. */
+static void fill_rows(float *dst, const float *b, const float *x, int R, int P)
 {
    for (int r = 0; r < R; r++) {
       const float v = b ? b[r] : 0.0f;
       float *row = dst + (int64_t)r * P;
-      for (int p = 0; p < P; p++) row[p] = v;
+      if (x) {
+         const float *xr = x + (int64_t)r * P;
+         for (int p = 0; p < P; p++) row[p] = xr[p] + v;
+      } else {
+         for (int p = 0; p < P; p++) row[p] = v;
+      }
    }
 }
 
-/* db[r] += sum_p x[r,p], summed in double. Serial: it runs between GEMMs,
-   and each parallel region there leaves OpenMP threads spinning on the cores
-   OpenBLAS's threads need next (with parallel loops here, backward ran 10x
-   slower on a busy 2-core machine); one image's C*P floats take microseconds. */
+/* db[r] += sum_p x[r,p], summed in double. Serial: callers split rows. */
 static void add_row_sums(float *db, const float *x, int R, int P)
 {
    for (int r = 0; r < R; r++) {
@@ -50,11 +64,20 @@ static void add_row_sums(float *db, const float *x, int R, int P)
    }
 }
 
-/* y [C,P] = W [C,C] x [C,P] + b */
-static void project(float *y, const float *x, const float *w, const float *b, int C, int P)
+/* The products: the runtime's GEMM in the thread's region of ws, else
+   OpenBLAS (ws NULL: the public entry points). */
+static void mm(const ddpm_gemm_ws *ws, int ta, int tb, int M, int N, int K, float alpha,
+               const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
-   fill_rows(y, b, C, P);
-   ddpm_gemm(0, 0, C, P, C, 1.0f, w, C, x, P, 1.0f, y, P);
+   ddpm_gemm_ws_run(ws, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* y [C,P] = W [C,C] x [C,P] + b (+ res [C,P] when not NULL) */
+static void project(const ddpm_gemm_ws *ws, float *y, const float *x, const float *w,
+                    const float *b, const float *res, int C, int P)
+{
+   fill_rows(y, b, res, C, P);
+   mm(ws, 0, 0, C, P, C, 1.0f, w, C, x, P, 1.0f, y, P);
 }
 
 /* Rows of s [R,P] replaced by their softmax. Subtracting the row maximum
@@ -101,51 +124,77 @@ void ddpm_attention_forward(float *out, float *q, float *k, float *v, float *att
                             const float *wv, const float *bv, const float *wo, const float *bo,
                             int N, int C, int P)
 {
+   ddpm_attention_forward_res(out, q, k, v, att, o, h, NULL, wq, bq, wk, bk, wv, bv, wo, bo,
+                              N, C, P, NULL);
+}
+
+/* Parallel over images when there are several and several threads. */
+static int by_image(int N)
+{
+#ifdef _OPENMP
+   return N >= 2 && omp_get_max_threads() > 1 && !omp_in_parallel();
+#else
+   (void)N;
+   return 0;
+#endif
+}
+
+void ddpm_attention_forward_res(float *out, float *q, float *k, float *v, float *att, float *o,
+                                const float *h, const float *x,
+                                const float *wq, const float *bq, const float *wk,
+                                const float *bk, const float *wv, const float *bv,
+                                const float *wo, const float *bo, int N, int C, int P,
+                                const ddpm_gemm_ws *ws)
+{
    if (N <= 0 || C <= 0 || P <= 0) return;
    const int64_t CP = (int64_t)C * P, PP = (int64_t)P * P;
    /* PyTorch scales by dim_head ** -0.5 in double, then rounds to float. */
    const float scale = (float)(1.0 / sqrt((double)C));
+   #pragma omp parallel for schedule(dynamic, 1) if (by_image(N))
    for (int n = 0; n < N; n++) {
       const float *hn = h + n * CP;
-      project(q + n * CP, hn, wq, bq, C, P);
-      project(k + n * CP, hn, wk, bk, C, P);
-      project(v + n * CP, hn, wv, bv, C, P);
+      float *qn = q + n * CP, *kn = k + n * CP, *vn = v + n * CP, *an = att + n * PP;
+      project(ws, qn, hn, wq, bq, NULL, C, P);
+      project(ws, kn, hn, wk, bk, NULL, C, P);
+      project(ws, vn, hn, wv, bv, NULL, C, P);
       /* scores[i,j] = <q[:,i], k[:,j]> * scale */
-      ddpm_gemm(1, 0, P, P, C, scale, q + n * CP, P, k + n * CP, P, 0.0f, att + n * PP, P);
-   }
-   softmax_rows(att, (int64_t)N * P, P);
-   for (int n = 0; n < N; n++) {
+      mm(ws, 1, 0, P, P, C, scale, qn, P, kn, P, 0.0f, an, P);
+      softmax_rows(an, P, P);
       /* o[c,i] = sum_j v[c,j] att[i,j] */
-      ddpm_gemm(0, 1, C, P, P, 1.0f, v + n * CP, P, att + n * PP, P, 0.0f, o + n * CP, P);
-      project(out + n * CP, o + n * CP, wo, bo, C, P);
+      mm(ws, 0, 1, C, P, P, 1.0f, vn, P, an, P, 0.0f, o + n * CP, P);
+      project(ws, out + n * CP, o + n * CP, wo, bo, x ? x + n * CP : NULL, C, P);
    }
 }
 
-/* Two [C,P] buffers and one [P,P] suffice (see backward); the header promises
-   3*C*P + P*P, so that is what is asked for. */
+/* Three [C,P] buffers and one [P,P] per image (see backward). */
 size_t ddpm_attention_scratch_floats(int C, int P)
 {
    return 3 * (size_t)C * P + (size_t)P * P;
 }
 
-/* Given dy = dL/dy for y = W x + b (one image, [C,P]): dW += dy x^T,
-   db += row sums of dy, dx += W^T dy. */
-static void project_backward(float *dx, float *dw, float *db, const float *dy,
-                             const float *x, const float *w, int C, int P)
+/* dW [C,C] += sum_n dy_n x_n^T and db += row sums of dy_n, over the rows
+   [r0, r1) only (the caller splits rows between threads). */
+static void weight_grad_rows(const ddpm_gemm_ws *ws, float *dw, float *db, const float *dy,
+                             const float *x,
+                             int N, int C, int P, int r0, int r1)
 {
-   if (dw) ddpm_gemm(0, 1, C, C, P, 1.0f, dy, P, x, P, 1.0f, dw, C);
-   if (db) add_row_sums(db, dy, C, P);
-   if (dx) ddpm_gemm(1, 0, C, P, C, 1.0f, w, C, dy, P, 1.0f, dx, P);
+   const int64_t CP = (int64_t)C * P;
+   if (r1 <= r0) return;
+   for (int n = 0; n < N; n++) {
+      const float *d = dy + n * CP + (int64_t)r0 * P;
+      if (dw) mm(ws, 0, 1, r1 - r0, C, P, 1.0f, d, P, x + n * CP, P, 1.0f,
+                        dw + (int64_t)r0 * C, C);
+      if (db) add_row_sums(db + r0, d, r1 - r0, P);
+   }
 }
 
 /*
- * Per image, with scratch A, B [C,P] and S [P,P]:
- *   A = do = Wo^T dout
- *   B = dv = do att
- *   S = datt = do^T v, then dscores = att * (datt - rowsum(datt * att))
- *   A = dq = scale * k dscores^T   (do is no longer needed)
- *   A = dk = scale * q dscores
- * and each of dq, dk, dv goes through its projection's backward into dh.
+ * In three passes, with scratch Q, K, V [N,C,P] and S [N,P,P]:
+ *  1. per image: Q = do = Wo^T dout, V = dv = do att, S = datt = do^T v then
+ *     dscores = att * (datt - rowsum(datt * att)), K = dk = scale q dscores,
+ *     Q = dq = scale k dscores^T (do is no longer needed);
+ *  2. weight gradients, rows split between threads, images summed in order;
+ *  3. per image: dh (+)= Wq^T dq + Wk^T dk + Wv^T dv.
  * Work whose every consumer is NULL is skipped.
  */
 void ddpm_attention_backward(float *dh,
@@ -157,6 +206,24 @@ void ddpm_attention_backward(float *dh,
                              const float *wq, const float *wk, const float *wv, const float *wo,
                              int N, int C, int P)
 {
+   /* one image at a time: the scratch of ddpm_attention_scratch_floats */
+   const int64_t CP = (int64_t)C * P, PP = (int64_t)P * P;
+   for (int n = 0; n < N; n++)
+      ddpm_attention_backward_ex(dh ? dh + n * CP : NULL, 1, dwq, dbq, dwk, dbk, dwv, dbv,
+                                 dwo, dbo, scratch, dout + n * CP, h + n * CP, q + n * CP,
+                                 k + n * CP, v + n * CP, att + n * PP, o + n * CP,
+                                 wq, wk, wv, wo, 1, C, P, NULL);
+}
+
+void ddpm_attention_backward_ex(float *dh, int dh_accumulate,
+                                float *dwq, float *dbq, float *dwk, float *dbk,
+                                float *dwv, float *dbv, float *dwo, float *dbo,
+                                float *scratch, const float *dout, const float *h,
+                                const float *q, const float *k, const float *v,
+                                const float *att, const float *o,
+                                const float *wq, const float *wk, const float *wv,
+                                const float *wo, int N, int C, int P, const ddpm_gemm_ws *ws)
+{
    if (N <= 0 || C <= 0 || P <= 0) return;
    const int64_t CP = (int64_t)C * P, PP = (int64_t)P * P;
    const float scale = (float)(1.0 / sqrt((double)C));
@@ -164,32 +231,52 @@ void ddpm_attention_backward(float *dh,
    const int need_k = dh || dwk || dbk;
    const int need_v = dh || dwv || dbv;
    const int need_do = need_q || need_k || need_v;
-   float *A = scratch, *B = scratch + CP, *S = scratch + 2 * CP;
+   float *Q = scratch, *K = Q + N * CP, *V = K + N * CP, *S = V + N * CP;
 
-   for (int n = 0; n < N; n++) {
-      const float *dy = dout + n * CP, *hn = h + n * CP;
-      const float *qn = q + n * CP, *kn = k + n * CP, *vn = v + n * CP;
-      const float *an = att + n * PP;
-      float *dhn = dh ? dh + n * CP : NULL;
-
-      if (dwo) ddpm_gemm(0, 1, C, C, P, 1.0f, dy, P, o + n * CP, P, 1.0f, dwo, C);
-      if (dbo) add_row_sums(dbo, dy, C, P);
-      if (!need_do) continue;
-
-      ddpm_gemm(1, 0, C, P, C, 1.0f, wo, C, dy, P, 0.0f, A, P);
-      if (need_v) ddpm_gemm(0, 0, C, P, P, 1.0f, A, P, an, P, 0.0f, B, P);
-      if (need_q || need_k) {
-         ddpm_gemm(1, 0, P, P, C, 1.0f, A, P, vn, P, 0.0f, S, P);
-         softmax_rows_backward(S, an, P);
-         if (need_q) {
-            ddpm_gemm(0, 1, C, P, P, scale, kn, P, S, P, 0.0f, A, P);
-            project_backward(dhn, dwq, dbq, A, hn, wq, C, P);
-         }
-         if (need_k) {
-            ddpm_gemm(0, 0, C, P, P, scale, qn, P, S, P, 0.0f, A, P);
-            project_backward(dhn, dwk, dbk, A, hn, wk, C, P);
+   if (need_do) {
+      #pragma omp parallel for schedule(dynamic, 1) if (by_image(N))
+      for (int n = 0; n < N; n++) {
+         const float *dy = dout + n * CP, *an = att + n * PP;
+         float *Qn = Q + n * CP, *Kn = K + n * CP, *Vn = V + n * CP, *Sn = S + n * PP;
+         mm(ws, 1, 0, C, P, C, 1.0f, wo, C, dy, P, 0.0f, Qn, P);
+         if (need_v) mm(ws, 0, 0, C, P, P, 1.0f, Qn, P, an, P, 0.0f, Vn, P);
+         if (need_q || need_k) {
+            mm(ws, 1, 0, P, P, C, 1.0f, Qn, P, v + n * CP, P, 0.0f, Sn, P);
+            softmax_rows_backward(Sn, an, P);
+            if (need_k) mm(ws, 0, 0, C, P, P, scale, q + n * CP, P, Sn, P, 0.0f, Kn, P);
+            if (need_q) mm(ws, 0, 1, C, P, P, scale, k + n * CP, P, Sn, P, 0.0f, Qn, P);
          }
       }
-      if (need_v) project_backward(dhn, dwv, dbv, B, hn, wv, C, P);
    }
+   #pragma omp parallel
+   {
+      int t = 0, nt = 1;
+#ifdef _OPENMP
+      t = omp_get_thread_num();
+      nt = omp_get_num_threads();
+#endif
+      const int r0 = (int)((int64_t)C * t / nt), r1 = (int)((int64_t)C * (t + 1) / nt);
+      weight_grad_rows(ws, dwo, dbo, dout, o, N, C, P, r0, r1);
+      if (need_q) weight_grad_rows(ws, dwq, dbq, Q, h, N, C, P, r0, r1);
+      if (need_k) weight_grad_rows(ws, dwk, dbk, K, h, N, C, P, r0, r1);
+      if (need_v) weight_grad_rows(ws, dwv, dbv, V, h, N, C, P, r0, r1);
+   }
+   if (!dh) return;
+   #pragma omp parallel for schedule(dynamic, 1) if (by_image(N))
+   for (int n = 0; n < N; n++) {
+      float *dhn = dh + n * CP;
+      mm(ws, 1, 0, C, P, C, 1.0f, wq, C, Q + n * CP, P, dh_accumulate ? 1.0f : 0.0f, dhn, P);
+      mm(ws, 1, 0, C, P, C, 1.0f, wk, C, K + n * CP, P, 1.0f, dhn, P);
+      mm(ws, 1, 0, C, P, C, 1.0f, wv, C, V + n * CP, P, 1.0f, dhn, P);
+   }
+}
+
+size_t ddpm_attention_gemm_work_floats(int C, int P)
+{
+   /* the largest of the products' needs: (tb, N, K) of each */
+   size_t m = ddpm_gemm_fast_work_floats(0, P, C);
+   size_t t[3] = { ddpm_gemm_fast_work_floats(1, P, P), ddpm_gemm_fast_work_floats(1, C, P),
+                   ddpm_gemm_fast_work_floats(0, P, P) };
+   for (int i = 0; i < 3; i++) if (t[i] > m) m = t[i];
+   return m;
 }

@@ -9,13 +9,23 @@
  * outside the image is zero, which covers symmetric "same" padding and the
  * official DDPM downsampling (pad only bottom/right).
  *
+ * The _epi/_ex variants of kernels.h add an epilogue (per-image bias, a
+ * residual) to the forward and let backward overwrite din instead of
+ * accumulating into it (no zero-fill before the first write).
+ *
  * What it isn't: no shape or argument checks (the U-Net and the bindings check
  * before calling), no allocation (the caller passes scratch of
- * ddpm_conv2d_scratch_floats() floats), no dilation, groups, Winograd or FFT.
+ * ddpm_conv2d_scratch_floats() floats), no dilation, groups or FFT; the U-Net's
+ * 3x3 stride-1 layers go through winograd.c instead.
  */
 #include "ddpm.h"
+#include "kernels.h"
 
 #include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Images are batched into one GEMM until a chunk holds about this many output
    pixels (at least one image per chunk). Measured with N = 8 on the CIFAR-10
@@ -65,6 +75,20 @@ static int is_pointwise(const ddpm_conv2d_shape *s)
        && s->OH == s->H && s->OW == s->W;
 }
 
+/* Pointwise layers take images in parallel, each GEMM single-threaded
+   (OpenBLAS runs one thread inside a parallel region), when there are
+   several images and threads: one parallel region per layer instead of a
+   wake-up of OpenBLAS's threads per image. */
+static int by_image(int N)
+{
+#ifdef _OPENMP
+   return N >= 2 && omp_get_max_threads() > 1 && !omp_in_parallel();
+#else
+   (void)N;
+   return 0;
+#endif
+}
+
 /* Images per GEMM chunk: at least one, at most N. */
 static int chunk_images(const ddpm_conv2d_shape *s)
 {
@@ -73,6 +97,27 @@ static int chunk_images(const ddpm_conv2d_shape *s)
    if (nb < 1) nb = 1;
    if (nb > s->N) nb = s->N;
    return nb;
+}
+
+/* ddpm_gemm_ws floats per thread that the _epi/_ex variants can use: the
+   products of the pointwise path and the chunked forward and input
+   gradient (the chunked weight gradient, K = 9C columns of a transposed
+   operand, stays with OpenBLAS). */
+size_t ddpm_conv2d_gemm_work_floats(const ddpm_conv2d_shape *s)
+{
+   const int OHW = s->OH * s->OW, K = s->C * s->KH * s->KW;
+   if (s->N <= 0 || OHW <= 0 || K <= 0) return 0;
+   size_t m, t;
+   if (is_pointwise(s)) {
+      m = ddpm_gemm_fast_work_floats(0, OHW, s->C);
+      t = ddpm_gemm_fast_work_floats(0, OHW, s->OC); if (t > m) m = t;
+      t = ddpm_gemm_fast_work_floats(1, s->C, OHW); if (t > m) m = t;
+      return m;
+   }
+   const int P = chunk_images(s) * OHW;
+   m = ddpm_gemm_fast_work_floats(0, P, K);
+   t = ddpm_gemm_fast_work_floats(0, P, s->OC); if (t > m) m = t;
+   return m;
 }
 
 size_t ddpm_conv2d_scratch_floats(const ddpm_conv2d_shape *s)
@@ -130,9 +175,11 @@ static void im2col(float *cols, const float *in, int nb, const ddpm_conv2d_shape
    }
 }
 
-/* din [nb, C, H, W] += col2im(dcols [C*KH*KW, nb*OH*OW]). Each (image, channel)
-   plane is written by one thread only, so the scatter-add needs no atomics. */
-static void col2im_add(float *din, const float *dcols, int nb, const ddpm_conv2d_shape *s)
+/* din [nb, C, H, W] (+)= col2im(dcols [C*KH*KW, nb*OH*OW]). Each (image, channel)
+   plane is written by one thread only, so the scatter-add needs no atomics;
+   without accumulate the plane is cleared first, while it is in cache. */
+static void col2im_add(float *din, const float *dcols, int nb, const ddpm_conv2d_shape *s,
+                       int accumulate)
 {
    const int OW = s->OW, st = s->stride;
    const size_t ohw = (size_t)s->OH * s->OW, P = (size_t)nb * ohw;
@@ -141,6 +188,7 @@ static void col2im_add(float *din, const float *dcols, int nb, const ddpm_conv2d
    for (int j = 0; j < nb; j++) {
       for (int c = 0; c < s->C; c++) {
          float *dst = din + ((size_t)j * s->C + c) * plane;
+         if (!accumulate) memset(dst, 0, plane * sizeof *dst);
          for (int ky = 0; ky < s->KH; ky++) {
             for (int kx = 0; kx < s->KW; kx++) {
                const size_t r = ((size_t)c * s->KH + ky) * s->KW + kx;
@@ -159,31 +207,26 @@ static void col2im_add(float *din, const float *dcols, int nb, const ddpm_conv2d
    }
 }
 
-/* out [N, OC, ohw] += bias[oc]. */
-static void add_bias(float *out, const float *bias, int N, int OC, size_t ohw)
-{
-   #pragma omp parallel for collapse(2) schedule(static)
-   for (int n = 0; n < N; n++) {
-      for (int oc = 0; oc < OC; oc++) {
-         float *dst = out + ((size_t)n * OC + oc) * ohw;
-         const float b = bias[oc];
-         for (size_t p = 0; p < ohw; p++) dst[p] += b;
-      }
-   }
-}
-
-/* out [nb, OC, ohw] <- mat [OC, nb*ohw] + bias (bias may be NULL). */
-static void store_out(float *out, const float *mat, const float *bias, int nb, int OC,
-                      size_t ohw)
+/* out [nb, OC, ohw] <- mat [OC, nb*ohw] + the epilogue (e may be NULL); n0 is
+   the first image's index in the batch (for bias_nc), off its element offset
+   (for add). mat == NULL: out already holds the product (one-image chunks). */
+static void store_out(float *out, const float *mat, const ddpm_conv_epi *e, int n0, size_t off,
+                      int nb, int OC, size_t ohw)
 {
    const size_t P = (size_t)nb * ohw;
+   const float *add = e && e->add ? e->add + off : NULL;
    #pragma omp parallel for collapse(2) schedule(static)
    for (int j = 0; j < nb; j++) {
       for (int oc = 0; oc < OC; oc++) {
-         float *dst = out + ((size_t)j * OC + oc) * ohw;
-         const float *src = mat + (size_t)oc * P + (size_t)j * ohw;
-         const float b = bias ? bias[oc] : 0.0f;
-         for (size_t p = 0; p < ohw; p++) dst[p] = src[p] + b;
+         const size_t o = ((size_t)j * OC + oc) * ohw;
+         float *dst = out + o;
+         const float *src = mat ? mat + (size_t)oc * P + (size_t)j * ohw : dst;
+         float b = e && e->bias ? e->bias[oc] : 0.0f;
+         if (e && e->bias_nc) b += e->bias_nc[(size_t)(n0 + j) * OC + oc];
+         if (add)
+            for (size_t p = 0; p < ohw; p++) dst[p] = src[p] + b + add[o + p];
+         else
+            for (size_t p = 0; p < ohw; p++) dst[p] = src[p] + b;
       }
    }
 }
@@ -203,20 +246,38 @@ void ddpm_conv2d_forward(float *out, float *scratch, const float *in,
                          const float *weight, const float *bias,
                          const ddpm_conv2d_shape *s)
 {
+   ddpm_conv_epi e = { bias, NULL, NULL };
+   ddpm_conv2d_forward_epi(out, scratch, in, weight, &e, s, NULL);
+}
+
+void ddpm_conv2d_forward_epi(float *out, float *scratch, const float *in, const float *weight,
+                             const ddpm_conv_epi *e, const ddpm_conv2d_shape *s,
+                             const ddpm_gemm_ws *ws)
+{
    const int K = s->C * s->KH * s->KW, OHW = s->OH * s->OW;
    if (s->N <= 0 || s->OC <= 0 || OHW <= 0) return;
    const size_t in_img = (size_t)s->C * s->H * s->W, out_img = (size_t)s->OC * OHW;
-   if (K <= 0) {   /* no input channels: the output is the bias alone */
-      memset(out, 0, s->N * out_img * sizeof *out);
-      if (bias) add_bias(out, bias, s->N, s->OC, OHW);
+   const int has_epi = e && (e->bias || e->bias_nc || e->add);
+   if (K <= 0) {   /* no input channels: the output is the epilogue alone */
+      if (!(e && e->add == out)) memset(out, 0, s->N * out_img * sizeof *out);
+      ddpm_conv_epi e2 = { e ? e->bias : NULL, e ? e->bias_nc : NULL,
+                           e && e->add != out ? e->add : NULL };
+      store_out(out, NULL, &e2, 0, 0, s->N, s->OC, OHW);
       return;
    }
    if (is_pointwise(s)) {
-      /* out_n [OC, HW] = weight [OC, C] . in_n [C, HW]: in_n is its own cols. */
-      for (int n = 0; n < s->N; n++)
-         ddpm_gemm(0, 0, s->OC, OHW, s->C, 1.0f, weight, s->C, in + n * in_img, OHW,
-                   0.0f, out + n * out_img, OHW);
-      if (bias) add_bias(out, bias, s->N, s->OC, OHW);
+      /* out_n [OC, HW] = weight [OC, C] . in_n [C, HW]: in_n is its own cols;
+         an epilogue adding out itself becomes beta = 1. */
+      const int acc = e && e->add == out;
+      #pragma omp parallel for schedule(dynamic, 1) if (by_image(s->N))
+      for (int n = 0; n < s->N; n++) {
+         ddpm_gemm_ws_run(ws, 0, 0, s->OC, OHW, s->C, 1.0f, weight, s->C, in + n * in_img, OHW,
+                   acc ? 1.0f : 0.0f, out + n * out_img, OHW);
+         if (has_epi) {   /* while the image is in cache */
+            ddpm_conv_epi e2 = { e->bias, e->bias_nc, acc ? NULL : e->add };
+            store_out(out + n * out_img, NULL, &e2, n, n * out_img, 1, s->OC, OHW);
+         }
+      }
       return;
    }
    const int nb = chunk_images(s);
@@ -228,11 +289,15 @@ void ddpm_conv2d_forward(float *out, float *scratch, const float *in,
       float *dst = out + n0 * out_img;
       im2col(cols, in + n0 * in_img, m, s);
       if (m == 1) {   /* one image: its [OC, OH*OW] output is the GEMM's C */
-         ddpm_gemm(0, 0, s->OC, P, K, 1.0f, weight, K, cols, P, 0.0f, dst, P);
-         if (bias) add_bias(dst, bias, 1, s->OC, OHW);
+         const int acc = e && e->add == out;
+         ddpm_gemm_ws_run(ws, 0, 0, s->OC, P, K, 1.0f, weight, K, cols, P, acc ? 1.0f : 0.0f, dst, P);
+         if (has_epi) {
+            ddpm_conv_epi e2 = { e->bias, e->bias_nc, acc ? NULL : e->add };
+            store_out(dst, NULL, &e2, n0, n0 * out_img, 1, s->OC, OHW);
+         }
       } else {        /* stage [OC, P] = weight [OC, K] . cols [K, P] */
-         ddpm_gemm(0, 0, s->OC, P, K, 1.0f, weight, K, cols, P, 0.0f, stage, P);
-         store_out(dst, stage, bias, m, s->OC, OHW);
+         ddpm_gemm_ws_run(ws, 0, 0, s->OC, P, K, 1.0f, weight, K, cols, P, 0.0f, stage, P);
+         store_out(dst, stage, e, n0, n0 * out_img, m, s->OC, OHW);
       }
    }
 }
@@ -260,21 +325,48 @@ void ddpm_conv2d_backward(float *din, float *dweight, float *dbias, float *scrat
                           const float *dout, const float *in, const float *weight,
                           const ddpm_conv2d_shape *s)
 {
+   ddpm_conv2d_backward_ex(din, 1, dweight, dbias, scratch, dout, in, weight, s, NULL);
+}
+
+void ddpm_conv2d_backward_ex(float *din, int din_accumulate, float *dweight, float *dbias,
+                             float *scratch, const float *dout, const float *in,
+                             const float *weight, const ddpm_conv2d_shape *s,
+                             const ddpm_gemm_ws *ws)
+{
    const int K = s->C * s->KH * s->KW, OHW = s->OH * s->OW;
    if (s->N <= 0 || s->OC <= 0 || OHW <= 0) return;
    if (dbias) bias_backward(dbias, dout, s);
    if (K <= 0 || (!din && !dweight)) return;
    const size_t in_img = (size_t)s->C * s->H * s->W, out_img = (size_t)s->OC * OHW;
    if (is_pointwise(s)) {
-      /* beta = 1 makes the GEMMs accumulate straight into the caller's gradients. */
-      for (int n = 0; n < s->N; n++) {
-         const float *g = dout + n * out_img;
-         if (dweight)   /* dweight [OC, C] += dout_n [OC, HW] . in_n^T [HW, C] */
-            ddpm_gemm(0, 1, s->OC, s->C, OHW, 1.0f, g, OHW, in + n * in_img, OHW,
-                      1.0f, dweight, s->C);
-         if (din)       /* din_n [C, HW] += weight^T [C, OC] . dout_n [OC, HW] */
-            ddpm_gemm(1, 0, s->C, OHW, s->OC, 1.0f, weight, s->C, g, OHW,
-                      1.0f, din + n * in_img, OHW);
+      /* beta = 1 makes the GEMMs accumulate straight into the caller's
+         gradients. Several threads split dweight's rows, each summing the
+         images in order (one owner per sum); din goes image by image. */
+      if (dweight) {
+#ifdef _OPENMP
+         if (by_image(s->N)) {
+            #pragma omp parallel
+            {
+               const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+               const int r0 = (int)((int64_t)s->OC * t / nt);
+               const int r1 = (int)((int64_t)s->OC * (t + 1) / nt);
+               for (int n = 0; r1 > r0 && n < s->N; n++)   /* dweight += dout_n in_n^T */
+                  ddpm_gemm_ws_run(ws, 0, 1, r1 - r0, s->C, OHW, 1.0f, dout + n * out_img + (size_t)r0 * OHW,
+                            OHW, in + n * in_img, OHW, 1.0f, dweight + (size_t)r0 * s->C, s->C);
+            }
+         } else
+#endif
+         {
+            for (int n = 0; n < s->N; n++)
+               ddpm_gemm_ws_run(ws, 0, 1, s->OC, s->C, OHW, 1.0f, dout + n * out_img, OHW, in + n * in_img,
+                         OHW, 1.0f, dweight, s->C);
+         }
+      }
+      if (din) {
+         #pragma omp parallel for schedule(dynamic, 1) if (by_image(s->N))
+         for (int n = 0; n < s->N; n++)   /* din_n [C, HW] (+)= weight^T dout_n */
+            ddpm_gemm_ws_run(ws, 1, 0, s->C, OHW, s->OC, 1.0f, weight, s->C, dout + n * out_img, OHW,
+                      din_accumulate ? 1.0f : 0.0f, din + n * in_img, OHW);
       }
       return;
    }
@@ -291,11 +383,11 @@ void ddpm_conv2d_backward(float *din, float *dweight, float *dbias, float *scrat
       }
       if (dweight) {   /* dweight [OC, K] += g [OC, P] . cols^T [P, K] */
          im2col(cols, in + n0 * in_img, m, s);
-         ddpm_gemm(0, 1, s->OC, K, P, 1.0f, g, P, cols, P, 1.0f, dweight, K);
+         ddpm_gemm_ws_run(ws, 0, 1, s->OC, K, P, 1.0f, g, P, cols, P, 1.0f, dweight, K);
       }
       if (din) {       /* dcols [K, P] = weight^T [K, OC] . g [OC, P], reusing cols */
-         ddpm_gemm(1, 0, K, P, s->OC, 1.0f, weight, K, g, P, 0.0f, cols, P);
-         col2im_add(din + n0 * in_img, cols, m, s);
+         ddpm_gemm_ws_run(ws, 1, 0, K, P, s->OC, 1.0f, weight, K, g, P, 0.0f, cols, P);
+         col2im_add(din + n0 * in_img, cols, m, s, din_accumulate);
       }
    }
 }

@@ -1,6 +1,7 @@
 /*
  * unet_internal.h — the U-Net's private structures, shared by unet.c (topology
- * and parameters) and unet_run.c (activation plan, forward, backward).
+ * and parameters) and unet_run.c (activation plan, forward, backward), and
+ * read by bench/bench_unet.c (FLOP count, profile).
  */
 #ifndef DDPM_UNET_INTERNAL_H
 #define DDPM_UNET_INTERNAL_H
@@ -9,7 +10,31 @@
 
 enum { N_CONV, N_RES, N_ATTN, N_UPSAMPLE, N_CONCAT, N_OUTNORM };
 
+/* Profile categories: where unet_run.c's timers put each op (see
+   ddpm_unet_prof_name for the words). */
+enum {
+   PF_CONV3_FWD, PF_CONV3_DW, PF_CONV3_DX,      /* 3x3 stride 1, Winograd */
+   PF_CONVG_FWD, PF_CONVG_BWD,                  /* 3x3 stride 1 through im2col + GEMM */
+   PF_DOWN_FWD, PF_DOWN_BWD,                    /* 3x3 stride 2 (downsampling) */
+   PF_SHORT_FWD, PF_SHORT_BWD,                  /* 1x1 shortcuts */
+   PF_BIAS_BWD,                                 /* conv bias gradients */
+   PF_GN_FWD, PF_GN_RECOMP, PF_GN_BWD,          /* GroupNorm (+SiLU, +dropout) */
+   PF_ATTN_FWD, PF_ATTN_BWD,                    /* attention core */
+   PF_TEMB,                                     /* time embedding and projections */
+   PF_UPSAMPLE, PF_CONCAT, PF_COPY,             /* data movement */
+   DDPM_PROF_N
+};
+
+/* Seconds and calls per category, summed while ddpm_unet.prof is set. */
+typedef struct ddpm_unet_prof {
+   double t[DDPM_PROF_N];
+   long calls[DDPM_PROF_N];
+} ddpm_unet_prof;
+
+extern const char *const ddpm_unet_prof_name[DDPM_PROF_N];
+
 typedef struct node {
+   /* topology (unet.c) */
    int type;
    int in, in2;          /* producer nodes; -1 is the model input x */
    int C, C2, Cout;      /* input channels (in), channels of in2 (concat), output */
@@ -17,10 +42,16 @@ typedef struct node {
    int stride;           /* conv: 2 = the official downsampling */
    int p0;               /* first parameter index of the node */
    int has_short;        /* ResNet block: 1x1 shortcut */
+   /* plan for the current input shape (unet_run.c) */
    ddpm_conv2d_shape cs[3];
-   int H, W;             /* input spatial size of the current plan */
+   int H, W;             /* input spatial size */
+   int wino;             /* bit k: cs[k] runs through winograd.c */
+   int last_use;         /* largest index of a consumer (-1: none) */
+   int first_in, first_in2;   /* backward's write to the producer's dy is its first */
    float *y, *dy;        /* output and its gradient */
-   float *s[12];         /* saved activations */
+   float *h1;            /* ResNet: conv1 output + time embedding (kept for backward) */
+   float *mean[2], *rstd[2];  /* GroupNorm statistics (mean as hi/lo float pairs) */
+   float *q, *k, *v, *att, *o;   /* attention (kept for backward) */
 } node;
 
 struct ddpm_unet {
@@ -36,19 +67,28 @@ struct ddpm_unet {
    /* nodes */
    node *nodes;
    int nnodes, capnodes;
-   /* plan for the current input shape */
-   int pN, pH, pW;
-   float *arena;
-   size_t arena_floats, dy_begin, dy_end;   /* dy region, zeroed per backward */
-   float *scratch;                          /* conv/attention scratch */
-   float *g[3];                             /* temporary gradients (max activation) */
+   /* plan for the current input shape and mode */
+   int pN, pH, pW, pkeep, pthreads;   /* pkeep: activations kept for backward;
+                                         pthreads: the thread count it is sized for */
+   float *arena;                      /* one aligned_alloc; unet.c frees it */
+   size_t arena_floats;               /* used by the current plan */
+   size_t arena_cap;                  /* allocated */
+   float *scratch;                    /* conv / attention scratch */
+   size_t scratch_floats;             /* its size */
+   float *gwork;                      /* GEMM work space: gwork_per floats per thread */
+   size_t gwork_per;
+   float *T[3];                       /* temporaries of the largest activation */
+   float *attn_tmp;                   /* inference: q, k, v, o, att */
+   float *stat_mean, *stat_rstd;      /* inference: statistics of the current norm */
    float *e, *l1, *s1, *temb, *st, *dst, *dtmp1, *dtmp2, *tp, *dtp, *tvals;
-   float *dx;                               /* gradient of the input */
-   float *xin;                              /* copy of the last input x */
-   int fwd_dropout;                         /* dropout applied in the last forward */
-   uint64_t fwd_seed;                       /* its seed */
+   float *xin;                        /* copy of the last input x (kept plans) */
+   const float *xcur;                 /* the input x of the current pass */
+   float *dxcur;                      /* its gradient (the caller's dx, may be NULL) */
+   int fwd_dropout;                   /* dropout applied in the last forward */
+   uint64_t fwd_seed;                 /* its seed */
    int training, grad_enabled, have_forward;
    uint64_t dropout_seed;
+   ddpm_unet_prof *prof;              /* per-op timers, when not NULL (bench) */
 };
 
 #endif

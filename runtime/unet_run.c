@@ -1,19 +1,41 @@
 /*
  * unet_run.c — the U-Net's activation plan, forward and backward.
  *
- * plan() lays every activation, saved buffer and gradient of one input shape
- * (N, H, W) into a single arena, once; forward and backward then allocate
- * nothing. Output gradients (dy) sit in one contiguous region that backward
- * zeroes with a single memset, because every node accumulates into its
- * producers' dy (skip connections are consumed twice).
+ * plan() lays out, once per input shape (N, H, W) and mode, everything a pass
+ * touches in one arena, so forward and backward allocate nothing, and the
+ * arena is reused (only grown) when the shape changes.
+ *
+ *  - Training plans (gradients enabled) keep, per node, only what backward
+ *    cannot recompute cheaply: every node's output y, a ResNet block's conv1
+ *    output h1, GroupNorm statistics, attention's q, k, v, att, o. Everything
+ *    elementwise (SiLU(GroupNorm(x)), the dropout mask from its seed) is
+ *    recomputed in backward from those. Output gradients dy live only from
+ *    the first consumer's backward to the producer's, and share memory by
+ *    liveness; each consumer knows whether its write to a dy is the first
+ *    one, which then overwrites, so nothing is zero-filled.
+ *  - Inference plans (gradients disabled) keep no activations at all: each
+ *    y lives from its producer to its last consumer and shares memory by
+ *    liveness (the skip connections are what stays), and the block-internal
+ *    tensors are a few shared temporaries.
+ *
+ * Fused where it saves a pass: GroupNorm + SiLU (+ dropout) in one kernel, the
+ * time-embedding add and the residual add in the convolutions' epilogue, the
+ * identity skip's gradient in the GroupNorm backward. 3x3 stride-1 layers run
+ * through winograd.c. Results are deterministic for a fixed thread count.
  *
  * Dimension legend: N batch, C channels, HW = H*W positions, G groups,
  * td = time-embedding width (4*ch).
  */
 #include "unet_internal.h"
+#include "kernels.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define PW(m, n, k) ((m)->params + (m)->ptab[(n)->p0 + (k)].offset)
 #define GW(m, n, k) ((m)->grads + (m)->ptab[(n)->p0 + (k)].offset)
@@ -22,9 +44,38 @@
 enum { R_N1W, R_N1B, R_C1W, R_C1B, R_TW, R_TB, R_N2W, R_N2B, R_C2W, R_C2B, R_SW, R_SB };
 /* Attention parameter slots. */
 enum { A_GW, A_GB, A_QW, A_QB, A_KW, A_KB, A_VW, A_VB, A_OW, A_OB };
-/* Saved buffers. */
-enum { S_N1, S_A1, S_H1, S_N2, S_A2, S_D2, S_SC, S_M1, S_R1, S_M2, S_R2 };       /* ResNet */
-enum { S_NRM, S_MEAN, S_RSTD, S_Q, S_K, S_V, S_ATT, S_O };                        /* attention, outnorm */
+
+const char *const ddpm_unet_prof_name[DDPM_PROF_N] = {
+   "conv3x3 fwd (winograd)", "conv3x3 dW (winograd)", "conv3x3 dX (winograd)",
+   "conv3x3 fwd (gemm)", "conv3x3 bwd (gemm)",
+   "conv3x3/2 down fwd", "conv3x3/2 down bwd",
+   "conv1x1 shortcut fwd", "conv1x1 shortcut bwd",
+   "conv bias grad",
+   "groupnorm+silu fwd", "groupnorm+silu recompute", "groupnorm+silu bwd",
+   "attention fwd", "attention bwd",
+   "time embedding",
+   "upsample", "concat", "input/output copies",
+};
+
+/* ---------------------------------------------------------------- profile */
+
+static double now(void)
+{
+   struct timespec ts;
+   clock_gettime(CLOCK_MONOTONIC, &ts);
+   return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static inline double pbegin(const ddpm_unet *m) { return m->prof ? now() : 0.0; }
+
+static inline void pend(ddpm_unet *m, int cat, double t0)
+{
+   if (!m->prof) return;
+   m->prof->t[cat] += now() - t0;
+   m->prof->calls[cat]++;
+}
+
+/* ---------------------------------------------------------------- plan */
 
 typedef struct planner { float *base; size_t used; } planner;
 
@@ -37,137 +88,263 @@ static float *take(planner *pl, size_t n)
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
-/* One pass over the nodes: sizes when pl->base is NULL, pointers otherwise. */
-static void layout(ddpm_unet *m, planner *pl, int N, int H0, int W0,
-                   size_t *scratch_floats, size_t *gmax)
+/* A buffer that lives over node steps [lo, hi]. */
+typedef struct ival { int lo, hi; size_t size, off; } ival;
+
+/* Offsets for buffers with lifetimes: largest first, each at the lowest
+   offset free over its whole lifetime. Returns the extent. */
+static size_t pack(ival *v, int n, int *order)
 {
-   const int G = m->cfg.groups, td = m->temb_dim;
-   size_t maxc = 0;
-   *scratch_floats = 0;
-   *gmax = 0;
-   m->xin = take(pl, (size_t)N * m->cfg.in_ch * H0 * W0);
-   m->e = take(pl, (size_t)N * m->cfg.ch);
-   m->l1 = take(pl, (size_t)N * td);
-   m->s1 = take(pl, (size_t)N * td);
-   m->temb = take(pl, (size_t)N * td);
-   m->st = take(pl, (size_t)N * td);
-   m->dtmp1 = take(pl, (size_t)N * td);
-   m->dtmp2 = take(pl, (size_t)N * td);
+   for (int i = 0; i < n; i++) order[i] = i;
+   for (int i = 1; i < n; i++)      /* insertion sort, size descending */
+      for (int j = i; j > 0 && v[order[j]].size > v[order[j - 1]].size; j--) {
+         int t = order[j]; order[j] = order[j - 1]; order[j - 1] = t;
+      }
+   size_t extent = 0;
+   for (int a = 0; a < n; a++) {
+      ival *x = &v[order[a]];
+      size_t off = 0;
+      int moved = 1;
+      while (moved) {
+         moved = 0;
+         for (int b = 0; b < a; b++) {
+            const ival *y = &v[order[b]];
+            if (y->hi < x->lo || x->hi < y->lo) continue;            /* disjoint in time */
+            if (y->off + y->size <= off || off + x->size <= y->off) continue;
+            off = y->off + y->size;
+            moved = 1;
+         }
+      }
+      x->off = off;
+      extent = max_sz(extent, off + x->size);
+   }
+   return extent;
+}
+
+/* 3x3 stride-1 same convolutions go through winograd.c; -DWINO_MIN_C=n sends
+   those with fewer than n input or output channels to im2col + GEMM. */
+#ifndef WINO_MIN_C
+#define WINO_MIN_C 1
+#endif
+static int wino_ok(const ddpm_conv2d_shape *s)
+{
+   return s->KH == 3 && s->KW == 3 && s->stride == 1 && s->pad_t == 1 && s->pad_l == 1 &&
+          s->OH == s->H && s->OW == s->W && s->C >= WINO_MIN_C && s->OC >= WINO_MIN_C;
+}
+
+static int plan_threads(void)
+{
+#ifdef _OPENMP
+   return omp_get_max_threads();
+#else
+   return 1;
+#endif
+}
+
+static size_t conv_scratch(const ddpm_conv2d_shape *s, int wino, int keep)
+{
+   return wino ? ddpm_wino_scratch_floats(s->N, s->C, s->OC, s->H, s->W, keep, plan_threads())
+               : ddpm_conv2d_scratch_floats(s);
+}
+
+static size_t out_size(const ddpm_unet *m, const node *n, int N)
+{
+   size_t sz = (size_t)N * n->Cout * n->H * n->W;
+   if (n->type == N_CONV) sz = (size_t)N * n->Cout * n->cs[0].OH * n->cs[0].OW;
+   if (n->type == N_UPSAMPLE) sz *= 4;
+   (void)m;
+   return sz;
+}
+
+/* Shapes, consumers and scratch sizes of every node; no memory. */
+static void shapes(ddpm_unet *m, int N, int H0, int W0, int keep, size_t *scratch,
+                   size_t *gmax, size_t *attn_tmp, int *maxc, size_t *gwork)
+{
+   *scratch = *gmax = *attn_tmp = *gwork = 0;
+   *maxc = 0;
    for (int i = 0; i < m->nnodes; i++) {
       node *n = &m->nodes[i];
-      int H = H0 >> n->lvl, W = W0 >> n->lvl;
-      size_t HW = (size_t)H * W, NC = (size_t)N * n->C, NCo = (size_t)N * n->Cout;
-      n->H = H;
-      n->W = W;
-      size_t ysz = NCo * HW;
+      n->last_use = -1;
+      n->H = H0 >> n->lvl;
+      n->W = W0 >> n->lvl;
+      n->wino = 0;
+   }
+   for (int i = 0; i < m->nnodes; i++) {
+      node *n = &m->nodes[i];
+      const int H = n->H, W = n->W;
+      const size_t HW = (size_t)H * W, NC = (size_t)N * n->C, NCo = (size_t)N * n->Cout;
+      int src[2] = { n->in, n->type == N_CONCAT ? n->in2 : -1 };
+      for (int k = 0; k < 2; k++)
+         if (src[k] >= 0) m->nodes[src[k]].last_use = i;
       switch (n->type) {
       case N_CONV:
          if (n->stride == 1)
             n->cs[0] = ddpm_conv2d_make(N, n->C, H, W, n->Cout, 3, 1, 1, 1, 1, 1);
          else   /* official downsampling: zero padding at bottom/right only */
             n->cs[0] = ddpm_conv2d_make(N, n->C, H, W, n->Cout, 3, 2, 0, 0, 1, 1);
-         ysz = NCo * (size_t)n->cs[0].OH * n->cs[0].OW;
-         *scratch_floats = max_sz(*scratch_floats, ddpm_conv2d_scratch_floats(&n->cs[0]));
+         n->wino = wino_ok(&n->cs[0]);
+         *scratch = max_sz(*scratch, conv_scratch(&n->cs[0], n->wino, keep));
+         if (!n->wino) *gwork = max_sz(*gwork, ddpm_conv2d_gemm_work_floats(&n->cs[0]));
          break;
       case N_RES:
          n->cs[0] = ddpm_conv2d_make(N, n->C, H, W, n->Cout, 3, 1, 1, 1, 1, 1);
          n->cs[1] = ddpm_conv2d_make(N, n->Cout, H, W, n->Cout, 3, 1, 1, 1, 1, 1);
          n->cs[2] = ddpm_conv2d_make(N, n->C, H, W, n->Cout, 1, 1, 0, 0, 0, 0);
-         for (int k = 0; k < 3; k++)
-            if (k < 2 || n->has_short)
-               *scratch_floats = max_sz(*scratch_floats, ddpm_conv2d_scratch_floats(&n->cs[k]));
-         n->s[S_N1] = take(pl, NC * HW);
-         n->s[S_A1] = take(pl, NC * HW);
-         n->s[S_H1] = take(pl, NCo * HW);
-         n->s[S_N2] = take(pl, NCo * HW);
-         n->s[S_A2] = take(pl, NCo * HW);
-         n->s[S_D2] = m->cfg.dropout > 0 ? take(pl, NCo * HW) : NULL;
-         n->s[S_SC] = n->has_short ? take(pl, NCo * HW) : NULL;
-         n->s[S_M1] = take(pl, (size_t)N * G);
-         n->s[S_R1] = take(pl, (size_t)N * G);
-         n->s[S_M2] = take(pl, (size_t)N * G);
-         n->s[S_R2] = take(pl, (size_t)N * G);
+         for (int k = 0; k < 3; k++) {
+            if (k == 2 && !n->has_short) continue;
+            int w = k < 2 && wino_ok(&n->cs[k]);
+            n->wino |= w << k;
+            *scratch = max_sz(*scratch, conv_scratch(&n->cs[k], w, keep));
+            if (!w) *gwork = max_sz(*gwork, ddpm_conv2d_gemm_work_floats(&n->cs[k]));
+         }
          *gmax = max_sz(*gmax, max_sz(NC, NCo) * HW);
-         maxc = max_sz(maxc, (size_t)n->Cout);
+         if (n->Cout > *maxc) *maxc = n->Cout;
          break;
       case N_ATTN:
-         n->s[S_NRM] = take(pl, NC * HW);
-         n->s[S_MEAN] = take(pl, (size_t)N * G);
-         n->s[S_RSTD] = take(pl, (size_t)N * G);
-         n->s[S_Q] = take(pl, NC * HW);
-         n->s[S_K] = take(pl, NC * HW);
-         n->s[S_V] = take(pl, NC * HW);
-         n->s[S_ATT] = take(pl, (size_t)N * HW * HW);
-         n->s[S_O] = take(pl, NC * HW);
-         *scratch_floats = max_sz(*scratch_floats, ddpm_attention_scratch_floats(n->C, (int)HW));
+         if (keep)
+            *scratch = max_sz(*scratch, (size_t)N * ddpm_attention_scratch_floats(n->C, (int)HW));
+         *attn_tmp = max_sz(*attn_tmp, (size_t)N * (4 * (size_t)n->C * HW + HW * HW));
+         *gwork = max_sz(*gwork, ddpm_attention_gemm_work_floats(n->C, (int)HW));
          *gmax = max_sz(*gmax, NC * HW);
          break;
-      case N_UPSAMPLE:
-         ysz = NCo * HW * 4;
-         break;
-      case N_CONCAT:
-         break;   /* Cout = C + C2 */
       case N_OUTNORM:
-         n->s[S_NRM] = take(pl, NC * HW);
-         n->s[S_MEAN] = take(pl, (size_t)N * G);
-         n->s[S_RSTD] = take(pl, (size_t)N * G);
          *gmax = max_sz(*gmax, NC * HW);
          break;
       }
-      n->y = take(pl, ysz);
    }
-   m->tp = take(pl, (size_t)N * maxc);
-   m->dtp = take(pl, (size_t)N * maxc);
-   m->tvals = take(pl, (size_t)N);
-   m->scratch = take(pl, *scratch_floats);
-   for (int k = 0; k < 3; k++) m->g[k] = take(pl, *gmax);
-   /* Everything below is zeroed at the start of each backward. */
-   m->dy_begin = pl->used;
+   /* the first write in backward comes from the last consumer in forward */
    for (int i = 0; i < m->nnodes; i++) {
       node *n = &m->nodes[i];
-      size_t ysz = (size_t)N * n->Cout * n->H * n->W;
-      if (n->type == N_CONV) ysz = (size_t)N * n->Cout * n->cs[0].OH * n->cs[0].OW;
-      if (n->type == N_UPSAMPLE) ysz *= 4;
-      n->dy = take(pl, ysz);
+      n->first_in = n->in < 0 || m->nodes[n->in].last_use == i;
+      n->first_in2 = n->type == N_CONCAT && m->nodes[n->in2].last_use == i;
    }
-   m->dst = take(pl, (size_t)N * td);
-   m->dx = take(pl, (size_t)N * m->cfg.in_ch * H0 * W0);
-   m->dy_end = pl->used;
 }
 
-static int plan(ddpm_unet *m, int N, int H, int W)
+/* Fixed part of the arena: one pass sizes it (base NULL), a second places it. */
+static void layout_fixed(ddpm_unet *m, planner *pl, int N, int H0, int W0, int keep,
+                         size_t scratch, size_t gmax, size_t attn_tmp, int maxc, size_t gwork)
 {
-   if (m->arena && m->pN == N && m->pH == H && m->pW == W) return DDPM_OK;
-   free(m->arena);
-   m->arena = NULL;
-   m->arena_floats = 0;
-   m->have_forward = 0;
-   planner pl = {NULL, 0};
-   size_t sf, gm;
-   layout(m, &pl, N, H, W, &sf, &gm);
-   float *a = aligned_alloc(64, pl.used * sizeof(float));
-   if (!a) {
-      m->pN = 0;
-      return ddpm_seterr(DDPM_ENOMEM, "unet: out of memory for activations of batch %d at %dx%d "
-                         "(%.1f MB)", N, H, W, pl.used * 4.0 / 1e6);
+   const int G = m->cfg.groups, td = m->temb_dim;
+   const size_t NG = (size_t)N * G;
+   m->xin = keep ? take(pl, (size_t)N * m->cfg.in_ch * H0 * W0) : NULL;
+   m->e = take(pl, (size_t)N * m->cfg.ch);
+   m->l1 = take(pl, (size_t)N * td);
+   m->s1 = take(pl, (size_t)N * td);
+   m->temb = take(pl, (size_t)N * td);
+   m->st = take(pl, (size_t)N * td);
+   m->dst = keep ? take(pl, (size_t)N * td) : NULL;
+   m->dtmp1 = keep ? take(pl, (size_t)N * td) : NULL;
+   m->dtmp2 = keep ? take(pl, (size_t)N * td) : NULL;
+   m->tp = take(pl, (size_t)N * maxc);
+   m->dtp = keep ? take(pl, (size_t)N * maxc) : NULL;
+   m->tvals = take(pl, (size_t)N);
+   m->scratch = take(pl, scratch);
+   m->scratch_floats = scratch;
+   m->gwork_per = (gwork + 15) & ~(size_t)15;
+   m->gwork = take(pl, m->gwork_per * (size_t)plan_threads());
+   for (int k = 0; k < 3; k++) m->T[k] = take(pl, gmax);
+   m->attn_tmp = keep ? NULL : take(pl, attn_tmp);
+   m->stat_mean = keep ? NULL : take(pl, 2 * NG);
+   m->stat_rstd = keep ? NULL : take(pl, NG);
+   for (int i = 0; i < m->nnodes; i++) {
+      node *n = &m->nodes[i];
+      const size_t HW = (size_t)n->H * n->W, NC = (size_t)N * n->C, NCo = (size_t)N * n->Cout;
+      n->h1 = n->q = n->k = n->v = n->att = n->o = NULL;
+      for (int k = 0; k < 2; k++) n->mean[k] = n->rstd[k] = NULL;
+      if (!keep) continue;
+      int nstat = n->type == N_RES ? 2 : (n->type == N_ATTN || n->type == N_OUTNORM) ? 1 : 0;
+      for (int k = 0; k < nstat; k++) {
+         n->mean[k] = take(pl, 2 * NG);
+         n->rstd[k] = take(pl, NG);
+      }
+      if (n->type == N_RES) n->h1 = take(pl, NCo * HW);
+      if (n->type == N_ATTN) {
+         n->q = take(pl, NC * HW);
+         n->k = take(pl, NC * HW);
+         n->v = take(pl, NC * HW);
+         n->o = take(pl, NC * HW);
+         n->att = take(pl, (size_t)N * HW * HW);
+      }
+      /* outputs: all but the last (which is the caller's out) */
+      if (i < m->nnodes - 1) n->y = take(pl, out_size(m, n, N));
    }
-   pl.base = a;
+}
+
+/* Buffers that share memory by lifetime: dy of every node but the last when
+   keeping (lives from the last consumer's backward to the node's own), y of
+   every node but the last otherwise (from the node to its last consumer). */
+static size_t layout_shared(ddpm_unet *m, int N, int keep, ival *iv, int *order)
+{
+   const int nn = m->nnodes - 1;
+   for (int i = 0; i < nn; i++) {
+      const node *n = &m->nodes[i];
+      iv[i].lo = i;
+      iv[i].hi = n->last_use >= i ? n->last_use : i;
+      iv[i].size = (out_size(m, n, N) + 15) & ~(size_t)15;
+   }
+   (void)keep;
+   return pack(iv, nn, order);
+}
+
+static int plan(ddpm_unet *m, int N, int H, int W, int keep)
+{
+   const int threads = plan_threads();
+   if (m->arena && m->pN == N && m->pH == H && m->pW == W && m->pkeep == keep &&
+       m->pthreads == threads)
+      return DDPM_OK;
+   m->have_forward = 0;
+   m->pN = 0;
+   size_t sc, gm, at, gw;
+   int maxc;
+   shapes(m, N, H, W, keep, &sc, &gm, &at, &maxc, &gw);
+   ival *iv = malloc((size_t)m->nnodes * sizeof *iv);
+   int *order = malloc((size_t)m->nnodes * sizeof *order);
+   if (!iv || !order) {
+      free(iv); free(order);
+      return ddpm_seterr(DDPM_ENOMEM, "unet: out of memory planning activations");
+   }
+   planner pl = {NULL, 0};
+   layout_fixed(m, &pl, N, H, W, keep, sc, gm, at, maxc, gw);
+   const size_t fixed = pl.used;
+   const size_t shared = layout_shared(m, N, keep, iv, order);
+   const size_t total = fixed + shared;
+   if (total > m->arena_cap) {
+      free(m->arena);
+      m->arena = NULL;
+      m->arena_cap = m->arena_floats = 0;
+      float *a = aligned_alloc(64, ((total * sizeof(float)) + 63) & ~(size_t)63);
+      if (!a) {
+         free(iv); free(order);
+         return ddpm_seterr(DDPM_ENOMEM, "unet: out of memory for activations of batch %d at "
+                            "%dx%d (%.1f MB)", N, H, W, total * 4.0 / 1e6);
+      }
+      m->arena = a;
+      m->arena_cap = total;
+   }
+   pl.base = m->arena;
    pl.used = 0;
-   layout(m, &pl, N, H, W, &sf, &gm);
-   m->arena = a;
-   m->arena_floats = pl.used;
-   m->pN = N; m->pH = H; m->pW = W;
+   layout_fixed(m, &pl, N, H, W, keep, sc, gm, at, maxc, gw);
+   float *sh = m->arena + fixed;
+   for (int i = 0; i < m->nnodes - 1; i++) {
+      node *n = &m->nodes[i];
+      if (keep) n->dy = sh + iv[i].off;
+      else { n->y = sh + iv[i].off; n->dy = NULL; }
+   }
+   m->nodes[m->nnodes - 1].y = m->nodes[m->nnodes - 1].dy = NULL;
+   free(iv); free(order);
+   m->arena_floats = total;
+   m->pN = N; m->pH = H; m->pW = W; m->pkeep = keep; m->pthreads = threads;
    return DDPM_OK;
 }
 
 static inline const float *input_of(ddpm_unet *m, int idx)
 {
-   return idx < 0 ? m->xin : m->nodes[idx].y;
+   return idx < 0 ? m->xcur : m->nodes[idx].y;
 }
 
 static inline float *dinput_of(ddpm_unet *m, int idx)
 {
-   return idx < 0 ? m->dx : m->nodes[idx].dy;
+   return idx < 0 ? m->dxcur : m->nodes[idx].dy;
 }
 
 static uint64_t node_seed(uint64_t seed, int i)
@@ -178,95 +355,162 @@ static uint64_t node_seed(uint64_t seed, int i)
    return z ^ (z >> 31);
 }
 
+/* ---------------------------------------------------------------- convolutions */
+
+static ddpm_gemm_ws gws(const ddpm_unet *m)
+{
+   ddpm_gemm_ws w = { m->gwork, m->gwork_per, m->pthreads };
+   return w;
+}
+
+static void conv_fwd(ddpm_unet *m, float *out, const float *in, const float *w,
+                     const ddpm_conv_epi *e, const ddpm_conv2d_shape *s, int wino)
+{
+   double t0 = pbegin(m);
+   if (wino) {
+      ddpm_wino_forward(out, m->scratch, m->scratch_floats, in, w, e, s->N, s->C, s->H, s->W,
+                        s->OC);
+      pend(m, PF_CONV3_FWD, t0);
+      return;
+   }
+   ddpm_gemm_ws ws = gws(m);
+   ddpm_conv2d_forward_epi(out, m->scratch, in, w, e, s, &ws);
+   pend(m, s->KH == 1 ? PF_SHORT_FWD : s->stride == 2 ? PF_DOWN_FWD : PF_CONVG_FWD, t0);
+}
+
+/* din (+)= ..., dw += ..., db += ... (each may be NULL). */
+static void conv_bwd(ddpm_unet *m, float *din, int din_acc, float *dw, float *db,
+                     const float *dout, const float *in, const float *w,
+                     const ddpm_conv2d_shape *s, int wino)
+{
+   double t0 = pbegin(m);
+   if (!wino) {
+      ddpm_gemm_ws ws = gws(m);
+      ddpm_conv2d_backward_ex(din, din_acc, dw, db, m->scratch, dout, in, w, s, &ws);
+      pend(m, s->KH == 1 ? PF_SHORT_BWD : s->stride == 2 ? PF_DOWN_BWD : PF_CONVG_BWD, t0);
+      return;
+   }
+   if (db) {
+      ddpm_conv_bias_backward(db, dout, s->N, s->OC, (int64_t)s->H * s->W);
+      pend(m, PF_BIAS_BWD, t0);
+   }
+   if (dw) {
+      t0 = pbegin(m);
+      ddpm_wino_backward_weight(dw, m->scratch, m->scratch_floats, dout, in, s->N, s->C, s->H,
+                                s->W, s->OC);
+      pend(m, PF_CONV3_DW, t0);
+   }
+   if (din) {
+      t0 = pbegin(m);
+      ddpm_wino_backward_data(din, din_acc, m->scratch, m->scratch_floats, dout, w, s->N, s->C,
+                              s->H, s->W, s->OC);
+      pend(m, PF_CONV3_DX, t0);
+   }
+}
+
 /* ---------------------------------------------------------------- forward */
 
-static void res_forward(ddpm_unet *m, node *n, int idx)
+static void res_forward(ddpm_unet *m, node *n, int idx, float *y)
 {
    const int N = m->pN, G = m->cfg.groups, HW = n->H * n->W, td = m->temb_dim;
+   const int keep = m->pkeep;
    const float eps = m->cfg.eps;
    const float *x = input_of(m, n->in);
-   size_t sizeC = (size_t)N * n->C * HW, sizeO = (size_t)N * n->Cout * HW;
-   ddpm_groupnorm_forward(n->s[S_N1], n->s[S_M1], n->s[S_R1], x, PW(m, n, R_N1W), PW(m, n, R_N1B),
-                          N, n->C, HW, G, eps);
-   ddpm_silu_forward(n->s[S_A1], n->s[S_N1], (int64_t)sizeC);
-   ddpm_conv2d_forward(n->s[S_H1], m->scratch, n->s[S_A1], PW(m, n, R_C1W), PW(m, n, R_C1B), &n->cs[0]);
-   /* + Dense(swish(temb)) broadcast over H, W */
+   float *a1 = m->T[0], *d2 = m->T[1], *h1 = keep ? n->h1 : m->T[2];
+   float *mean1 = keep ? n->mean[0] : m->stat_mean, *rstd1 = keep ? n->rstd[0] : m->stat_rstd;
+   float *mean2 = keep ? n->mean[1] : m->stat_mean, *rstd2 = keep ? n->rstd[1] : m->stat_rstd;
+   double t0 = pbegin(m);
+   ddpm_gn_act_forward(a1, mean1, rstd1, 0, x, PW(m, n, R_N1W), PW(m, n, R_N1B),
+                       N, n->C, HW, G, eps, 1, 0.0f, 0);
+   pend(m, PF_GN_FWD, t0);
+   /* conv1's bias and Dense(swish(temb)) are one per-image bias */
+   t0 = pbegin(m);
    ddpm_linear_forward(m->tp, m->st, PW(m, n, R_TW), PW(m, n, R_TB), N, td, n->Cout);
-   float *h1 = n->s[S_H1];
-   #pragma omp parallel for collapse(2) schedule(static)
+   const float *b1 = PW(m, n, R_C1B);
    for (int b = 0; b < N; b++)
-      for (int c = 0; c < n->Cout; c++) {
-         float v = m->tp[b * n->Cout + c], *p = h1 + ((size_t)b * n->Cout + c) * HW;
-         for (int i = 0; i < HW; i++) p[i] += v;
-      }
-   ddpm_groupnorm_forward(n->s[S_N2], n->s[S_M2], n->s[S_R2], h1, PW(m, n, R_N2W), PW(m, n, R_N2B),
-                          N, n->Cout, HW, G, eps);
-   ddpm_silu_forward(n->s[S_A2], n->s[S_N2], (int64_t)sizeO);
-   const float *d2 = n->s[S_A2];
-   if (m->fwd_dropout) {
-      ddpm_dropout_forward(n->s[S_D2], n->s[S_A2], (int64_t)sizeO, m->cfg.dropout,
-                           node_seed(m->fwd_seed, idx));
-      d2 = n->s[S_D2];
-   }
-   ddpm_conv2d_forward(n->y, m->scratch, d2, PW(m, n, R_C2W), PW(m, n, R_C2B), &n->cs[1]);
+      for (int c = 0; c < n->Cout; c++) m->tp[b * n->Cout + c] += b1[c];
+   pend(m, PF_TEMB, t0);
+   ddpm_conv_epi e1 = { NULL, m->tp, NULL };
+   conv_fwd(m, h1, a1, PW(m, n, R_C1W), &e1, &n->cs[0], n->wino & 1);
+   t0 = pbegin(m);
+   ddpm_gn_act_forward(d2, mean2, rstd2, 0, h1, PW(m, n, R_N2W), PW(m, n, R_N2B),
+                       N, n->Cout, HW, G, eps, 1, m->fwd_dropout ? m->cfg.dropout : 0.0f,
+                       node_seed(m->fwd_seed, idx));
+   pend(m, PF_GN_FWD, t0);
    const float *skip = x;
    if (n->has_short) {
-      ddpm_conv2d_forward(n->s[S_SC], m->scratch, x, PW(m, n, R_SW), PW(m, n, R_SB), &n->cs[2]);
-      skip = n->s[S_SC];
+      ddpm_conv_epi es = { PW(m, n, R_SB), NULL, NULL };
+      conv_fwd(m, y, x, PW(m, n, R_SW), &es, &n->cs[2], 0);
+      skip = y;
    }
-   float *y = n->y;
-   #pragma omp parallel for schedule(static)
-   for (size_t i = 0; i < sizeO; i++) y[i] += skip[i];
+   ddpm_conv_epi e2 = { PW(m, n, R_C2B), NULL, skip };
+   conv_fwd(m, y, d2, PW(m, n, R_C2W), &e2, &n->cs[1], (n->wino >> 1) & 1);
 }
 
-static void attn_forward(ddpm_unet *m, node *n)
+static void attn_forward(ddpm_unet *m, node *n, float *y)
 {
-   const int N = m->pN, HW = n->H * n->W;
+   const int N = m->pN, HW = n->H * n->W, C = n->C;
    const float *x = input_of(m, n->in);
-   ddpm_groupnorm_forward(n->s[S_NRM], n->s[S_MEAN], n->s[S_RSTD], x, PW(m, n, A_GW),
-                          PW(m, n, A_GB), N, n->C, HW, m->cfg.groups, m->cfg.eps);
-   ddpm_attention_forward(n->y, n->s[S_Q], n->s[S_K], n->s[S_V], n->s[S_ATT], n->s[S_O],
-                          n->s[S_NRM], PW(m, n, A_QW), PW(m, n, A_QB), PW(m, n, A_KW),
-                          PW(m, n, A_KB), PW(m, n, A_VW), PW(m, n, A_VB), PW(m, n, A_OW),
-                          PW(m, n, A_OB), N, n->C, HW);
-   size_t sz = (size_t)N * n->C * HW;
-   float *y = n->y;
-   #pragma omp parallel for schedule(static)
-   for (size_t i = 0; i < sz; i++) y[i] += x[i];
+   float *h = m->T[0];
+   double t0 = pbegin(m);
+   ddpm_gn_act_forward(h, m->pkeep ? n->mean[0] : m->stat_mean,
+                       m->pkeep ? n->rstd[0] : m->stat_rstd, 0, x, PW(m, n, A_GW),
+                       PW(m, n, A_GB), N, C, HW, m->cfg.groups, m->cfg.eps, 0, 0.0f, 0);
+   pend(m, PF_GN_FWD, t0);
+   t0 = pbegin(m);
+   float *q = n->q, *k = n->k, *v = n->v, *o = n->o, *att = n->att;
+   if (!m->pkeep) {   /* shared temporaries */
+      const size_t NCP = (size_t)N * C * HW;
+      q = m->attn_tmp; k = q + NCP; v = k + NCP; o = v + NCP; att = o + NCP;
+   }
+   ddpm_gemm_ws ws = gws(m);
+   ddpm_attention_forward_res(y, q, k, v, att, o, h, x, PW(m, n, A_QW), PW(m, n, A_QB),
+                              PW(m, n, A_KW), PW(m, n, A_KB), PW(m, n, A_VW), PW(m, n, A_VB),
+                              PW(m, n, A_OW), PW(m, n, A_OB), N, C, HW, &ws);
+   pend(m, PF_ATTN_FWD, t0);
 }
 
-static void concat_forward(ddpm_unet *m, node *n)
+static void concat_forward(ddpm_unet *m, node *n, float *y)
 {
    const int N = m->pN;
    size_t HW = (size_t)n->H * n->W, a = (size_t)n->C * HW, b = (size_t)n->C2 * HW;
    const float *xa = input_of(m, n->in), *xb = input_of(m, n->in2);
-   for (int i = 0; i < N; i++) {
-      memcpy(n->y + i * (a + b), xa + i * a, a * sizeof(float));
-      memcpy(n->y + i * (a + b) + a, xb + i * b, b * sizeof(float));
+   double t0 = pbegin(m);
+   #pragma omp parallel for schedule(static)
+   for (int i = 0; i < 2 * N; i++) {
+      if (i % 2 == 0) memcpy(y + (i / 2) * (a + b), xa + (i / 2) * a, a * sizeof(float));
+      else memcpy(y + (i / 2) * (a + b) + a, xb + (i / 2) * b, b * sizeof(float));
    }
+   pend(m, PF_CONCAT, t0);
 }
 
-static void node_forward(ddpm_unet *m, int idx)
+static void node_forward(ddpm_unet *m, int idx, float *y)
 {
    node *n = &m->nodes[idx];
    const int N = m->pN;
+   double t0;
    switch (n->type) {
-   case N_CONV:
-      ddpm_conv2d_forward(n->y, m->scratch, input_of(m, n->in), PW(m, n, 0), PW(m, n, 1), &n->cs[0]);
-      break;
-   case N_RES: res_forward(m, n, idx); break;
-   case N_ATTN: attn_forward(m, n); break;
-   case N_UPSAMPLE:
-      ddpm_upsample2x_forward(n->y, input_of(m, n->in), N, n->C, n->H, n->W);
-      break;
-   case N_CONCAT: concat_forward(m, n); break;
-   case N_OUTNORM: {
-      int HW = n->H * n->W;
-      ddpm_groupnorm_forward(n->s[S_NRM], n->s[S_MEAN], n->s[S_RSTD], input_of(m, n->in),
-                             PW(m, n, 0), PW(m, n, 1), N, n->C, HW, m->cfg.groups, m->cfg.eps);
-      ddpm_silu_forward(n->y, n->s[S_NRM], (int64_t)N * n->C * HW);
+   case N_CONV: {
+      ddpm_conv_epi e = { PW(m, n, 1), NULL, NULL };
+      conv_fwd(m, y, input_of(m, n->in), PW(m, n, 0), &e, &n->cs[0], n->wino);
       break;
    }
+   case N_RES: res_forward(m, n, idx, y); break;
+   case N_ATTN: attn_forward(m, n, y); break;
+   case N_UPSAMPLE:
+      t0 = pbegin(m);
+      ddpm_upsample2x_forward(y, input_of(m, n->in), N, n->C, n->H, n->W);
+      pend(m, PF_UPSAMPLE, t0);
+      break;
+   case N_CONCAT: concat_forward(m, n, y); break;
+   case N_OUTNORM:
+      t0 = pbegin(m);
+      ddpm_gn_act_forward(y, m->pkeep ? n->mean[0] : m->stat_mean,
+                          m->pkeep ? n->rstd[0] : m->stat_rstd, 0, input_of(m, n->in),
+                          PW(m, n, 0), PW(m, n, 1), N, n->C, n->H * n->W, m->cfg.groups,
+                          m->cfg.eps, 1, 0.0f, 0);
+      pend(m, PF_GN_FWD, t0);
+      break;
    }
 }
 
@@ -280,16 +524,24 @@ int ddpm_unet_forward(ddpm_unet *m, float *out, const float *x, const float *t,
    if (H < div || W < div || H % div || W % div)
       return ddpm_seterr(DDPM_ESHAPE, "unet forward: input %dx%d must be a positive multiple of "
                          "2^(levels-1) = %d in both dimensions", H, W, div);
-   int rc = plan(m, N, H, W);
+   const int keep = m->training || m->grad_enabled;
+   int rc = plan(m, N, H, W, keep);
    if (rc != DDPM_OK) return rc;
-   m->have_forward = 0;
    m->fwd_dropout = m->training && c->dropout > 0;
    m->fwd_seed = m->dropout_seed;
    const int td = m->temb_dim;
-   memcpy(m->xin, x, (size_t)N * c->in_ch * H * W * sizeof(float));
+   double t0 = pbegin(m);
+   if (keep) {   /* backward reads x again; the caller may have changed it by then */
+      memcpy(m->xin, x, (size_t)N * c->in_ch * H * W * sizeof(float));
+      m->xcur = m->xin;
+   } else {
+      m->xcur = x;
+   }
    memcpy(m->tvals, t, (size_t)N * sizeof(float));
+   pend(m, PF_COPY, t0);
    /* temb = Dense(swish(Dense(sinusoid(t)))); st = swish(temb) is what every
       ResNet block projects. */
+   t0 = pbegin(m);
    ddpm_timestep_embedding(m->e, m->tvals, N, c->ch);
    ddpm_linear_forward(m->l1, m->e, m->params + m->ptab[m->p_temb].offset,
                        m->params + m->ptab[m->p_temb + 1].offset, N, c->ch, td);
@@ -297,13 +549,12 @@ int ddpm_unet_forward(ddpm_unet *m, float *out, const float *x, const float *t,
    ddpm_linear_forward(m->temb, m->s1, m->params + m->ptab[m->p_temb + 2].offset,
                        m->params + m->ptab[m->p_temb + 3].offset, N, td, td);
    ddpm_silu_forward(m->st, m->temb, (int64_t)N * td);
+   pend(m, PF_TEMB, t0);
    for (int i = 0; i < m->nnodes; i++) {
       if (ddpm_interrupted()) return ddpm_seterr(DDPM_EINTR, "unet forward: interrupted");
-      node_forward(m, i);
+      node_forward(m, i, i == m->nnodes - 1 ? out : m->nodes[i].y);
    }
-   node *last = &m->nodes[m->nnodes - 1];
-   memcpy(out, last->y, (size_t)N * c->out_ch * H * W * sizeof(float));
-   m->have_forward = m->grad_enabled;
+   m->have_forward = keep;
    return DDPM_OK;
 }
 
@@ -311,117 +562,139 @@ int ddpm_unet_forward(ddpm_unet *m, float *out, const float *x, const float *t,
 
 static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
 
-static void res_backward(ddpm_unet *m, node *n, int idx)
+/*
+ * With T0, T1 [N,Cout,HW] and T2 [N,C,HW]:
+ *   skip:   shortcut conv backward into dx, or (identity) folded into the last step
+ *   T0 = d2 = drop(silu(gn2(h1)))            recomputed from the saved statistics
+ *   dW2, db2 from (dy, T0); T1 = dd2 = conv2^T dy
+ *   T0 = dh1 = gn2 backward of T1; dtp = its per-channel sums (time embedding, conv1 bias)
+ *   T1 = a1 = silu(gn1(x))                   recomputed
+ *   dW1 from (T0, T1); T2 = da1 = conv1^T T0
+ *   dx (+)= gn1 backward of T2 (+ dy for an identity skip)
+ */
+static void res_backward(ddpm_unet *m, node *n, int idx, const float *dy)
 {
    const int N = m->pN, G = m->cfg.groups, HW = n->H * n->W, td = m->temb_dim;
+   const float eps = m->cfg.eps;
    const float *x = input_of(m, n->in);
    float *dx = dinput_of(m, n->in);
-   size_t sizeC = (size_t)N * n->C * HW, sizeO = (size_t)N * n->Cout * HW;
-   float *gA = m->g[0], *gB = m->g[1], *gC = m->g[2];
-   /* skip path */
-   if (n->has_short)
-      ddpm_conv2d_backward(dx, GW(m, n, R_SW), GW(m, n, R_SB), m->scratch, n->dy, x,
-                           PW(m, n, R_SW), &n->cs[2]);
-   else {
-      const float *dy = n->dy;
-      #pragma omp parallel for schedule(static)
-      for (size_t i = 0; i < sizeO; i++) dx[i] += dy[i];
+   float *T0 = m->T[0], *T1 = m->T[1], *T2 = m->T[2];
+   const float p = m->fwd_dropout ? m->cfg.dropout : 0.0f;
+   const uint64_t seed = node_seed(m->fwd_seed, idx);
+   int dx_acc = !n->first_in;
+   if (n->has_short && dx) {
+      conv_bwd(m, dx, dx_acc, GW(m, n, R_SW), GW(m, n, R_SB), dy, x, PW(m, n, R_SW),
+               &n->cs[2], 0);
+      dx_acc = 1;
+   } else if (n->has_short) {
+      conv_bwd(m, NULL, 0, GW(m, n, R_SW), GW(m, n, R_SB), dy, x, PW(m, n, R_SW), &n->cs[2], 0);
    }
-   /* conv2 <- dropout <- swish <- norm2 */
-   const float *d2 = m->fwd_dropout ? n->s[S_D2] : n->s[S_A2];
-   zero(gA, sizeO);
-   ddpm_conv2d_backward(gA, GW(m, n, R_C2W), GW(m, n, R_C2B), m->scratch, n->dy, d2,
-                        PW(m, n, R_C2W), &n->cs[1]);
-   float *da2 = gA;
-   if (m->fwd_dropout) {
-      zero(gB, sizeO);
-      ddpm_dropout_backward(gB, gA, (int64_t)sizeO, m->cfg.dropout, node_seed(m->fwd_seed, idx));
-      da2 = gB;
-   }
-   zero(gC, sizeO);
-   ddpm_silu_backward(gC, da2, n->s[S_N2], (int64_t)sizeO);
-   zero(gA, sizeO);
-   ddpm_groupnorm_backward(gA, GW(m, n, R_N2W), GW(m, n, R_N2B), gC, n->s[S_H1], n->s[S_M2],
-                           n->s[S_R2], PW(m, n, R_N2W), N, n->Cout, HW, G);
-   /* time-embedding projection: its output was broadcast over H, W */
-   float *dh1 = gA;
-   #pragma omp parallel for collapse(2) schedule(static)
-   for (int b = 0; b < N; b++)
-      for (int c = 0; c < n->Cout; c++) {
-         const float *p = dh1 + ((size_t)b * n->Cout + c) * HW;
-         float s = 0;
-         for (int i = 0; i < HW; i++) s += p[i];
-         m->dtp[b * n->Cout + c] = s;
-      }
+   double t0 = pbegin(m);
+   ddpm_gn_act_forward(T0, n->mean[1], n->rstd[1], 1, n->h1, PW(m, n, R_N2W), PW(m, n, R_N2B),
+                       N, n->Cout, HW, G, eps, 1, p, seed);
+   pend(m, PF_GN_RECOMP, t0);
+   conv_bwd(m, T1, 0, GW(m, n, R_C2W), GW(m, n, R_C2B), dy, T0, PW(m, n, R_C2W), &n->cs[1],
+            (n->wino >> 1) & 1);
+   t0 = pbegin(m);
+   ddpm_gn_act_backward(T0, 0, GW(m, n, R_N2W), GW(m, n, R_N2B), m->dtp, T1, T1, n->h1,
+                        n->mean[1], n->rstd[1], PW(m, n, R_N2W), PW(m, n, R_N2B), NULL,
+                        N, n->Cout, HW, G, 1, p, seed);
+   pend(m, PF_GN_BWD, t0);
+   /* the per-image bias of conv1: Dense(swish(temb)) + conv1.bias */
+   t0 = pbegin(m);
    ddpm_linear_backward(m->dst, GW(m, n, R_TW), GW(m, n, R_TB), m->dtp, m->st, PW(m, n, R_TW),
                         N, td, n->Cout);
-   /* conv1 <- swish <- norm1 */
-   zero(gB, sizeC);
-   ddpm_conv2d_backward(gB, GW(m, n, R_C1W), GW(m, n, R_C1B), m->scratch, dh1, n->s[S_A1],
-                        PW(m, n, R_C1W), &n->cs[0]);
-   zero(gC, sizeC);
-   ddpm_silu_backward(gC, gB, n->s[S_N1], (int64_t)sizeC);
-   ddpm_groupnorm_backward(dx, GW(m, n, R_N1W), GW(m, n, R_N1B), gC, x, n->s[S_M1], n->s[S_R1],
-                           PW(m, n, R_N1W), N, n->C, HW, G);
+   float *db1 = GW(m, n, R_C1B);
+   for (int c = 0; c < n->Cout; c++) {
+      double s = 0;
+      for (int b = 0; b < N; b++) s += m->dtp[b * n->Cout + c];
+      db1[c] += (float)s;
+   }
+   pend(m, PF_TEMB, t0);
+   t0 = pbegin(m);
+   ddpm_gn_act_forward(T1, n->mean[0], n->rstd[0], 1, x, PW(m, n, R_N1W), PW(m, n, R_N1B),
+                       N, n->C, HW, G, eps, 1, 0.0f, 0);
+   pend(m, PF_GN_RECOMP, t0);
+   conv_bwd(m, T2, 0, GW(m, n, R_C1W), NULL, T0, T1, PW(m, n, R_C1W), &n->cs[0], n->wino & 1);
+   t0 = pbegin(m);
+   ddpm_gn_act_backward(dx, dx_acc, GW(m, n, R_N1W), GW(m, n, R_N1B), NULL, T2, T2, x,
+                        n->mean[0], n->rstd[0], PW(m, n, R_N1W), PW(m, n, R_N1B),
+                        n->has_short ? NULL : dy, N, n->C, HW, G, 1, 0.0f, 0);
+   pend(m, PF_GN_BWD, t0);
 }
 
-static void attn_backward(ddpm_unet *m, node *n)
+static void attn_backward(ddpm_unet *m, node *n, const float *dy)
 {
-   const int N = m->pN, HW = n->H * n->W;
+   const int N = m->pN, HW = n->H * n->W, C = n->C, G = m->cfg.groups;
    const float *x = input_of(m, n->in);
    float *dx = dinput_of(m, n->in);
-   size_t sz = (size_t)N * n->C * HW;
-   const float *dy = n->dy;
-   #pragma omp parallel for schedule(static)
-   for (size_t i = 0; i < sz; i++) dx[i] += dy[i];
-   float *dn = m->g[0];
-   zero(dn, sz);
-   ddpm_attention_backward(dn, GW(m, n, A_QW), GW(m, n, A_QB), GW(m, n, A_KW), GW(m, n, A_KB),
-                           GW(m, n, A_VW), GW(m, n, A_VB), GW(m, n, A_OW), GW(m, n, A_OB),
-                           m->scratch, dy, n->s[S_NRM], n->s[S_Q], n->s[S_K], n->s[S_V],
-                           n->s[S_ATT], n->s[S_O], PW(m, n, A_QW), PW(m, n, A_KW),
-                           PW(m, n, A_VW), PW(m, n, A_OW), N, n->C, HW);
-   ddpm_groupnorm_backward(dx, GW(m, n, A_GW), GW(m, n, A_GB), dn, x, n->s[S_MEAN], n->s[S_RSTD],
-                           PW(m, n, A_GW), N, n->C, HW, m->cfg.groups);
+   float *h = m->T[0], *dh = m->T[1];
+   double t0 = pbegin(m);
+   ddpm_gn_act_forward(h, n->mean[0], n->rstd[0], 1, x, PW(m, n, A_GW), PW(m, n, A_GB),
+                       N, C, HW, G, m->cfg.eps, 0, 0.0f, 0);
+   pend(m, PF_GN_RECOMP, t0);
+   t0 = pbegin(m);
+   ddpm_gemm_ws ws = gws(m);
+   ddpm_attention_backward_ex(dh, 0, GW(m, n, A_QW), GW(m, n, A_QB), GW(m, n, A_KW),
+                              GW(m, n, A_KB), GW(m, n, A_VW), GW(m, n, A_VB), GW(m, n, A_OW),
+                              GW(m, n, A_OB), m->scratch, dy, h, n->q, n->k, n->v, n->att, n->o,
+                              PW(m, n, A_QW), PW(m, n, A_KW), PW(m, n, A_VW), PW(m, n, A_OW),
+                              N, C, HW, &ws);
+   pend(m, PF_ATTN_BWD, t0);
+   t0 = pbegin(m);
+   ddpm_gn_act_backward(dx, !n->first_in, GW(m, n, A_GW), GW(m, n, A_GB), NULL, dh, dh, x,
+                        n->mean[0], n->rstd[0], PW(m, n, A_GW), PW(m, n, A_GB), dy,
+                        N, C, HW, G, 0, 0.0f, 0);
+   pend(m, PF_GN_BWD, t0);
 }
 
-static void concat_backward(ddpm_unet *m, node *n)
+static void concat_backward(ddpm_unet *m, node *n, const float *dy)
 {
    const int N = m->pN;
    size_t HW = (size_t)n->H * n->W, a = (size_t)n->C * HW, b = (size_t)n->C2 * HW;
    float *da = dinput_of(m, n->in), *db = dinput_of(m, n->in2);
+   const int acc_a = !n->first_in, acc_b = !n->first_in2;
+   double t0 = pbegin(m);
    #pragma omp parallel for schedule(static)
-   for (int i = 0; i < N; i++) {
-      const float *src = n->dy + i * (a + b);
-      float *pa = da + i * a, *pb = db + i * b;
-      for (size_t j = 0; j < a; j++) pa[j] += src[j];
-      for (size_t j = 0; j < b; j++) pb[j] += src[a + j];
+   for (int i = 0; i < 2 * N; i++) {
+      const int img = i / 2, second = i % 2;
+      const float *src = dy + img * (a + b) + (second ? a : 0);
+      float *dst = second ? db + img * b : da + img * a;
+      const size_t len = second ? b : a;
+      if (second ? acc_b : acc_a)
+         for (size_t j = 0; j < len; j++) dst[j] += src[j];
+      else
+         memcpy(dst, src, len * sizeof(float));
    }
+   pend(m, PF_CONCAT, t0);
 }
 
-static void node_backward(ddpm_unet *m, int idx)
+static void node_backward(ddpm_unet *m, int idx, const float *dy)
 {
    node *n = &m->nodes[idx];
    const int N = m->pN;
+   double t0;
    switch (n->type) {
    case N_CONV:
-      ddpm_conv2d_backward(dinput_of(m, n->in), GW(m, n, 0), GW(m, n, 1), m->scratch, n->dy,
-                           input_of(m, n->in), PW(m, n, 0), &n->cs[0]);
+      conv_bwd(m, dinput_of(m, n->in), !n->first_in, GW(m, n, 0), GW(m, n, 1), dy,
+               input_of(m, n->in), PW(m, n, 0), &n->cs[0], n->wino);
       break;
-   case N_RES: res_backward(m, n, idx); break;
-   case N_ATTN: attn_backward(m, n); break;
+   case N_RES: res_backward(m, n, idx, dy); break;
+   case N_ATTN: attn_backward(m, n, dy); break;
    case N_UPSAMPLE:
-      ddpm_upsample2x_backward(dinput_of(m, n->in), n->dy, N, n->C, n->H, n->W);
+      t0 = pbegin(m);
+      ddpm_upsample2x_backward_ex(dinput_of(m, n->in), !n->first_in, dy, N, n->C, n->H, n->W);
+      pend(m, PF_UPSAMPLE, t0);
       break;
-   case N_CONCAT: concat_backward(m, n); break;
+   case N_CONCAT: concat_backward(m, n, dy); break;
    case N_OUTNORM: {
-      int HW = n->H * n->W;
-      size_t sz = (size_t)N * n->C * HW;
-      zero(m->g[0], sz);
-      ddpm_silu_backward(m->g[0], n->dy, n->s[S_NRM], (int64_t)sz);
-      ddpm_groupnorm_backward(dinput_of(m, n->in), GW(m, n, 0), GW(m, n, 1), m->g[0],
-                              input_of(m, n->in), n->s[S_MEAN], n->s[S_RSTD], PW(m, n, 0),
-                              N, n->C, HW, m->cfg.groups);
+      /* dy is this node's own buffer and dead afterwards: it is the work area */
+      t0 = pbegin(m);
+      ddpm_gn_act_backward(dinput_of(m, n->in), !n->first_in, GW(m, n, 0), GW(m, n, 1), NULL,
+                           (float *)dy, dy, input_of(m, n->in), n->mean[0], n->rstd[0],
+                           PW(m, n, 0), PW(m, n, 1), NULL, N, n->C, n->H * n->W,
+                           m->cfg.groups, 1, 0.0f, 0);
+      pend(m, PF_GN_BWD, t0);
       break;
    }
    }
@@ -434,14 +707,14 @@ int ddpm_unet_backward(ddpm_unet *m, float *dx, const float *dout)
                          "through (call forward first, with gradients enabled)");
    const int N = m->pN, td = m->temb_dim;
    const ddpm_unet_config *c = &m->cfg;
-   zero(m->arena + m->dy_begin, m->dy_end - m->dy_begin);
-   node *last = &m->nodes[m->nnodes - 1];
-   memcpy(last->dy, dout, (size_t)N * c->out_ch * m->pH * m->pW * sizeof(float));
+   m->dxcur = dx;
+   zero(m->dst, (size_t)N * td);
    for (int i = m->nnodes - 1; i >= 0; i--) {
       if (ddpm_interrupted()) return ddpm_seterr(DDPM_EINTR, "unet backward: interrupted");
-      node_backward(m, i);
+      node_backward(m, i, i == m->nnodes - 1 ? dout : m->nodes[i].dy);
    }
    /* time embedding: st = swish(temb), temb = Dense2(swish(Dense1(e))) */
+   double t0 = pbegin(m);
    float *d1 = m->dtmp1, *d2 = m->dtmp2;
    zero(d1, (size_t)N * td);
    ddpm_silu_backward(d1, m->dst, m->temb, (int64_t)N * td);
@@ -454,6 +727,7 @@ int ddpm_unet_backward(ddpm_unet *m, float *dx, const float *dout)
    ddpm_linear_backward(NULL, m->grads + m->ptab[m->p_temb].offset,
                         m->grads + m->ptab[m->p_temb + 1].offset, d1, m->e,
                         m->params + m->ptab[m->p_temb].offset, N, c->ch, td);
-   if (dx) memcpy(dx, m->dx, (size_t)N * c->in_ch * m->pH * m->pW * sizeof(float));
+   pend(m, PF_TEMB, t0);
+   m->dxcur = NULL;
    return DDPM_OK;
 }

@@ -10,6 +10,7 @@
  * checks (callers check), and not the conv3x3 that follows it in the U-Net.
  */
 #include "ddpm.h"
+#include "kernels.h"
 
 #include <stddef.h>
 
@@ -30,6 +31,12 @@ void ddpm_upsample2x_forward(float *out, const float *in, int N, int C, int H, i
 
 void ddpm_upsample2x_backward(float *din, const float *dout, int N, int C, int H, int W)
 {
+   ddpm_upsample2x_backward_ex(din, 1, dout, N, C, H, W);
+}
+
+void ddpm_upsample2x_backward_ex(float *din, int accumulate, const float *dout,
+                                 int N, int C, int H, int W)
+{
    const int planes = N * C, OW = 2 * W;
    const size_t plane = (size_t)H * W;
    #pragma omp parallel for schedule(static)
@@ -37,7 +44,9 @@ void ddpm_upsample2x_backward(float *din, const float *dout, int N, int C, int H
       const float *src = dout + (size_t)pl * 4 * plane;
       float *dst = din + (size_t)pl * plane;
       for (int y = 0; y < H; y++, src += 2 * OW, dst += W)
-         for (int x = 0; x < W; x++)
-            dst[x] += (src[2 * x] + src[2 * x + 1]) + (src[OW + 2 * x] + src[OW + 2 * x + 1]);
+         for (int x = 0; x < W; x++) {
+            const float g = (src[2 * x] + src[2 * x + 1]) + (src[OW + 2 * x] + src[OW + 2 * x + 1]);
+            dst[x] = accumulate ? dst[x] + g : g;
+         }
    }
 }

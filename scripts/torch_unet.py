@@ -28,9 +28,9 @@ CONFIGS = {
    # tiny but covers shortcuts, attention (down, mid, up), down- and upsampling
    "small": dict(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(8,),
                  dropout=0.0, in_ch=3, out_ch=3, resolution=16),
-   # placeholder for the Fashion-MNIST demo model (may change)
-   "fashion": dict(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(8,),
-                   dropout=0.0, in_ch=1, out_ch=1, resolution=32),
+   # the Fashion-MNIST model of experiments/fashion_mnist.lua (28x28, attention at 7x7)
+   "fashion": dict(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(7,),
+                   dropout=0.0, in_ch=1, out_ch=1, resolution=28),
 }
 
 # (parameters, tensors) the presets must have (spec 6.6 and 9.3)

@@ -6,6 +6,7 @@
  * from the thread count.
  */
 #include "ddpm.h"
+#include "kernels.h"
 #include "vmath.h"
 #include "check.h"
 
@@ -181,10 +182,29 @@ static void check_dropout(void)
    free(x); free(y); free(y2); free(d); free(dx);
 }
 
+/* ddpm_dropout_keep at any offset = the mask of ddpm_rng_uniform_at. */
+static void check_keep(void)
+{
+   const float p = 0.3f, scale = 1.0f / (1.0f - p);
+   const uint64_t seed = 77;
+   const uint64_t starts[] = { 0, 1, 3, 63, 64, 65, 1000003 };
+   int ok = 1;
+   float keep[300];
+   for (size_t s = 0; s < sizeof starts / sizeof starts[0]; s++) {
+      ddpm_dropout_keep(keep, starts[s], 300, p, seed);
+      for (int i = 0; i < 300; i++) {
+         float want = ddpm_rng_uniform_at(seed, starts[s] + i) >= p ? scale : 0.0f;
+         if (keep[i] != want) ok = 0;
+      }
+   }
+   CHECK(ok, "dropout_keep at offsets 0..1000003 matches the mask of uniform_at");
+}
+
 int main(void)
 {
    check_vexpf();
    check_silu();
    check_dropout();
+   check_keep();
    return check_done();
 }

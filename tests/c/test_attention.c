@@ -3,8 +3,12 @@
  * naive double reference: forward output and every saved buffer, a softmax
  * that survives large scores, central finite-difference gradients of h and
  * all eight parameters, accumulation, NULL gradients, and scratch bounds.
+ * Then the U-Net's variants (kernels.h): the residual folded into the
+ * forward, and the batched backward (images side by side, overwriting dh)
+ * against the public one-image-at-a-time backward.
  */
 #include "ddpm.h"
+#include "kernels.h"
 #include "check.h"
 
 /* Parameter order used throughout: wq bq wk bk wv bv wo bo. */
@@ -249,6 +253,68 @@ static void check_backward(int N, int C, int P)
    prob_free(&s);
 }
 
+/* forward_res = forward + x; backward_ex (batched, overwrite or accumulate)
+   = the public backward. */
+static void check_variants(int N, int C, int P, int use_ws)
+{
+   size_t per = ddpm_attention_gemm_work_floats(C, P);
+   float *wbuf = falloc(per * 3);
+   ddpm_gemm_ws wsv = { wbuf, per, 3 };
+   const ddpm_gemm_ws *ws = use_ws ? &wsv : NULL;
+   prob s;
+   prob_init(&s, N, C, P, 1.0f, 0.5f, 7);
+   prob_forward(&s);
+   float *x = falloc(s.nh), *out2 = falloc(s.nh), *want = falloc(s.nh);
+   float *q2 = falloc(s.nh), *k2 = falloc(s.nh), *v2 = falloc(s.nh), *o2 = falloc(s.nh);
+   float *att2 = falloc(s.na);
+   check_fill(x, s.nh, 31);
+   ddpm_attention_forward_res(out2, q2, k2, v2, att2, o2, s.h, x, s.p[WQ], s.p[BQ], s.p[WK],
+                              s.p[BK], s.p[WV], s.p[BV], s.p[WO], s.p[BO], N, C, P, ws);
+   for (size_t i = 0; i < s.nh; i++) want[i] = s.out[i] + x[i];
+   printf("# variants N=%d C=%d P=%d%s\n", N, C, P, use_ws ? " (runtime GEMM)" : "");
+   /* (x + bo) + Wo o against (bo + Wo o) + x: float rounding apart */
+   CHECK_CLOSE(out2, want, s.nh, 1e-4, "forward with the residual = forward + x");
+   CHECK(check_max_rel(q2, s.q, s.nh) <= 1e-5 && check_max_rel(att2, s.att, s.na) <= 1e-4 &&
+         check_max_rel(o2, s.o, s.nh) <= 1e-4, "forward with the residual saves the same q, att, o");
+
+   float *dout = falloc(s.nh), *dh = falloc(s.nh), *dh2 = falloc(s.nh), *pre = falloc(s.nh);
+   float *g[NPARAM], *g2[NPARAM];
+   check_fill(dout, s.nh, 32);
+   check_fill(pre, s.nh, 33);
+   for (int m = 0; m < NPARAM; m++) {
+      size_t n = (m % 2) ? (size_t)C : (size_t)C * C;
+      g[m] = falloc(n); g2[m] = falloc(n);
+      memset(g[m], 0, n * 4); memset(g2[m], 0, n * 4);
+   }
+   float *scratch = falloc((size_t)N * ddpm_attention_scratch_floats(C, P));
+   memset(dh, 0, s.nh * 4);
+   prob_backward(&s, dh, g, scratch, dout);
+   for (size_t i = 0; i < s.nh; i++) dh2[i] = NAN;
+   ddpm_attention_backward_ex(dh2, 0, g2[WQ], g2[BQ], g2[WK], g2[BK], g2[WV], g2[BV], g2[WO],
+                              g2[BO], scratch, dout, s.h, s.q, s.k, s.v, s.att, s.o,
+                              s.p[WQ], s.p[WK], s.p[WV], s.p[WO], N, C, P, ws);
+   CHECK_CLOSE(dh2, dh, s.nh, 1e-4, "batched backward overwrites dh with the same gradient");
+   double worst = 0;
+   for (int m = 0; m < NPARAM; m++) {
+      if (m == BK) continue;   /* zero in exact arithmetic: both sides are rounding */
+      size_t n = (m % 2) ? (size_t)C : (size_t)C * C;
+      double e = check_max_rel(g2[m], g[m], n);
+      if (!(e <= worst)) worst = e;
+   }
+   CHECK(worst <= 5e-4, "batched backward: every parameter gradient (max rel err %.3g)", worst);
+   memcpy(dh2, pre, s.nh * 4);
+   ddpm_attention_backward_ex(dh2, 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, scratch,
+                              dout, s.h, s.q, s.k, s.v, s.att, s.o, s.p[WQ], s.p[WK], s.p[WV],
+                              s.p[WO], N, C, P, ws);
+   for (size_t i = 0; i < s.nh; i++) want[i] = pre[i] + dh[i];
+   CHECK_CLOSE(dh2, want, s.nh, 1e-4, "batched backward accumulates into dh");
+   for (int m = 0; m < NPARAM; m++) { free(g[m]); free(g2[m]); }
+   free(scratch); free(dout); free(dh); free(dh2); free(pre);
+   free(x); free(out2); free(want); free(q2); free(k2); free(v2); free(o2); free(att2);
+   free(wbuf);
+   prob_free(&s);
+}
+
 int main(void)
 {
    /* Sums of C float products; the check's floor (1e-3 of the largest value)
@@ -259,5 +325,11 @@ int main(void)
    check_backward(2, 4, 5);
    check_backward(1, 6, 9);
    check_backward(3, 3, 4);
+   ddpm_set_num_threads(2);
+   for (int w = 0; w < 2; w++) {
+      check_variants(3, 8, 12, w);
+      check_variants(4, 32, 16, w);
+      check_variants(2, 64, 100, w);     /* products big enough for the runtime GEMM */
+   }
    return check_done();
 }

@@ -10,9 +10,13 @@
  * bottom/right padding) lands far outside it. Also: accumulation, NULL
  * gradients, chunks of several images, and the spec's downsampling example.
  *
+ * Also the variants of kernels.h: the forward's epilogue (per-image bias,
+ * residual, in-place accumulation) and backward overwriting din.
+ *
  * Not tested here: speed (see the comment on CONV_CHUNK_PIXELS in conv.c).
  */
 #include "ddpm.h"
+#include "kernels.h"
 #include "check.h"
 
 typedef struct conv_case {
@@ -308,6 +312,60 @@ static void test_make(void)
    CHECK(ddpm_conv2d_scratch_floats(&s) == 0, "1x1 stride 1 needs no scratch");
 }
 
+/* forward_epi = forward + per-image bias + residual; add == out accumulates;
+   backward_ex with din_accumulate == 0 = backward into zeros. */
+static void test_variants(const conv_case *cc, unsigned seed, int use_ws)
+{
+   bufs B = bufs_new(cc, seed);
+   /* with a work space the products go through the runtime's GEMM */
+   size_t per = ddpm_conv2d_gemm_work_floats(&B.s);
+   float *wbuf = alloc_floats(per * 3 + 1);
+   ddpm_gemm_ws wsv = { wbuf, per, 3 };
+   const ddpm_gemm_ws *ws = use_ws ? &wsv : NULL;
+   const int N = cc->N, OC = cc->OC;
+   const size_t ohw = (size_t)B.s.OH * B.s.OW;
+   float *bnc = alloc_floats((size_t)N * OC), *res = alloc_floats(B.nout);
+   float *got = alloc_floats(B.nout), *want = alloc_floats(B.nout);
+   check_fill(bnc, (size_t)N * OC, seed + 20);
+   check_fill(res, B.nout, seed + 21);
+   forward(&B, B.b);
+   for (int n = 0; n < N; n++)
+      for (int o = 0; o < OC; o++)
+         for (size_t p = 0; p < ohw; p++) {
+            size_t i = ((size_t)n * OC + o) * ohw + p;
+            want[i] = B.out[i] + bnc[n * OC + o] + res[i];
+         }
+   fill_nan(got, B.nout); fill_nan(B.scratch, B.nscratch);
+   ddpm_conv_epi e = { B.b, bnc, res };
+   ddpm_conv2d_forward_epi(got, B.scratch, B.in, B.w, &e, &B.s, ws);
+   printf("# %s variants%s\n", cc->name, use_ws ? " (runtime GEMM)" : "");
+   CHECK_CLOSE(got, want, B.nout, 1e-5, "%s: forward + per-image bias + residual", cc->name);
+   memcpy(got, res, B.nout * sizeof *got);
+   ddpm_conv_epi ea = { B.b, bnc, got };
+   fill_nan(B.scratch, B.nscratch);
+   ddpm_conv2d_forward_epi(got, B.scratch, B.in, B.w, &ea, &B.s, ws);
+   CHECK_CLOSE(got, want, B.nout, 1e-5, "%s: forward accumulating into out", cc->name);
+   /* overwrite */
+   memset(B.din, 0, B.nin * sizeof *B.din);
+   fill_nan(B.scratch, B.nscratch);
+   ddpm_conv2d_backward(B.din, NULL, NULL, B.scratch, B.r, B.in, B.w, &B.s);
+   float *d2 = alloc_floats(B.nin);
+   fill_nan(d2, B.nin);
+   fill_nan(B.scratch, B.nscratch);
+   ddpm_conv2d_backward_ex(d2, 0, NULL, NULL, B.scratch, B.r, B.in, B.w, &B.s, ws);
+   CHECK_CLOSE(d2, B.din, B.nin, 1e-5, "%s: backward overwrites din", cc->name);
+   /* and the weight gradient through the same path */
+   float *dw2 = alloc_floats(B.nw);
+   memset(B.dw, 0, B.nw * sizeof *B.dw);
+   memset(dw2, 0, B.nw * sizeof *dw2);
+   ddpm_conv2d_backward(NULL, B.dw, NULL, B.scratch, B.r, B.in, B.w, &B.s);
+   ddpm_conv2d_backward_ex(NULL, 0, dw2, NULL, B.scratch, B.r, B.in, B.w, &B.s, ws);
+   CHECK_CLOSE(dw2, B.dw, B.nw, 1e-5, "%s: weight gradient with the work space", cc->name);
+   free(dw2);
+   free(d2); free(bnc); free(res); free(got); free(want); free(wbuf);
+   bufs_free(&B);
+}
+
 int main(void)
 {
    /* name N C H W OC K stride pad_t pad_l pad_b pad_r bias */
@@ -330,5 +388,16 @@ int main(void)
    test_downsample_conformance();
    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_case(&cases[i], 11 * i + 1);
    test_negative_control();
+   for (int w = 0; w < 2; w++) {
+      ddpm_set_num_threads(1);
+      test_variants(&cases[0], 101, w);   /* one image */
+      test_variants(&cases[1], 102, w);   /* stride 2, two images per chunk */
+      test_variants(&cases[2], 103, w);   /* pointwise */
+      test_variants(&cases[9], 104, w);   /* chunks 2 + 2 + 1 */
+      ddpm_set_num_threads(2);
+      test_variants(&cases[3], 105, w);   /* pointwise, images in parallel */
+      static const conv_case big = { "pointwise 48->40 at 16x16", 3, 48, 16, 16, 40, 1, 1, 0, 0, 0, 0, 1 };
+      test_variants(&big, 106, w);        /* big enough for the runtime GEMM */
+   }
    return check_done();
 }

@@ -3,9 +3,13 @@
  * forward values and saved statistics, central finite-difference gradients of
  * the input, gamma and beta (on the double reference), accumulation, NULL
  * gradients and NULL gamma/beta/mean/rstd, and independence from the thread
- * count.
+ * count. Then the fused GroupNorm + SiLU + dropout kernels of kernels.h
+ * against the same computation from the plain kernels (norm, silu, dropout,
+ * and their backward passes), with their statistics recomputation,
+ * overwrite/accumulate/residual modes, per-channel sums and thread counts.
  */
 #include "ddpm.h"
+#include "kernels.h"
 #include "check.h"
 
 #include <omp.h>
@@ -199,6 +203,107 @@ static void check_threads(void)
    free(dx1); free(dx2); free(dg1); free(dg2); free(db1); free(db2);
 }
 
+/* The fused forward and backward against the plain kernels in sequence. */
+static void check_fused(int N, int C, int HW, int G, int silu, float p)
+{
+   size_t n = (size_t)N * C * HW;
+   const uint64_t seed = 4242;
+   float *x = falloc(n), *gamma = falloc(C), *beta = falloc(C), *dout = falloc(n);
+   float *y = falloc(n), *y2 = falloc(n), *ref = falloc(n), *act = falloc(n);
+   float *mean2 = falloc(2 * N * G), *rstd2 = falloc(N * G), *mean = falloc(N * G), *rstd = falloc(N * G);
+   float *din = falloc(n), *rdin = falloc(n), *work = falloc(n), *g1 = falloc(n), *g2 = falloc(n);
+   float *dg = falloc(C), *db = falloc(C), *rdg = falloc(C), *rdb = falloc(C);
+   float *dsum = falloc((size_t)N * C), *rsum = falloc((size_t)N * C), *pre = falloc(n), *res = falloc(n);
+   check_fill(x, n, 51); check_fill(gamma, C, 52); check_fill(beta, C, 53); check_fill(dout, n, 54);
+   check_fill(pre, n, 55); check_fill(res, n, 56);
+   for (size_t i = 0; i < n; i++) x[i] = 0.5f + 3.0f * x[i];
+   for (int c = 0; c < C; c++) gamma[c] += 1.2f;
+   printf("# fused N=%d C=%d HW=%d G=%d silu=%d p=%g\n", N, C, HW, G, silu, p);
+
+   /* forward */
+   ddpm_gn_act_forward(y, mean2, rstd2, 0, x, gamma, beta, N, C, HW, G, 1e-6f, silu, p, seed);
+   ddpm_groupnorm_forward(ref, mean, rstd, x, gamma, beta, N, C, HW, G, 1e-6f);   /* pre-activation */
+   memcpy(act, ref, n * sizeof(float));
+   if (silu) ddpm_silu_forward(act, ref, (int64_t)n);
+   float *fin = falloc(n);
+   ddpm_dropout_forward(fin, act, (int64_t)n, p, seed);
+   /* The fused kernel scales by (float)(rstd_f * gamma) from the saved float
+      rstd, the plain one by the double rstd: an ulp apart in the scale, which
+      the floor-relative measure shows near SiLU's zeros as ~1e-5. */
+   CHECK_CLOSE(y, fin, n, 3e-5, "fused forward = groupnorm, silu, dropout in sequence");
+   int stats_ok = 1;
+   for (int i = 0; i < N * G; i++)
+      stats_ok &= fabsf(mean2[2 * i] + mean2[2 * i + 1] - mean[i]) <= 1e-6f * (1 + fabsf(mean[i])) &&
+                  rstd2[i] == rstd[i];
+   CHECK(stats_ok, "saved statistics: mean as hi + lo, rstd as the plain kernel's");
+   ddpm_gn_act_forward(y2, mean2, rstd2, 1, x, gamma, beta, N, C, HW, G, 1e-6f, silu, p, seed);
+   CHECK(memcmp(y, y2, n * sizeof(float)) == 0, "recomputed from the saved statistics: same bits");
+
+   /* backward reference: dropout, silu, groupnorm backward (accumulating from 0) */
+   memset(g1, 0, n * sizeof(float));
+   ddpm_dropout_backward(g1, dout, (int64_t)n, p, seed);
+   if (silu) {
+      memset(g2, 0, n * sizeof(float));
+      ddpm_silu_backward(g2, g1, ref, (int64_t)n);
+   } else {
+      memcpy(g2, g1, n * sizeof(float));
+   }
+   memset(rdin, 0, n * sizeof(float)); memset(rdg, 0, C * sizeof(float)); memset(rdb, 0, C * sizeof(float));
+   ddpm_groupnorm_backward(rdin, rdg, rdb, g2, x, mean, rstd, gamma, N, C, HW, G);
+   for (int b = 0; b < N; b++)
+      for (int c = 0; c < C; c++) {
+         double t = 0;
+         for (int i = 0; i < HW; i++) t += rdin[((size_t)b * C + c) * HW + i];
+         rsum[b * C + c] = (float)t;
+      }
+
+   /* overwrite (din NaN first), work separate */
+   for (size_t i = 0; i < n; i++) din[i] = NAN;
+   memset(dg, 0, C * sizeof(float)); memset(db, 0, C * sizeof(float));
+   ddpm_gn_act_backward(din, 0, dg, db, dsum, work, dout, x, mean2, rstd2, gamma, beta, NULL,
+                        N, C, HW, G, silu, p, seed);
+   CHECK_CLOSE(din, rdin, n, 1e-4, "fused backward din = the plain kernels' (overwrite)");
+   CHECK_CLOSE(dg, rdg, C, 1e-4, "dgamma matches");
+   CHECK_CLOSE(db, rdb, C, 1e-4, "dbeta matches");
+   CHECK_CLOSE(dsum, rsum, (size_t)N * C, 1e-4, "per-image, per-channel sums of din");
+
+   /* accumulate with a residual, work aliasing a copy of dout */
+   float *dcopy = falloc(n), *want = falloc(n);
+   memcpy(dcopy, dout, n * sizeof(float));
+   memcpy(din, pre, n * sizeof(float));
+   ddpm_gn_act_backward(din, 1, NULL, NULL, NULL, dcopy, dcopy, x, mean2, rstd2, gamma, beta, res,
+                        N, C, HW, G, silu, p, seed);
+   for (size_t i = 0; i < n; i++) want[i] = pre[i] + res[i] + rdin[i];
+   CHECK_CLOSE(din, want, n, 1e-4, "accumulate + residual, work = dout");
+   /* overwrite into work itself */
+   memcpy(dcopy, dout, n * sizeof(float));
+   ddpm_gn_act_backward(dcopy, 0, NULL, NULL, NULL, dcopy, dcopy, x, mean2, rstd2, gamma, beta,
+                        NULL, N, C, HW, G, silu, p, seed);
+   CHECK_CLOSE(dcopy, rdin, n, 1e-4, "din = work = dout in place");
+
+   /* thread counts */
+   int saved = omp_get_max_threads();
+   float *d1 = falloc(n), *d3 = falloc(n), *gg1 = falloc(C), *gg3 = falloc(C);
+   omp_set_num_threads(1);
+   memset(gg1, 0, C * sizeof(float));
+   ddpm_gn_act_forward(y, mean2, rstd2, 0, x, gamma, beta, N, C, HW, G, 1e-6f, silu, p, seed);
+   ddpm_gn_act_backward(d1, 0, gg1, NULL, NULL, work, dout, x, mean2, rstd2, gamma, beta, NULL,
+                        N, C, HW, G, silu, p, seed);
+   omp_set_num_threads(3);
+   memset(gg3, 0, C * sizeof(float));
+   ddpm_gn_act_forward(y2, mean2, rstd2, 0, x, gamma, beta, N, C, HW, G, 1e-6f, silu, p, seed);
+   ddpm_gn_act_backward(d3, 0, gg3, NULL, NULL, work, dout, x, mean2, rstd2, gamma, beta, NULL,
+                        N, C, HW, G, silu, p, seed);
+   omp_set_num_threads(saved);
+   CHECK(!memcmp(y, y2, n * 4) && !memcmp(d1, d3, n * 4) && !memcmp(gg1, gg3, C * 4),
+         "fused kernels: same bits for 1 and 3 threads");
+   free(d1); free(d3); free(gg1); free(gg3); free(dcopy); free(want); free(fin);
+   free(x); free(gamma); free(beta); free(dout); free(y); free(y2); free(ref); free(act);
+   free(mean2); free(rstd2); free(mean); free(rstd); free(din); free(rdin); free(work);
+   free(g1); free(g2); free(dg); free(db); free(rdg); free(rdb); free(dsum); free(rsum);
+   free(pre); free(res);
+}
+
 int main(void)
 {
    check_forward(3, 12, 20, 4, 0.0f, 1.0f, 1);
@@ -211,5 +316,9 @@ int main(void)
    check_backward(2, 4, 10, 4);
    check_null_affine();
    check_threads();
+   check_fused(2, 8, 20, 4, 1, 0.0f);
+   check_fused(3, 64, 49, 32, 1, 0.1f);       /* 7x7, one KEEP chunk per plane */
+   check_fused(2, 32, 300, 16, 1, 0.3f);      /* planes longer than a KEEP chunk */
+   check_fused(2, 12, 9, 3, 0, 0.0f);         /* plain GroupNorm (attention) */
    return check_done();
 }

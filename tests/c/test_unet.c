@@ -122,11 +122,13 @@ static void test_gradients(float dropout)
    for (size_t j = 0; j < np; j++) gall = fmax(gall, fabs(G[j]));
    /* The key bias gets no gradient at all: softmax ignores a constant added to
       every logit of a row, and q.(k_j + b) adds q.b to all of them. */
-   int kb = ddpm_unet_find_param(m, "mid_block.attentions.0.to_k.bias");
    double kbmax = 0;
-   for (size_t j = 0; j < ddpm_unet_param(m, kb)->numel; j++)
-      kbmax = fmax(kbmax, fabs(G[ddpm_unet_param(m, kb)->offset + j]));
-   CHECK(kbmax < 1e-5 * gall, "key-bias gradient vanishes (%.3g vs max %.3g)", kbmax, gall);
+   for (int i = 0; i < ddpm_unet_num_tensors(m); i++) {
+      const ddpm_param *p = ddpm_unet_param(m, i);
+      if (!strstr(p->name, "to_k.bias")) continue;
+      for (size_t j = 0; j < p->numel; j++) kbmax = fmax(kbmax, fabs(G[p->offset + j]));
+   }
+   CHECK(kbmax < 1e-5 * gall, "every key-bias gradient vanishes (%.3g vs max %.3g)", kbmax, gall);
    for (int i = 0; i < ddpm_unet_num_tensors(m); i++) {
       const ddpm_param *p = ddpm_unet_param(m, i);
       double gmax = 1e-3 * gall;
@@ -134,7 +136,11 @@ static void test_gradients(float dropout)
       for (int k = 0; k < 3; k++) {
          size_t j = p->offset + (size_t)((k * 7919u + i * 104729u) % p->numel);
          float keep = P[j];
-         double h = 1e-2 * fmax(1.0, fabs(keep));
+         /* 3e-2 rather than 1e-2: the float32 forward's rounding, over 2h,
+            was most of the error at 1e-2 (the worst coordinate went from
+            0.02 to 0.006 of its tensor's scale going to 3e-2, so truncation
+            is not what remains) */
+         double h = 3e-2 * fmax(1.0, fabs(keep));
          P[j] = (float)(keep + h);
          double lp = loss_of(m, out, x, t, r, N, H, no);
          P[j] = (float)(keep - h);
@@ -142,6 +148,9 @@ static void test_gradients(float dropout)
          P[j] = keep;
          double fd = (lp - lm) / (2 * h);
          double e = fabs(fd - G[j]) / gmax;
+         /* the key bias's true gradient is 0 (checked above): its central
+            difference is the forward's rounding noise over 2h, nothing else */
+         if (strstr(p->name, "to_k.bias")) continue;
          if (e > worst) { worst = e; worst_name = p->name; }
          ntested++;
       }

@@ -3,9 +3,11 @@
  *
  * Forward against a naive loop written from the definition (source pixel
  * floor(y/2), floor(x/2)); backward against central finite differences of
- * L = sum(out * r); accumulation into din; batch > 1 and H != W throughout.
+ * L = sum(out * r); accumulation into din; batch > 1 and H != W throughout;
+ * the overwrite mode of ddpm_upsample2x_backward_ex (kernels.h).
  */
 #include "ddpm.h"
+#include "kernels.h"
 #include "check.h"
 
 static float *alloc_floats(size_t n)
@@ -84,11 +86,25 @@ static void test_shape(int N, int C, int H, int W)
    free(in); free(out); free(ref); free(r); free(din); free(fd); free(d0); free(want);
 }
 
+static void test_overwrite(int N, int C, int H, int W)
+{
+   size_t nin = (size_t)N * C * H * W, nout = 4 * nin;
+   float *r = alloc_floats(nout), *a = alloc_floats(nin), *b = alloc_floats(nin);
+   check_fill(r, nout, 5);
+   memset(a, 0, nin * sizeof *a);
+   ddpm_upsample2x_backward(a, r, N, C, H, W);
+   for (size_t i = 0; i < nin; i++) b[i] = NAN;
+   ddpm_upsample2x_backward_ex(b, 0, r, N, C, H, W);
+   CHECK(memcmp(a, b, nin * sizeof *a) == 0, "backward_ex overwrites din (%dx%d)", H, W);
+   free(r); free(a); free(b);
+}
+
 int main(void)
 {
    test_shape(1, 1, 1, 1);
    test_shape(2, 3, 4, 4);
    test_shape(3, 2, 5, 7);    /* batch > 1, H != W, odd sizes */
    test_shape(2, 4, 16, 8);
+   test_overwrite(2, 3, 5, 7);
    return check_done();
 }

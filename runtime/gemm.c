@@ -1,0 +1,186 @@
+/*
+ * gemm.c — row-major float32 GEMM on the runtime's own micro-kernel
+ * (mkernel.h), for the U-Net's mid-sized products: attention (C, P <= a few
+ * hundred) and 1x1 convolutions.
+ *
+ *    C[M,N] = alpha * op(A)[M,K] . op(B)[K,N] + beta * C
+ *
+ * Why not OpenBLAS for these: Debian's OpenBLAS 0.3.21 picks its Haswell
+ * (AVX2) kernels on this CPU, and each call packs both operands and wakes its
+ * threads; the micro-kernel here is AVX-512 where the compiler targets it,
+ * reads A in place through strides (either transpose), and packs B only when
+ * it must (transposed, or a last partial panel). Each output element is one
+ * sum over k in order, so the bits do not depend on threads or blocking.
+ *
+ * What it isn't: a general BLAS. No K blocking (K up to a few thousand keeps
+ * a B panel in L2), single-threaded unless called outside a parallel region
+ * with enough work, and the caller provides the work space
+ * (ddpm_gemm_fast_work_floats), so nothing is allocated.
+ */
+#include "kernels.h"
+#include "mkernel.h"
+
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if VL > 1
+#define NV 3
+#else
+#define NV 8
+#endif
+#define NRG (VL * NV)          /* columns per B panel */
+
+DDPM_MKERNEL(gemm_kern, NV)
+#if NV == 3
+DDPM_MKERNEL(gemm_kern1, 1)
+DDPM_MKERNEL(gemm_kern2, 2)
+#endif
+
+/* The tile kernel for a panel of `cols` columns (all NRG of them computed
+   when the kernel is wider: the packed panel is zero-padded). */
+static void tile(int cols, float *c, int64_t ldc, const float *a, int64_t ars, int64_t aks,
+                 const float *b, int64_t ldb, int K, int acc)
+{
+#if NV == 3
+   if (cols <= VL) { gemm_kern1(c, ldc, a, ars, aks, b, ldb, K, acc); return; }
+   if (cols <= 2 * VL) { gemm_kern2(c, ldc, a, ars, aks, b, ldb, K, acc); return; }
+#endif
+   gemm_kern(c, ldc, a, ars, aks, b, ldb, K, acc);
+}
+
+static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+size_t ddpm_gemm_fast_work_floats(int tb, int N, int K)
+{
+   if (N <= 0 || K <= 0) return 0;
+   /* packed B: all panels when transposed, else the last partial one */
+   const int64_t bp = tb ? round_up(N, NRG) : NRG;
+   return (size_t)(K * bp + (int64_t)MR * K);
+}
+
+/* Panel j of op(B) into dst [K][NRG] (columns past N zero). */
+static void pack_b(float *dst, int tb, int N, int K, const float *B, int ldb, int j)
+{
+   const int n0 = j * NRG, nn = N - n0 < NRG ? N - n0 : NRG;
+   if (!tb) {
+      for (int k = 0; k < K; k++) {
+         float *d = dst + (int64_t)k * NRG;
+         memcpy(d, B + (int64_t)k * ldb + n0, (size_t)nn * sizeof *d);
+         for (int c = nn; c < NRG; c++) d[c] = 0.0f;
+      }
+      return;
+   }
+   for (int c = 0; c < NRG; c++) {   /* op(B)[k][n] = B[n][k]: read along k */
+      float *d = dst + c;
+      if (c >= nn) {
+         for (int k = 0; k < K; k++) d[(int64_t)k * NRG] = 0.0f;
+         continue;
+      }
+      const float *s = B + (int64_t)(n0 + c) * ldb;
+      for (int k = 0; k < K; k++) d[(int64_t)k * NRG] = s[k];
+   }
+}
+
+void ddpm_gemm_fast(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                    const float *B, int ldb, float beta, float *C, int ldc, float *work)
+{
+   if (M <= 0 || N <= 0) return;
+   if (K <= 0) {
+      for (int i = 0; i < M; i++)
+         for (int j = 0; j < N; j++) {
+            float *c = C + (int64_t)i * ldc + j;
+            *c = beta == 0.0f ? 0.0f : beta * *c;
+         }
+      return;
+   }
+   const int np = (N + NRG - 1) / NRG, mp = (M + MR - 1) / MR;
+   const int mfull = M / MR, tail_n = N % NRG != 0;
+   /* B panels: packed ones (all when transposed, else only a partial last
+      one) live in work; the others are read in place */
+   float *Bp = work;
+   float *At = work + (tb ? (int64_t)K * np * NRG : (int64_t)K * NRG);
+   int par = 0;
+#ifdef _OPENMP
+   par = !omp_in_parallel() && omp_get_max_threads() > 1 && (double)M * N * K > 2e6;
+#endif
+   #pragma omp parallel if (par)
+   {
+      if (tb) {
+         #pragma omp for schedule(static)
+         for (int j = 0; j < np; j++) pack_b(Bp + (int64_t)j * K * NRG, 1, N, K, B, ldb, j);
+      } else if (tail_n) {
+         #pragma omp single nowait
+         pack_b(Bp, 0, N, K, B, ldb, np - 1);
+      }
+      if (mfull < mp) {   /* the last rows, zero-padded to MR, as [k][MR] */
+         #pragma omp single nowait
+         {
+            const int m0 = mfull * MR, rows = M - m0;
+            for (int k = 0; k < K; k++)
+               for (int r = 0; r < MR; r++)
+                  At[(int64_t)k * MR + r] = r >= rows ? 0.0f
+                     : ta ? A[(int64_t)k * lda + m0 + r] : A[(int64_t)(m0 + r) * lda + k];
+         }
+      }
+      #pragma omp barrier
+      #pragma omp for collapse(2) schedule(static)
+      for (int j = 0; j < np; j++)
+         for (int i = 0; i < mp; i++) {
+            const int m0 = i * MR, n0 = j * NRG;
+            const int rows = M - m0 < MR ? M - m0 : MR, cols = N - n0 < NRG ? N - n0 : NRG;
+            const float *a;
+            int64_t ars, aks;
+            if (rows == MR) {
+               a = ta ? A + m0 : A + (int64_t)m0 * lda;
+               ars = ta ? 1 : lda;
+               aks = ta ? lda : 1;
+            } else {
+               a = At; ars = 1; aks = MR;
+            }
+            const float *b;
+            int64_t ldbp;
+            if (tb) { b = Bp + (int64_t)j * K * NRG; ldbp = NRG; }
+            else if (cols < NRG) { b = Bp; ldbp = NRG; }
+            else { b = B + n0; ldbp = ldb; }
+            float *c = C + (int64_t)m0 * ldc + n0;
+            if (rows == MR && cols == NRG && alpha == 1.0f && (beta == 0.0f || beta == 1.0f)) {
+               gemm_kern(c, ldc, a, ars, aks, b, ldbp, K, beta == 1.0f);
+               continue;
+            }
+            float t[MR * NRG];
+            tile(cols, t, NRG, a, ars, aks, b, ldbp, K, 0);
+            for (int r = 0; r < rows; r++)
+               for (int q = 0; q < cols; q++) {
+                  float *cc = c + (int64_t)r * ldc + q;
+                  const float v = alpha * t[r * NRG + q];
+                  *cc = beta == 0.0f ? v : v + beta * *cc;
+               }
+         }
+   }
+}
+
+float *ddpm_gemm_ws_get(const ddpm_gemm_ws *ws)
+{
+   if (!ws || !ws->base) return NULL;
+   int t = 0;
+#ifdef _OPENMP
+   t = omp_get_thread_num();
+#endif
+   return t < ws->n ? ws->base + (size_t)t * ws->per : NULL;
+}
+
+void ddpm_gemm_ws_run(const ddpm_gemm_ws *ws, int ta, int tb, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                      int ldc)
+{
+   /* below ~1 MFLOP (7x7 attention) OpenBLAS's call costs no more than the
+      padding of a partial panel here */
+   float *w = 2.0 * M * N * K >= 1e6 ? ddpm_gemm_ws_get(ws) : NULL;
+   if (w && ddpm_gemm_fast_work_floats(tb, N, K) <= ws->per)
+      ddpm_gemm_fast(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, w);
+   else
+      ddpm_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}

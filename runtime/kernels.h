@@ -1,0 +1,151 @@
+/*
+ * kernels.h — private kernels of the runtime: the fused and overwrite-mode
+ * variants the U-Net (unet_run.c) runs on, next to the plain public ones of
+ * ddpm.h. Not part of the public API: the shapes are trusted, nothing is
+ * checked, and the signatures may change with the U-Net.
+ *
+ * Conventions as in ddpm.h (NCHW float32, outputs first), with one
+ * difference: where a kernel takes an `accumulate` flag, 0 means the first
+ * write overwrites (no zero-fill needed before it) and 1 means +=.
+ */
+#ifndef DDPM_KERNELS_H
+#define DDPM_KERNELS_H
+
+#include "ddpm.h"
+
+/* ------------------------------------------------------------ epilogue */
+
+/* What a convolution adds to its product before storing it:
+   out[n,oc,p] = conv + bias[oc] + bias_nc[n,oc] + add[n,oc,p]; NULL terms are
+   skipped. add may equal out (then the convolution accumulates into out). */
+typedef struct ddpm_conv_epi {
+   const float *bias;      /* [OC] */
+   const float *bias_nc;   /* [N, OC]: per image and channel (the time embedding) */
+   const float *add;       /* [N, OC, OH, OW] (a residual) */
+} ddpm_conv_epi;
+
+/* ------------------------------------------------------------ gemm.c */
+
+/* Row-major C[M,N] = alpha op(A) op(B) + beta C (op = transpose if t != 0),
+   on the runtime's micro-kernel; beta == 0 does not read C. work holds
+   ddpm_gemm_fast_work_floats(tb, N, K) floats. Threads itself only when
+   called outside a parallel region with enough work; each element is summed
+   in k order, so the bits do not depend on threads. */
+size_t ddpm_gemm_fast_work_floats(int tb, int N, int K);
+void ddpm_gemm_fast(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                    const float *B, int ldb, float beta, float *C, int ldc, float *work);
+
+/* Work space for ddpm_gemm_fast, one region of `per` floats per thread (by
+   omp_get_thread_num(), n of them). */
+typedef struct ddpm_gemm_ws { float *base; size_t per; int n; } ddpm_gemm_ws;
+/* The calling thread's region, or NULL (ws NULL or no region for it). */
+float *ddpm_gemm_ws_get(const ddpm_gemm_ws *ws);
+/* ddpm_gemm_fast in the calling thread's region when there is one big
+   enough, else ddpm_gemm (OpenBLAS). ws may be NULL. */
+void ddpm_gemm_ws_run(const ddpm_gemm_ws *ws, int ta, int tb, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                      int ldc);
+
+/* ------------------------------------------------------------ conv.c */
+
+/* ddpm_conv2d_forward with an epilogue (bias inside e; e may be NULL); ws
+   (may be NULL) lends the products ddpm_conv2d_gemm_work_floats(s) floats
+   per thread for the runtime's GEMM. */
+void ddpm_conv2d_forward_epi(float *out, float *scratch, const float *in, const float *weight,
+                             const ddpm_conv_epi *e, const ddpm_conv2d_shape *s,
+                             const ddpm_gemm_ws *ws);
+/* ddpm_conv2d_backward where din is overwritten when din_accumulate == 0;
+   dweight and dbias accumulate as always. */
+void ddpm_conv2d_backward_ex(float *din, int din_accumulate, float *dweight, float *dbias,
+                             float *scratch, const float *dout, const float *in,
+                             const float *weight, const ddpm_conv2d_shape *s,
+                             const ddpm_gemm_ws *ws);
+size_t ddpm_conv2d_gemm_work_floats(const ddpm_conv2d_shape *s);
+
+/* ------------------------------------------------------------ winograd.c */
+
+/* 3x3, stride 1, zero padding 1 ("same") convolution by Winograd's F(4x4,3x3):
+   in [N,C,H,W], weight [OC,C,3,3], out [N,OC,H,W]; any H, W >= 1. Results
+   differ from the direct sum by rounding only (see winograd.c for the size
+   of it). The scratch covers the forward only, or (backward != 0) all three,
+   for up to `threads` threads; the kernels take its size and use no more
+   threads than it serves. The forward and the input gradient give the same
+   bits for any thread count, the weight gradient for a fixed one. */
+size_t ddpm_wino_scratch_floats(int N, int C, int OC, int H, int W, int backward, int threads);
+void ddpm_wino_forward(float *out, float *scratch, size_t nscratch, const float *in,
+                       const float *weight, const ddpm_conv_epi *e, int N, int C, int H, int W,
+                       int OC);
+/* din (+)= conv_transpose(dout, weight): the input gradient. */
+void ddpm_wino_backward_data(float *din, int accumulate, float *scratch, size_t nscratch,
+                             const float *dout, const float *weight, int N, int C, int H, int W,
+                             int OC);
+/* dweight [OC,C,3,3] += the weight gradient (no bias: see ddpm_conv_bias_backward). */
+void ddpm_wino_backward_weight(float *dweight, float *scratch, size_t nscratch,
+                               const float *dout, const float *in, int N, int C, int H, int W,
+                               int OC);
+
+/* dbias [OC] += sum of dout [N,OC,HW] over images and positions (double per channel). */
+void ddpm_conv_bias_backward(float *dbias, const float *dout, int N, int OC, int64_t HW);
+
+/* ------------------------------------------------------------ norm.c */
+
+/* GroupNorm, then SiLU when silu != 0, then inverted dropout (rate p, the
+   mask of ddpm_dropout_forward at element index = flat NCHW index) when
+   p > 0: out = drop(act(gn(in))). Statistics are computed and saved into
+   mean [N,G,2] (the mean as float hi + lo) and rstd [N,G] unless
+   use_stats != 0, which reads them from there instead: the output depends
+   on the saved floats only, so a recomputation in backward gives the
+   forward's exact bits. */
+void ddpm_gn_act_forward(float *out, float *mean, float *rstd, int use_stats, const float *in,
+                         const float *gamma, const float *beta, int N, int C, int HW, int G,
+                         float eps, int silu, float p, uint64_t seed);
+/* Backward of ddpm_gn_act_forward: din = (accumulate ? din : 0) + add + d in
+   (add [N,C,HW] optional: a residual's gradient folded into the same pass);
+   dgamma, dbeta accumulate; dsum [N,C] (optional) gets the per-image,
+   per-channel sums of d in (the gradient of a per-channel add before the
+   norm). work [N,C,HW] holds the gradient before the norm; it may equal dout
+   (then dout is destroyed) or, when accumulate == 0 and add == NULL, din. */
+void ddpm_gn_act_backward(float *din, int accumulate, float *dgamma, float *dbeta, float *dsum,
+                          float *work, const float *dout, const float *in, const float *mean,
+                          const float *rstd, const float *gamma, const float *beta,
+                          const float *add, int N, int C, int HW, int G, int silu, float p,
+                          uint64_t seed);
+
+/* ------------------------------------------------------------ act.c */
+
+/* keep[k] = dropout scale (1/(1-p)) or 0 for elements i0 .. i0+n-1 of the
+   stream of ddpm_dropout_forward with this seed. */
+void ddpm_dropout_keep(float *keep, uint64_t i0, int n, float p, uint64_t seed);
+
+/* ------------------------------------------------------------ attention.c */
+
+/* ddpm_attention_forward with the residual folded in: out = x + Wo o + bo
+   (x may be NULL). q, k, v, att, o are written in full (the caller keeps
+   them for backward or passes scratch). ws (may be NULL): GEMM work space of
+   ddpm_attention_gemm_work_floats(C, P) floats per thread. */
+void ddpm_attention_forward_res(float *out, float *q, float *k, float *v, float *att, float *o,
+                                const float *h, const float *x,
+                                const float *wq, const float *bq, const float *wk,
+                                const float *bk, const float *wv, const float *bv,
+                                const float *wo, const float *bo, int N, int C, int P,
+                                const ddpm_gemm_ws *ws);
+size_t ddpm_attention_gemm_work_floats(int C, int P);
+/* ddpm_attention_backward where dh is overwritten when dh_accumulate == 0;
+   the scratch is N * ddpm_attention_scratch_floats(C, P) floats (the images
+   are processed side by side). */
+void ddpm_attention_backward_ex(float *dh, int dh_accumulate,
+                                float *dwq, float *dbq, float *dwk, float *dbk,
+                                float *dwv, float *dbv, float *dwo, float *dbo,
+                                float *scratch, const float *dout, const float *h,
+                                const float *q, const float *k, const float *v,
+                                const float *att, const float *o,
+                                const float *wq, const float *wk, const float *wv,
+                                const float *wo, int N, int C, int P,
+                                const ddpm_gemm_ws *ws);
+
+/* ------------------------------------------------------------ upsample.c */
+
+void ddpm_upsample2x_backward_ex(float *din, int accumulate, const float *dout,
+                                 int N, int C, int H, int W);
+
+#endif /* DDPM_KERNELS_H */

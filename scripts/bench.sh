@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# scripts/bench.sh — `make bench`: the ddpmlua U-Net against the PyTorch
+# reference (scripts/bench_torch.py), case by case, on this machine.
+#
+# Every case runs both implementations in the same run, alternating: ROUNDS
+# rounds, each one process of ddpmlua (build/bench/bench_unet) and one of
+# PyTorch (who goes first swaps every round), each process timing REPS steps
+# after one warm-up. The medians are over all ROUNDS*REPS steps; rss_mb is
+# the largest peak resident set of a process (getrusage ru_maxrss), which
+# includes the model, the optimiser state and the EMA copy for training.
+# One line per case:
+#
+#   bench <case> ddpmlua_s=<median> torch_s=<median> speedup=<ratio> gflops=<ddpmlua> rss_mb=<ddpmlua>/<torch>
+#
+# gflops counts direct-convolution FLOPs of the forward (x3 for a training
+# step) per second of the ddpmlua median (see bench/bench_unet.c). Lines
+# starting with '#' say what was run and the load average around it.
+#
+# Cases (BENCH_CASES, default all):
+#   cifar_train_b8      CIFAR-10 U-Net (35.7M), training step at batch 8 (dropout 0.1)
+#   cifar_sample_b8     CIFAR-10 U-Net, one sampling forward at batch 8 (no gradients)
+#   fashion_train_b64   experiments/fashion_mnist.lua's U-Net (1.1M, 28x28), training, batch 64
+#   fashion_sample_b256 the same, one sampling forward at batch 256
+#
+# Environment: BENCH_ROUNDS (3), BENCH_REPS (3), BENCH_THREADS (2), BENCH_CASES,
+# BUILD (build), PYTHON (/usr/bin/python3). Installs nothing (make test-deps
+# does); brings the C harness up to date with make. ddpmlua runs with
+# OMP_WAIT_POLICY=passive, as the ddpmlua host sets it, unless it is set;
+# PyTorch runs with its defaults and torch.set_num_threads(BENCH_THREADS).
+
+cd "$(dirname "$0")/.." || exit 2
+BUILD=${BUILD:-build}
+BIN=$BUILD/bench/bench_unet
+PY=${PYTHON:-/usr/bin/python3}
+ROUNDS=${BENCH_ROUNDS:-3}
+REPS=${BENCH_REPS:-3}
+THREADS=${BENCH_THREADS:-2}
+CASES=${BENCH_CASES:-"cifar_train_b8 cifar_sample_b8 fashion_train_b64 fashion_sample_b256"}
+
+# (re)build the harness against the current runtime: a no-op when up to date
+if grep -q '^include bench/Makefile.inc' Makefile 2>/dev/null; then
+   mk=(make --no-print-directory "$BIN")
+else
+   mk=(make --no-print-directory -f Makefile -f bench/Makefile.inc "$BIN")
+fi
+"${mk[@]}" >/dev/null || { echo "bench: cannot build $BIN" >&2; exit 2; }
+have_torch=1
+if ! "$PY" -c 'import torch' 2>/dev/null; then
+   have_torch=0
+   echo "# bench: PyTorch not importable by $PY (make test-deps installs python3-torch);" \
+        "timing ddpmlua alone" >&2
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ddpm-bench.XXXXXX") || exit 2
+trap 'rm -rf "$tmp"' EXIT
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //')
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cpus ($cpu), threads $THREADS," \
+     "rounds $ROUNDS x reps $REPS; load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# run_one IMPL CONFIG MODE BATCH -> one JSON line appended to $tmp/<case>.<impl>
+run_one() {
+   local impl=$1 config=$2 mode=$3 batch=$4 out=$5
+   if [ "$impl" = ddpmlua ]; then
+      OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} "$BIN" --config "$config" --batch "$batch" \
+         --mode "$mode" --reps "$REPS" --threads "$THREADS" >>"$out" || return 1
+   else
+      "$PY" scripts/bench_torch.py --config "$config" --batch "$batch" --mode "$mode" \
+         --reps "$REPS" --threads "$THREADS" >>"$out" || return 1
+   fi
+}
+
+status=0
+for case in $CASES; do
+   case $case in
+      cifar_train_b8)      config=cifar;   mode=train;   batch=8 ;;
+      cifar_sample_b8)     config=cifar;   mode=forward; batch=8 ;;
+      fashion_train_b64)   config=fashion; mode=train;   batch=64 ;;
+      fashion_sample_b256) config=fashion; mode=forward; batch=256 ;;
+      *) echo "bench: unknown case $case" >&2; status=2; continue ;;
+   esac
+   : >"$tmp/$case.ddpmlua"; : >"$tmp/$case.torch"
+   for ((r = 0; r < ROUNDS; r++)); do
+      if ((r % 2 == 0)); then order="ddpmlua torch"; else order="torch ddpmlua"; fi
+      for impl in $order; do
+         [ "$impl" = torch ] && [ $have_torch = 0 ] && continue
+         run_one "$impl" "$config" "$mode" "$batch" "$tmp/$case.$impl" ||
+            { echo "bench: $case: $impl failed" >&2; status=1; }
+      done
+   done
+   "$PY" - "$case" "$tmp/$case.ddpmlua" "$tmp/$case.torch" <<'EOF' || status=1
+import json, statistics, sys
+case, fd, ft = sys.argv[1:4]
+def load(path):
+    rows = [json.loads(l) for l in open(path) if l.strip().startswith("{")]
+    times = [t for r in rows for t in r["times"]]
+    return rows, times
+rd, td = load(fd)
+rt, tt = load(ft)
+if not td:
+    sys.exit("bench: %s: no ddpmlua timings" % case)
+d = statistics.median(td)
+gflops = rd[0]["gflop"] / d
+rss_d = max(r["rss_mb"] for r in rd)
+if tt:
+    t = statistics.median(tt)
+    rss_t = max(r["rss_mb"] for r in rt)
+    print("bench %s ddpmlua_s=%.4f torch_s=%.4f speedup=%.2f gflops=%.1f rss_mb=%.0f/%.0f"
+          % (case, d, t, t / d, gflops, rss_d, rss_t))
+else:
+    print("bench %s ddpmlua_s=%.4f torch_s=nan speedup=nan gflops=%.1f rss_mb=%.0f/nan"
+          % (case, d, gflops, rss_d))
+EOF
+done
+echo "# load $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+exit $status
