@@ -89,8 +89,10 @@ demo: deps
 	./ddpmlua scripts/demo.lua
 
 bench: test-deps
-	@$(MAKE) --no-print-directory ddpmlua
+	@$(MAKE) --no-print-directory ddpmlua $(BENCH_BIN)
 	@bash scripts/bench.sh
+
+include bench/Makefile.inc
 
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
