@@ -174,7 +174,10 @@ printf '%s\n' 'm = ddpm.unet{ch = 32, ch_mult = {1, 2}, num_res_blocks = 1, attn
    'io.write("ready\n") io.flush() for i = 1, 1e9 do m:forward(x, 0) end' \
    'print("after the forwards", m:forward(x, 0):size(1))' >"$tmp/unet.txt"
 interrupt "$tmp/out" "$tmp/err" sh -c "exec '$D' < '$tmp/unet.txt'"
-expect_rc 0; has_out $'after the forwards\t8'; has_err 'unet forward: interrupted'
+expect_rc 0; has_out $'after the forwards\t8'; has_err 'interrupted'
+# inside the C kernel ("unet forward: interrupted") or in the Lua between two
+# forwards ("init.lua:N: interrupted"): where the Ctrl-C lands is timing
+grep -qE '(unet forward|init\.lua:[0-9]+): interrupted' <<<"$err" || why+="no interrupt message from the forward loop: $err"$'\n'
 grep -qF 'error in error handling' <<<"$err" && why+="the interrupt broke the error handler: $err"$'\n'
 t "piped: one Ctrl-C stops repeated U-Net forwards (the kernel polls the flag) and the model still works"
 
@@ -413,7 +416,9 @@ expect(PROMPT)
 send(b'xx = ddpm.randn({8, 3, 32, 32}, 1)\r'); expect(PROMPT)
 send(b'for i = 1, 1e9 do mm:forward(xx, 0) end\r', 1.5)
 os.kill(pid, signal.SIGINT)
-dt = expect(rb'unet forward: interrupted', 5)
+# the Ctrl-C lands either inside the C kernel (which polls the flag) or in the
+# Lua between two forwards (the hook): both stop the loop
+dt = expect(rb'(unet forward|init\.lua:\d+): interrupted', 5)
 check('terminal: Ctrl-C stops repeated U-Net forwards (%s s)' % ('%.2f' % dt if dt is not None else 'never'),
       dt is not None and dt < 2)
 expect(PROMPT)
