@@ -9,9 +9,12 @@
  *   o = v att^T                                      [C,P]
  *   out = Wo o + bo                                  [C,P]
  * Weights are [C,C] (out, in), PyTorch Linear's layout. With two or more
- * images, the threads take whole images, each running its GEMMs through
- * OpenBLAS single-threaded: one parallel region per pass instead of a
- * wake-up of OpenBLAS's threads per small GEMM (six per image forward). The
+ * images, the threads take whole images, each running its GEMMs
+ * single-threaded: one parallel region per pass instead of a wake-up of
+ * OpenBLAS's threads per small GEMM (six per image forward). The _res/_ex
+ * variants take a work space for the runtime's own GEMM (gemm.c, ~1.7x
+ * OpenBLAS's AVX2 kernels at these sizes on AVX-512); the public functions
+ * use OpenBLAS. The
  * weight gradients, summed over images, are split by rows instead, so every
  * sum has one owner and a fixed order. With one image, the GEMMs and the
  * softmax use all threads themselves.

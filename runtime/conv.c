@@ -334,7 +334,11 @@ void ddpm_conv2d_backward_ex(float *din, int din_accumulate, float *dweight, flo
                              const ddpm_gemm_ws *ws)
 {
    const int K = s->C * s->KH * s->KW, OHW = s->OH * s->OW;
-   if (s->N <= 0 || s->OC <= 0 || OHW <= 0) return;
+   if (s->N <= 0 || s->OC <= 0 || OHW <= 0) {   /* no outputs: din's gradient is 0 */
+      if (din && !din_accumulate && s->N > 0)
+         memset(din, 0, (size_t)s->N * s->C * s->H * s->W * sizeof *din);
+      return;
+   }
    if (dbias) bias_backward(dbias, dout, s);
    if (K <= 0 || (!din && !dweight)) return;
    const size_t in_img = (size_t)s->C * s->H * s->W, out_img = (size_t)s->OC * OHW;

@@ -21,7 +21,13 @@
  * Fused where it saves a pass: GroupNorm + SiLU (+ dropout) in one kernel, the
  * time-embedding add and the residual add in the convolutions' epilogue, the
  * identity skip's gradient in the GroupNorm backward. 3x3 stride-1 layers run
- * through winograd.c. Results are deterministic for a fixed thread count.
+ * through winograd.c, attention and the 1x1 / strided convolutions through
+ * the runtime's GEMM (gemm.c) where it helps. Results are deterministic for a
+ * fixed thread count (the plan is sized for the thread count and redone when
+ * it changes).
+ *
+ * Timers: with m->prof set (bench/bench_unet.c --profile), every op adds its
+ * wall time to a category of ddpm_unet_prof_name.
  *
  * Dimension legend: N batch, C channels, HW = H*W positions, G groups,
  * td = time-embedding width (4*ch).

@@ -23,101 +23,42 @@
  * dout-side operand is transposed to [xi][slot][OC] on the way out of the
  * transform.
  *
- * Blocks of TB slots are transformed, multiplied and transformed back in turn
- * by all threads together: input transform split by channel, GEMM by xi,
- * output transform by output channel. Scratch does not depend on the thread
- * count and no sum crosses threads, so results are the same bits for any
- * thread count.
+ * Slots go in blocks: transformed, multiplied and transformed back either by
+ * one thread per block (layers with many slots) or by all threads together
+ * (few slots, large channel counts); see "Two ways to share a layer" below.
+ * The strides between the 36 xi planes are odd numbers of cache lines
+ * (xstride): at multiples of 4 KiB the 36 streams of a transform all fell
+ * into one L1 set, which cost 1.4-2x on every layer.
+ *
+ * Measured (one core of this EPYC, best of 10, direct-convolution FLOPs):
+ * 8 x 128ch 32x32: forward 7.4 ms = 330 GFLOP/s (im2col + OpenBLAS sgemm:
+ * ~100); 8 x 256ch 16x16: 6.2 ms = 390. The GEMM runs at ~150-170 real
+ * GFLOP/s on AVX-512; the transforms are most of the rest.
  *
  * Accuracy: B^T has entries up to 5 and A^T up to 8, so the transformed
- * values are larger than the data and some cancellation follows: forward
- * errors are ~1e-6 .. 1e-5 of sum|terms| (direct summation: ~1e-7);
- * tests/c/test_winograd.c holds the bounds.
+ * values are larger than the data and some cancellation follows: errors are
+ * ~1e-6 of sum|terms| (direct summation: ~1e-7); tests/c/test_winograd.c
+ * holds the bound (2e-5), and the U-Net's output and gradients stay within
+ * 7e-6 and 4e-5 of the float64 reference (tests/c/test_unet_fixture.c).
+ *
+ * This file: the transforms, the forward and the input gradient, and the
+ * scratch sizes; winograd_wgt.c: the weight gradient; winograd.h: what the
+ * two share.
  *
  * Not here: other kernel sizes, strides or paddings (conv.c), the choice of
  * when to use it (unet_run.c), F(6x6,3x3) (too inaccurate in float32).
  */
-#include "kernels.h"
-#include "mkernel.h"
-
-#include <stdint.h>
-#include <string.h>
+#include "winograd.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-
-#define NXI 36   /* 6x6 positions of the Winograd domain */
-
-/* GEMM register blocking (mkernel.h): MR rows (broadcast side) x NV vectors
-   of VL floats. */
-#if VL > 1
-#define NVF 3      /* forward / input gradient: NR = 3 vectors of slots */
-#define NVW 2      /* weight gradient: 2 vectors of output channels */
-#else
-#define NVF 8
-#define NVW 8
-#endif
-#define NRF (VL * NVF)
-#define NRW (VL * NVW)
-
-/* Slots per block: the GEMM's column count per pass. */
-#define TB_MAX 240
-/* Floats of transformed data (both operands) per weight-gradient chunk. */
-#define WCHUNK_FLOATS (4u << 20)
-
-typedef float v8 __attribute__((vector_size(32)));
-
-static int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
-
-/* The distance between consecutive xi planes of U, V, M: a whole number of
-   cache lines, and an odd one, so that the 36 streams a transform reads or
-   writes at once fall into different L1 sets (strides that are multiples
-   of 4 KiB put them all into one set). */
-static int64_t xstride(int64_t n)
-{
-   n = round_up(n, 16);
-   return (n / 16) % 2 ? n : n + 16;
-}
-
-/* ------------------------------------------------------------ geometry */
-
-typedef struct geom {
-   int N, H, W;
-   int th, tw, spr;        /* tile rows, tile columns, slots per tile row (even) */
-   int64_t s_img, S;       /* slots per image, in all */
-   int rw;                 /* floats per padded row buffer */
-} geom;
-
-static geom make_geom(int N, int H, int W)
-{
-   geom g;
-   g.N = N; g.H = H; g.W = W;
-   g.th = (H + 3) / 4;
-   g.tw = (W + 3) / 4;
-   g.spr = (g.tw + 1) & ~1;
-   g.s_img = (int64_t)g.th * g.spr;
-   g.S = (int64_t)N * g.s_img;
-   g.rw = 4 * g.spr + 12;
-   return g;
-}
 
 static int block_slots(const geom *g)
 {
    int64_t tb = round_up(g->S, NRF);
    if (tb > TB_MAX) tb = TB_MAX;
    return (int)tb;
-}
-
-/* Slots per weight-gradient chunk: a multiple of 8 (one transform task). */
-static int wchunk_slots(const geom *g, int C, int OC)
-{
-   int64_t per = (int64_t)NXI * (round_up(C, MR) + round_up(OC, NRW));
-   int64_t tb = WCHUNK_FLOATS / per;
-   tb = tb < 64 ? 64 : tb / 8 * 8;
-   int64_t all = round_up(g->S, 8);
-   return (int)(tb < all ? tb : all);
 }
 
 /* ------------------------------------------------------------ 1-D transforms */
@@ -144,52 +85,7 @@ static inline void at6(v8 y[4], const v8 m[6])
    y[3] = d12 + d34 * 8.0f + m[5];
 }
 
-/* A g: 4 -> 6 (the adjoint of A^T) */
-static inline void a4(v8 k[6], const v8 g[4])
-{
-   v8 e02 = g[0] + g[2], e13 = g[1] + g[3];
-   v8 f02 = g[0] + g[2] * 4.0f, f13 = (g[1] + g[3] * 4.0f) * 2.0f;
-   k[0] = g[0];
-   k[1] = e02 + e13;
-   k[2] = e02 - e13;
-   k[3] = f02 + f13;
-   k[4] = f02 - f13;
-   k[5] = g[3];
-}
-
-/* ------------------------------------------------------------ 8-slot loads and stores */
-
-/* c[j] lane q = column j of slot q, for j < ncol (4 or 6); slots 2p, 2p+1
-   read p[p][0..3] and p[p][4..7] (and columns 4, 5 from p[p] + 4 ...). */
-static inline void load_cols(v8 *c, int ncol, const float *const p[4])
-{
-#if defined(__AVX2__)
-   __m256 a0 = _mm256_loadu_ps(p[0]), a1 = _mm256_loadu_ps(p[1]);
-   __m256 a2 = _mm256_loadu_ps(p[2]), a3 = _mm256_loadu_ps(p[3]);
-   /* lanes: P = (slot0 | slot4), Q = (1 | 5), R = (2 | 6), S = (3 | 7) */
-   __m256 P = _mm256_permute2f128_ps(a0, a2, 0x20), Q = _mm256_permute2f128_ps(a0, a2, 0x31);
-   __m256 R = _mm256_permute2f128_ps(a1, a3, 0x20), S = _mm256_permute2f128_ps(a1, a3, 0x31);
-   __m256 t0 = _mm256_unpacklo_ps(P, Q), t1 = _mm256_unpackhi_ps(P, Q);
-   __m256 t2 = _mm256_unpacklo_ps(R, S), t3 = _mm256_unpackhi_ps(R, S);
-   c[0] = (v8)_mm256_shuffle_ps(t0, t2, 0x44);
-   c[1] = (v8)_mm256_shuffle_ps(t0, t2, 0xEE);
-   c[2] = (v8)_mm256_shuffle_ps(t1, t3, 0x44);
-   c[3] = (v8)_mm256_shuffle_ps(t1, t3, 0xEE);
-   if (ncol > 4) {
-      a0 = _mm256_loadu_ps(p[0] + 4); a1 = _mm256_loadu_ps(p[1] + 4);
-      a2 = _mm256_loadu_ps(p[2] + 4); a3 = _mm256_loadu_ps(p[3] + 4);
-      P = _mm256_permute2f128_ps(a0, a2, 0x20); Q = _mm256_permute2f128_ps(a0, a2, 0x31);
-      R = _mm256_permute2f128_ps(a1, a3, 0x20); S = _mm256_permute2f128_ps(a1, a3, 0x31);
-      t0 = _mm256_unpacklo_ps(P, Q);
-      t2 = _mm256_unpacklo_ps(R, S);
-      c[4] = (v8)_mm256_shuffle_ps(t0, t2, 0x44);
-      c[5] = (v8)_mm256_shuffle_ps(t0, t2, 0xEE);
-   }
-#else
-   for (int j = 0; j < ncol; j++)
-      for (int q = 0; q < 8; q++) c[j][q] = p[q / 2][(q % 2) * 4 + j];
-#endif
-}
+/* ------------------------------------------------------------ 8-slot stores */
 
 /* The inverse for one output row: y[s] lane q = column s of slot q (s < 4);
    pr[p] gets the 8 floats of pair p (slot 2p columns 0..3, then 2p+1). */
@@ -213,21 +109,9 @@ static inline void pairs_of(v8 pr[4], const v8 y[4])
 #endif
 }
 
-static inline v8 loadv(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
-static inline void storev(float *p, v8 v) { memcpy(p, &v, sizeof v); }
-
 /* ------------------------------------------------------------ padded row sets */
 
-/* Rows 4*ty + y0 .. + nrows-1 of one plane, each padded: buffer column k is
-   image column k + x0; zero outside the image. A small ring of them serves
-   the up to four tile rows one 8-slot task touches. */
-typedef struct rowring {
-   float *buf;            /* 4 * nrows * rw */
-   int n[4], ty[4], next;
-   int nrows, y0, x0;
-} rowring;
-
-static void ring_init(rowring *r, float *buf, int nrows, int y0, int x0)
+void ddpm_wino_ring_init(rowring *r, float *buf, int nrows, int y0, int x0)
 {
    r->buf = buf;
    r->nrows = nrows; r->y0 = y0; r->x0 = x0;
@@ -287,12 +171,7 @@ static inline void slot_pos(const geom *g, int64_t s, int *n, int *ty, int *tx)
    *tx = r % g->spr;
 }
 
-/* Where the pairs of a block are: pair p holds slots s0 + 2p and s0 + 2p + 1,
-   the first of which lies at (n, ty, tx); n < 0 past the end. Computed once
-   per block instead of two divisions per pair per channel. */
-typedef struct pairpos { int n, ty, tx; } pairpos;
-
-static void block_pairs(pairpos *pr, const geom *g, int64_t s0, int nslot)
+void ddpm_wino_block_pairs(pairpos *pr, const geom *g, int64_t s0, int nslot)
 {
    for (int p = 0; 2 * p < nslot + 8; p++) {   /* whole tasks of 8 slots */
       int64_t s = s0 + 2 * p;
@@ -305,8 +184,8 @@ static void block_pairs(pairpos *pr, const geom *g, int64_t s0, int nslot)
    straight into the plane when the pair's rows and its `need` columns lie
    inside the image, else into a padded row set. Pairs past the end repeat
    the last valid one (their lanes are zeroed later). */
-static void task_rows(const float *pp[4], int64_t rs[4], rowring *r, const geom *g,
-                      const float *base, int64_t nstride, const pairpos *pr, int need)
+void ddpm_wino_task_rows(const float *pp[4], int64_t rs[4], rowring *r, const geom *g,
+                         const float *base, int64_t nstride, const pairpos *pr, int need)
 {
    for (int p = 0; p < 4; p++) {
       if (pr[p].n < 0) { pp[p] = pp[p - 1]; rs[p] = rs[p - 1]; continue; }
@@ -326,12 +205,12 @@ static void task_rows(const float *pp[4], int64_t rs[4], rowring *r, const geom 
 
 /* V[xi * xs + j .. +7] = (B^T d B)[xi] of the 8 slots s0 + j ..; channel plane
    base + n * nstride. */
-static void input_task(float *V, int64_t xs, int j, rowring *r, const geom *g,
-                       const float *base, int64_t nstride, const pairpos *pr)
+void ddpm_wino_input_task(float *V, int64_t xs, int j, rowring *r, const geom *g,
+                          const float *base, int64_t nstride, const pairpos *pr)
 {
    const float *pp[4];
    int64_t rs[4];
-   task_rows(pp, rs, r, g, base, nstride, pr, 12);
+   ddpm_wino_task_rows(pp, rs, r, g, base, nstride, pr, 12);
    v8 h[6][6];
    for (int i = 0; i < 6; i++) {
       const float *q[4] = { pp[0] + i * rs[0], pp[1] + i * rs[1],
@@ -344,28 +223,6 @@ static void input_task(float *V, int64_t xs, int j, rowring *r, const geom *g,
       v8 col[6] = { h[0][l], h[1][l], h[2][l], h[3][l], h[4][l], h[5][l] }, o[6];
       bt6(o, col);
       for (int k = 0; k < 6; k++) storev(V + (6 * k + l) * xs + j, o[k]);
-   }
-}
-
-/* k[36] = (A dY A^T) of the 8 slots at s: dY tiles are rows 4ty.., columns 4tx.. */
-static void grad_task(v8 k[NXI], rowring *r, const geom *g, const float *base,
-                      int64_t nstride, const pairpos *pr)
-{
-   const float *pp[4];
-   int64_t rs[4];
-   task_rows(pp, rs, r, g, base, nstride, pr, 8);
-   v8 h[4][6];
-   for (int i = 0; i < 4; i++) {
-      const float *q[4] = { pp[0] + i * rs[0], pp[1] + i * rs[1],
-                            pp[2] + i * rs[2], pp[3] + i * rs[3] };
-      v8 d[4];
-      load_cols(d, 4, q);
-      a4(h[i], d);
-   }
-   for (int l = 0; l < 6; l++) {
-      v8 col[4] = { h[0][l], h[1][l], h[2][l], h[3][l] }, o[6];
-      a4(o, col);
-      for (int a = 0; a < 6; a++) k[6 * a + l] = o[a];
    }
 }
 
@@ -488,31 +345,9 @@ static void filters_transform8(float *U, const float *weight, int O, int I, int 
    }
 }
 
-/* dg += G^T du G, du[xi * xs] (in double: 9 outputs per 36 inputs, cheap) */
-static void filter_bwd(float *dw, const float *du, int64_t xs)
-{
-   const double k6 = 1.0 / 6, k12 = 1.0 / 12, k24 = 1.0 / 24;
-   double t[6][3];
-   for (int k = 0; k < 6; k++) {
-      double d[6];
-      for (int l = 0; l < 6; l++) d[l] = du[(6 * k + l) * xs];
-      t[k][0] = d[0] * 0.25 - (d[1] + d[2]) * k6 + (d[3] + d[4]) * k24;
-      t[k][1] = (d[2] - d[1]) * k6 + (d[3] - d[4]) * k12;
-      t[k][2] = (d[3] + d[4] - d[1] - d[2]) * k6 + d[5];
-   }
-   for (int c = 0; c < 3; c++) {
-      double d[6];
-      for (int k = 0; k < 6; k++) d[k] = t[k][c];
-      dw[c] += (float)(d[0] * 0.25 - (d[1] + d[2]) * k6 + (d[3] + d[4]) * k24);
-      dw[3 + c] += (float)((d[2] - d[1]) * k6 + (d[3] - d[4]) * k12);
-      dw[6 + c] += (float)((d[3] + d[4] - d[1] - d[2]) * k6 + d[5]);
-   }
-}
-
 /* ------------------------------------------------------------ micro-kernels */
 
 DDPM_MKERNEL(kern_fwd, NVF)
-DDPM_MKERNEL(kern_wgt, NVW)
 
 /* ------------------------------------------------------------ drivers */
 
@@ -532,11 +367,6 @@ DDPM_MKERNEL(kern_wgt, NVW)
  * slot's arithmetic is the same); the weight gradient's private partial
  * sums are added in thread order, so its bits depend on the thread count.
  */
-
-/* Floats a private block may use (V and M, or V and D and the partial dU). */
-#define PRIV_FLOATS (192u << 10)
-/* Largest partial dU a thread may keep for the weight gradient. */
-#define PRIV_DU_FLOATS (1u << 20)
 
 static int64_t u_floats(int I, int O)
 {
@@ -569,36 +399,6 @@ static int priv_threads(const geom *g, int I, int O, int threads, size_t nscratc
    return threads >= 1 ? threads : 0;
 }
 
-/* Weight gradient: per-thread chunk slots (a multiple of 8), partial dU,
-   and whether to use private chunks at all. */
-static int wpriv_slots(int C, int OC)
-{
-   int64_t tw = PRIV_FLOATS / ((int64_t)NXI * (round_up(C, MR) + round_up(OC, NRW))) / 8 * 8;
-   return (int)(tw < 48 ? 48 : tw);
-}
-
-static int64_t wdu_floats(int C, int OC)
-{
-   return NXI * xstride(round_up(C, MR) * round_up(OC, NRW));
-}
-
-static int64_t wpriv_floats(int C, int OC)
-{
-   const int64_t tw = wpriv_slots(C, OC), Cp = round_up(C, MR), OCw = round_up(OC, NRW);
-   return wdu_floats(C, OC) + NXI * (xstride(Cp * tw) + xstride(tw * OCw));
-}
-
-static int wpriv_threads(const geom *g, int C, int OC, int threads, size_t nscratch)
-{
-   const int64_t nb = (g->S + wpriv_slots(C, OC) - 1) / wpriv_slots(C, OC);
-   if (threads < 1 || nb < 2 * (int64_t)threads || wdu_floats(C, OC) > PRIV_DU_FLOATS) return 0;
-   if (nscratch) {
-      const int64_t fit = ((int64_t)nscratch - wdu_floats(C, OC)) / wpriv_floats(C, OC);
-      if (fit < threads) threads = (int)fit;
-   }
-   return threads >= 1 ? threads : 0;
-}
-
 /* Floats of U, V, M for the shared forward pass of I -> O channels. */
 static int64_t run_floats(const geom *g, int I, int O, int threads)
 {
@@ -608,21 +408,12 @@ static int64_t run_floats(const geom *g, int I, int O, int threads)
    return shared > priv ? shared : priv;
 }
 
-static int64_t wgt_floats(const geom *g, int C, int OC, int threads)
-{
-   const int64_t tw = wchunk_slots(g, C, OC), OCw = round_up(OC, NRW), Cp = round_up(C, MR);
-   int64_t shared = NXI * (xstride(Cp * OCw) + xstride(Cp * tw) + xstride(tw * OCw));
-   int nt = wpriv_threads(g, C, OC, threads, 0);
-   int64_t priv = nt ? wdu_floats(C, OC) + nt * wpriv_floats(C, OC) : 0;
-   return shared > priv ? shared : priv;
-}
-
 size_t ddpm_wino_scratch_floats(int N, int C, int OC, int H, int W, int backward, int threads)
 {
    geom g = make_geom(N, H, W);
    int64_t m = run_floats(&g, C, OC, threads);
    if (backward) {
-      int64_t b = run_floats(&g, OC, C, threads), w = wgt_floats(&g, C, OC, threads);
+      int64_t b = run_floats(&g, OC, C, threads), w = ddpm_wino_wgt_floats(&g, C, OC, threads);
       if (b > m) m = b;
       if (w > m) m = w;
    }
@@ -644,13 +435,13 @@ static void run_block(float *out, const float *U, float *V, float *M, const floa
    const int64_t vxs = xstride((int64_t)I * TB), mxs = xstride((int64_t)Op * TB);
    const int64_t plane = (int64_t)g->H * g->W;
    const int nc = (int)round_up(nslot, NRF);      /* columns the GEMM covers */
-   block_pairs(pr, g, s0, nslot);
+   ddpm_wino_block_pairs(pr, g, s0, nslot);
    for (int c = 0; c < I; c++) {
       rowring r;
-      ring_init(&r, rb, 6, -1, -1);
+      ddpm_wino_ring_init(&r, rb, 6, -1, -1);
       float *Vc = V + (int64_t)c * TB;
       for (int j = 0; j < nslot; j += 8)
-         input_task(Vc, vxs, j, &r, g, in + (int64_t)c * plane, (int64_t)I * plane, pr + j / 2);
+         ddpm_wino_input_task(Vc, vxs, j, &r, g, in + (int64_t)c * plane, (int64_t)I * plane, pr + j / 2);
       for (int x = 0; x < NXI; x++)
          for (int j = nslot; j < nc; j++) Vc[x * vxs + j] = 0.0f;
    }
@@ -725,14 +516,14 @@ static void wino_run(float *out, float *scratch, size_t nscratch, const float *i
       pairpos pr[TB_MAX / 2 + 4];
       for (int64_t s0 = 0; s0 < g.S; s0 += TB) {
          const int nslot = g.S - s0 < TB ? (int)(g.S - s0) : TB;
-         block_pairs(pr, &g, s0, nslot);
+         ddpm_wino_block_pairs(pr, &g, s0, nslot);
          #pragma omp for schedule(dynamic, 1)
          for (int c = 0; c < I; c++) {
             rowring r;
-            ring_init(&r, rb, 6, -1, -1);
+            ddpm_wino_ring_init(&r, rb, 6, -1, -1);
             float *Vc = V + (int64_t)c * TB;
             for (int j = 0; j < nslot; j += 8)
-               input_task(Vc, vxs, j, &r, &g, in + (int64_t)c * plane, (int64_t)I * plane,
+               ddpm_wino_input_task(Vc, vxs, j, &r, &g, in + (int64_t)c * plane, (int64_t)I * plane,
                           pr + j / 2);
             /* slots past the end: zero lanes (the task may have filled some) */
             for (int x = 0; x < NXI; x++)
@@ -772,166 +563,13 @@ void ddpm_wino_backward_data(float *din, int accumulate, float *scratch, size_t 
                              const float *dout, const float *weight, int N, int C, int H, int W,
                              int OC)
 {
-   if (N <= 0 || C <= 0 || OC <= 0 || H <= 0 || W <= 0) return;
+   if (N <= 0 || C <= 0 || H <= 0 || W <= 0) return;
+   if (OC <= 0) {   /* no outputs: din's gradient is 0 */
+      if (!accumulate) memset(din, 0, (size_t)N * C * H * W * sizeof *din);
+      return;
+   }
    ddpm_conv_epi e = { NULL, NULL, accumulate ? din : NULL };
    wino_run(din, scratch, nscratch, dout, weight, 1, &e, N, OC, H, W, C);
-}
-
-/* D [36][slot][OCw] columns ob .. ob+7: A dY A^T of output channels ob .. ob+7
-   (zero past OC and past nslot, up to the next multiple of 8). */
-static void grad_block(float *D, int64_t dxs, const float *dout, const geom *g, int OC, int OCw,
-                       int ob, int nslot, float *rb, const pairpos *pr)
-{
-   const int64_t plane = (int64_t)g->H * g->W;
-   rowring r;
-   ring_init(&r, rb, 4, 0, 0);
-   (void)OCw;
-   for (int j = 0; j < nslot; j += 8) {
-      float tbuf[8][NXI][8];   /* [channel][xi][slot] */
-      for (int q = 0; q < 8; q++) {
-         const int oc = ob + q;
-         if (oc >= OC) { memset(tbuf[q], 0, sizeof tbuf[q]); continue; }
-         v8 k[NXI];
-         ring_init(&r, rb, 4, 0, 0);
-         grad_task(k, &r, g, dout + (int64_t)oc * plane, (int64_t)OC * plane, pr + j / 2);
-         for (int x = 0; x < NXI; x++) storev(tbuf[q][x], k[x]);
-      }
-      const int ns = nslot - j < 8 ? nslot - j : 8;
-      for (int x = 0; x < NXI; x++)
-         for (int sl = 0; sl < 8; sl++) {
-            float *dst = D + x * dxs + (int64_t)(j + sl) * OCw + ob;
-            for (int q = 0; q < 8; q++) dst[q] = sl < ns ? tbuf[q][x][sl] : 0.0f;
-         }
-   }
-}
-
-/* V [36][Cp][TW] rows c for channel c of `in` (zero rows past C, zero slots
-   from nslot up to nk). */
-static void wgt_input(float *V, int64_t vxs, const float *in, const geom *g, int C, int TW,
-                      int c, int nslot, int nk, float *rb, const pairpos *pr)
-{
-   const int64_t plane = (int64_t)g->H * g->W;
-   float *Vc = V + (int64_t)c * TW;
-   if (c >= C) {
-      for (int x = 0; x < NXI; x++) memset(Vc + x * vxs, 0, (size_t)nk * sizeof *Vc);
-      return;
-   }
-   rowring r;
-   ring_init(&r, rb, 6, -1, -1);
-   for (int j = 0; j < nslot; j += 8)
-      input_task(Vc, vxs, j, &r, g, in + (int64_t)c * plane, (int64_t)C * plane, pr + j / 2);
-   for (int x = 0; x < NXI; x++)
-      for (int j = nslot; j < nk; j++) Vc[x * vxs + j] = 0.0f;
-}
-
-/*
- * dU^T[xi][c][oc] = sum over slots of V[xi][c][slot] dMt[xi][slot][oc], chunk
- * by chunk of slots, then dweight[oc][c] += G^T dU G. V is the forward's input
- * transform, dMt the transposed A dY A^T. Shared chunks: every dU entry is
- * summed by one work item per chunk, in slot order, so the bits do not
- * depend on threads. Private chunks: each thread sums its chunks (chunk t,
- * t + nt, ...) into its own partial dU, and the partials are added in thread
- * order: the bits depend on the thread count, not on scheduling.
- */
-void ddpm_wino_backward_weight(float *dweight, float *scratch, size_t nscratch,
-                               const float *dout, const float *in, int N, int C, int H, int W,
-                               int OC)
-{
-   if (N <= 0 || C <= 0 || OC <= 0 || H <= 0 || W <= 0) return;
-   const geom g = make_geom(N, H, W);
-   const int Cp = (int)round_up(C, MR), OCw = (int)round_up(OC, NRW);
-   const int64_t uxs = xstride((int64_t)Cp * OCw);
-   float *dU = scratch;                               /* [36][Cp][OCw] */
-#ifdef _OPENMP
-   const int nt = wpriv_threads(&g, C, OC, omp_get_max_threads(), nscratch);
-#else
-   const int nt = 0;
-#endif
-   if (nt) {
-      const int TW = wpriv_slots(C, OC);
-      const int64_t vxs = xstride((int64_t)Cp * TW), dxs = xstride((int64_t)TW * OCw);
-      const int64_t per = wpriv_floats(C, OC), nb = (g.S + TW - 1) / TW;
-      float *P = dU + wdu_floats(C, OC);
-      #pragma omp parallel num_threads(nt)
-      {
-         float rb[4 * 6 * g.rw];
-         pairpos pr[TW / 2 + 4];
-#ifdef _OPENMP
-         const int t = omp_get_thread_num(), T = omp_get_num_threads();
-#else
-         const int t = 0, T = 1;
-#endif
-         float *Ut = P + t * per, *V = Ut + wdu_floats(C, OC), *D = V + NXI * vxs;
-         int first = 1;
-         for (int64_t b = t; b < nb; b += T) {
-            const int64_t s0 = b * TW;
-            const int nslot = g.S - s0 < TW ? (int)(g.S - s0) : TW;
-            const int nk = (int)round_up(nslot, 8);
-            block_pairs(pr, &g, s0, nslot);
-            for (int c = 0; c < Cp; c++) wgt_input(V, vxs, in, &g, C, TW, c, nslot, nk, rb, pr);
-            for (int ob = 0; ob < OCw; ob += 8)
-               grad_block(D, dxs, dout, &g, OC, OCw, ob, nslot, rb, pr);
-            for (int x = 0; x < NXI; x++)
-               for (int cb = 0; cb < Cp; cb += MR)
-                  for (int ob = 0; ob < OCw; ob += NRW)
-                     kern_wgt(Ut + x * uxs + (int64_t)cb * OCw + ob, OCw,
-                              V + x * vxs + (int64_t)cb * TW, TW, 1, D + x * dxs + ob, OCw, nk,
-                              !first);
-            first = 0;
-         }
-         if (first) memset(Ut, 0, (size_t)wdu_floats(C, OC) * sizeof *Ut);
-         #pragma omp barrier
-         /* dU = sum of the partials in thread order, split by xi plane */
-         #pragma omp for schedule(static)
-         for (int x = 0; x < NXI; x++) {
-            float *dst = dU + x * uxs;
-            const float *src0 = P + x * uxs;
-            for (int64_t i = 0; i < (int64_t)Cp * OCw; i++) dst[i] = src0[i];
-            for (int u = 1; u < T; u++) {
-               const float *src = P + u * per + x * uxs;
-               for (int64_t i = 0; i < (int64_t)Cp * OCw; i++) dst[i] += src[i];
-            }
-         }
-         #pragma omp for schedule(static)
-         for (int oc = 0; oc < OC; oc++)
-            for (int c = 0; c < C; c++)
-               filter_bwd(dweight + ((size_t)oc * C + c) * 9, dU + (int64_t)c * OCw + oc, uxs);
-      }
-      return;
-   }
-   const int TW = wchunk_slots(&g, C, OC);
-   const int64_t vxs = xstride((int64_t)Cp * TW), dxs = xstride((int64_t)TW * OCw);
-   float *V = dU + NXI * uxs;                         /* [36][Cp][TW] */
-   float *D = V + NXI * vxs;                          /* [36][TW][OCw] */
-   #pragma omp parallel
-   {
-      float rb[4 * 6 * g.rw];
-      pairpos pr[TW / 2 + 4];
-      for (int64_t s0 = 0; s0 < g.S; s0 += TW) {
-         const int nslot = g.S - s0 < TW ? (int)(g.S - s0) : TW;
-         block_pairs(pr, &g, s0, nslot);
-         const int nk = (int)round_up(nslot, 8);
-         #pragma omp for schedule(dynamic, 1) nowait
-         for (int c = 0; c < Cp; c++) wgt_input(V, vxs, in, &g, C, TW, c, nslot, nk, rb, pr);
-         /* dMt: 8 output channels at a time */
-         #pragma omp for schedule(dynamic, 1)
-         for (int ob = 0; ob < OCw; ob += 8)
-            grad_block(D, dxs, dout, &g, OC, OCw, ob, nslot, rb, pr);
-         #pragma omp for schedule(dynamic, 1)
-         for (int x = 0; x < NXI; x++) {
-            const float *Vx = V + x * vxs, *Dx = D + x * dxs;
-            float *Ux = dU + x * uxs;
-            for (int cb = 0; cb < Cp; cb += MR)
-               for (int ob = 0; ob < OCw; ob += NRW)
-                  kern_wgt(Ux + (int64_t)cb * OCw + ob, OCw, Vx + (int64_t)cb * TW, TW, 1,
-                           Dx + ob, OCw, nk, s0 > 0);
-         }
-      }
-      #pragma omp for schedule(static)
-      for (int oc = 0; oc < OC; oc++)
-         for (int c = 0; c < C; c++)
-            filter_bwd(dweight + ((size_t)oc * C + c) * 9, dU + (int64_t)c * OCw + oc, uxs);
-   }
 }
 
 void ddpm_conv_bias_backward(float *dbias, const float *dout, int N, int OC, int64_t HW)

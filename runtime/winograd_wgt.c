@@ -1,0 +1,286 @@
+/*
+ * winograd_wgt.c — the weight gradient of the Winograd F(4x4,3x3)
+ * convolution (winograd.c): dU[xi] = sum over tiles of (A dY A^T)[xi] .
+ * (B^T d B)[xi], then dg += G^T dU G, the adjoint of the forward
+ * Y = A^T [(G g G^T) . (B^T d B)] A.
+ *
+ * The tiles' input transform is the forward's (winograd.c); dout's transform
+ * A dY A^T comes out transposed, [xi][slot][OC], so the product that sums
+ * over slots runs on the same register-blocked micro-kernel (mkernel.h) with
+ * output channels as its vector side.
+ */
+#include "winograd.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Floats of transformed data (both operands) per weight-gradient chunk. */
+#define WCHUNK_FLOATS (4u << 20)
+/* Largest partial dU a thread may keep for the weight gradient. */
+#define PRIV_DU_FLOATS (1u << 20)
+
+/* Slots per weight-gradient chunk: a multiple of 8 (one transform task). */
+static int wchunk_slots(const geom *g, int C, int OC)
+{
+   int64_t per = (int64_t)NXI * (round_up(C, MR) + round_up(OC, NRW));
+   int64_t tb = WCHUNK_FLOATS / per;
+   tb = tb < 64 ? 64 : tb / 8 * 8;
+   int64_t all = round_up(g->S, 8);
+   return (int)(tb < all ? tb : all);
+}
+
+/* A g: 4 -> 6 (the adjoint of A^T) */
+static inline void a4(v8 k[6], const v8 g[4])
+{
+   v8 e02 = g[0] + g[2], e13 = g[1] + g[3];
+   v8 f02 = g[0] + g[2] * 4.0f, f13 = (g[1] + g[3] * 4.0f) * 2.0f;
+   k[0] = g[0];
+   k[1] = e02 + e13;
+   k[2] = e02 - e13;
+   k[3] = f02 + f13;
+   k[4] = f02 - f13;
+   k[5] = g[3];
+}
+
+/* k[36] = (A dY A^T) of the 8 slots at s: dY tiles are rows 4ty.., columns 4tx.. */
+static void grad_task(v8 k[NXI], rowring *r, const geom *g, const float *base,
+                      int64_t nstride, const pairpos *pr)
+{
+   const float *pp[4];
+   int64_t rs[4];
+   ddpm_wino_task_rows(pp, rs, r, g, base, nstride, pr, 8);
+   v8 h[4][6];
+   for (int i = 0; i < 4; i++) {
+      const float *q[4] = { pp[0] + i * rs[0], pp[1] + i * rs[1],
+                            pp[2] + i * rs[2], pp[3] + i * rs[3] };
+      v8 d[4];
+      load_cols(d, 4, q);
+      a4(h[i], d);
+   }
+   for (int l = 0; l < 6; l++) {
+      v8 col[4] = { h[0][l], h[1][l], h[2][l], h[3][l] }, o[6];
+      a4(o, col);
+      for (int a = 0; a < 6; a++) k[6 * a + l] = o[a];
+   }
+}
+
+/* dg += G^T du G, du[xi * xs] (in double: 9 outputs per 36 inputs, cheap) */
+static void filter_bwd(float *dw, const float *du, int64_t xs)
+{
+   const double k6 = 1.0 / 6, k12 = 1.0 / 12, k24 = 1.0 / 24;
+   double t[6][3];
+   for (int k = 0; k < 6; k++) {
+      double d[6];
+      for (int l = 0; l < 6; l++) d[l] = du[(6 * k + l) * xs];
+      t[k][0] = d[0] * 0.25 - (d[1] + d[2]) * k6 + (d[3] + d[4]) * k24;
+      t[k][1] = (d[2] - d[1]) * k6 + (d[3] - d[4]) * k12;
+      t[k][2] = (d[3] + d[4] - d[1] - d[2]) * k6 + d[5];
+   }
+   for (int c = 0; c < 3; c++) {
+      double d[6];
+      for (int k = 0; k < 6; k++) d[k] = t[k][c];
+      dw[c] += (float)(d[0] * 0.25 - (d[1] + d[2]) * k6 + (d[3] + d[4]) * k24);
+      dw[3 + c] += (float)((d[2] - d[1]) * k6 + (d[3] - d[4]) * k12);
+      dw[6 + c] += (float)((d[3] + d[4] - d[1] - d[2]) * k6 + d[5]);
+   }
+}
+
+DDPM_MKERNEL(kern_wgt, NVW)
+
+/* Weight gradient: per-thread chunk slots (a multiple of 8), partial dU,
+   and whether to use private chunks at all. */
+static int wpriv_slots(int C, int OC)
+{
+   int64_t tw = PRIV_FLOATS / ((int64_t)NXI * (round_up(C, MR) + round_up(OC, NRW))) / 8 * 8;
+   return (int)(tw < 48 ? 48 : tw);
+}
+
+static int64_t wdu_floats(int C, int OC)
+{
+   return NXI * xstride(round_up(C, MR) * round_up(OC, NRW));
+}
+
+static int64_t wpriv_floats(int C, int OC)
+{
+   const int64_t tw = wpriv_slots(C, OC), Cp = round_up(C, MR), OCw = round_up(OC, NRW);
+   return wdu_floats(C, OC) + NXI * (xstride(Cp * tw) + xstride(tw * OCw));
+}
+
+static int wpriv_threads(const geom *g, int C, int OC, int threads, size_t nscratch)
+{
+   const int64_t nb = (g->S + wpriv_slots(C, OC) - 1) / wpriv_slots(C, OC);
+   if (threads < 1 || nb < 2 * (int64_t)threads || wdu_floats(C, OC) > PRIV_DU_FLOATS) return 0;
+   if (nscratch) {
+      const int64_t fit = ((int64_t)nscratch - wdu_floats(C, OC)) / wpriv_floats(C, OC);
+      if (fit < threads) threads = (int)fit;
+   }
+   return threads >= 1 ? threads : 0;
+}
+
+int64_t ddpm_wino_wgt_floats(const geom *g, int C, int OC, int threads)
+{
+   const int64_t tw = wchunk_slots(g, C, OC), OCw = round_up(OC, NRW), Cp = round_up(C, MR);
+   int64_t shared = NXI * (xstride(Cp * OCw) + xstride(Cp * tw) + xstride(tw * OCw));
+   int nt = wpriv_threads(g, C, OC, threads, 0);
+   int64_t priv = nt ? wdu_floats(C, OC) + nt * wpriv_floats(C, OC) : 0;
+   return shared > priv ? shared : priv;
+}
+
+/* D [36][slot][OCw] columns ob .. ob+7: A dY A^T of output channels ob .. ob+7
+   (zero past OC and past nslot, up to the next multiple of 8). */
+static void grad_block(float *D, int64_t dxs, const float *dout, const geom *g, int OC, int OCw,
+                       int ob, int nslot, float *rb, const pairpos *pr)
+{
+   const int64_t plane = (int64_t)g->H * g->W;
+   rowring r;
+   ddpm_wino_ring_init(&r, rb, 4, 0, 0);
+   (void)OCw;
+   for (int j = 0; j < nslot; j += 8) {
+      float tbuf[8][NXI][8];   /* [channel][xi][slot] */
+      for (int q = 0; q < 8; q++) {
+         const int oc = ob + q;
+         if (oc >= OC) { memset(tbuf[q], 0, sizeof tbuf[q]); continue; }
+         v8 k[NXI];
+         ddpm_wino_ring_init(&r, rb, 4, 0, 0);
+         grad_task(k, &r, g, dout + (int64_t)oc * plane, (int64_t)OC * plane, pr + j / 2);
+         for (int x = 0; x < NXI; x++) storev(tbuf[q][x], k[x]);
+      }
+      const int ns = nslot - j < 8 ? nslot - j : 8;
+      for (int x = 0; x < NXI; x++)
+         for (int sl = 0; sl < 8; sl++) {
+            float *dst = D + x * dxs + (int64_t)(j + sl) * OCw + ob;
+            for (int q = 0; q < 8; q++) dst[q] = sl < ns ? tbuf[q][x][sl] : 0.0f;
+         }
+   }
+}
+
+/* V [36][Cp][TW] rows c for channel c of `in` (zero rows past C, zero slots
+   from nslot up to nk). */
+static void wgt_input(float *V, int64_t vxs, const float *in, const geom *g, int C, int TW,
+                      int c, int nslot, int nk, float *rb, const pairpos *pr)
+{
+   const int64_t plane = (int64_t)g->H * g->W;
+   float *Vc = V + (int64_t)c * TW;
+   if (c >= C) {
+      for (int x = 0; x < NXI; x++) memset(Vc + x * vxs, 0, (size_t)nk * sizeof *Vc);
+      return;
+   }
+   rowring r;
+   ddpm_wino_ring_init(&r, rb, 6, -1, -1);
+   for (int j = 0; j < nslot; j += 8)
+      ddpm_wino_input_task(Vc, vxs, j, &r, g, in + (int64_t)c * plane, (int64_t)C * plane, pr + j / 2);
+   for (int x = 0; x < NXI; x++)
+      for (int j = nslot; j < nk; j++) Vc[x * vxs + j] = 0.0f;
+}
+
+/*
+ * dU^T[xi][c][oc] = sum over slots of V[xi][c][slot] dMt[xi][slot][oc], chunk
+ * by chunk of slots, then dweight[oc][c] += G^T dU G. V is the forward's input
+ * transform, dMt the transposed A dY A^T. Shared chunks: every dU entry is
+ * summed by one work item per chunk, in slot order, so the bits do not
+ * depend on threads. Private chunks: each thread sums its chunks (chunk t,
+ * t + nt, ...) into its own partial dU, and the partials are added in thread
+ * order: the bits depend on the thread count, not on scheduling.
+ */
+void ddpm_wino_backward_weight(float *dweight, float *scratch, size_t nscratch,
+                               const float *dout, const float *in, int N, int C, int H, int W,
+                               int OC)
+{
+   if (N <= 0 || C <= 0 || OC <= 0 || H <= 0 || W <= 0) return;
+   const geom g = make_geom(N, H, W);
+   const int Cp = (int)round_up(C, MR), OCw = (int)round_up(OC, NRW);
+   const int64_t uxs = xstride((int64_t)Cp * OCw);
+   float *dU = scratch;                               /* [36][Cp][OCw] */
+#ifdef _OPENMP
+   const int nt = wpriv_threads(&g, C, OC, omp_get_max_threads(), nscratch);
+#else
+   const int nt = 0;
+#endif
+   if (nt) {
+      const int TW = wpriv_slots(C, OC);
+      const int64_t vxs = xstride((int64_t)Cp * TW), dxs = xstride((int64_t)TW * OCw);
+      const int64_t per = wpriv_floats(C, OC), nb = (g.S + TW - 1) / TW;
+      float *P = dU + wdu_floats(C, OC);
+      #pragma omp parallel num_threads(nt)
+      {
+         float rb[4 * 6 * g.rw];
+         pairpos pr[TW / 2 + 4];
+#ifdef _OPENMP
+         const int t = omp_get_thread_num(), T = omp_get_num_threads();
+#else
+         const int t = 0, T = 1;
+#endif
+         float *Ut = P + t * per, *V = Ut + wdu_floats(C, OC), *D = V + NXI * vxs;
+         int first = 1;
+         for (int64_t b = t; b < nb; b += T) {
+            const int64_t s0 = b * TW;
+            const int nslot = g.S - s0 < TW ? (int)(g.S - s0) : TW;
+            const int nk = (int)round_up(nslot, 8);
+            ddpm_wino_block_pairs(pr, &g, s0, nslot);
+            for (int c = 0; c < Cp; c++) wgt_input(V, vxs, in, &g, C, TW, c, nslot, nk, rb, pr);
+            for (int ob = 0; ob < OCw; ob += 8)
+               grad_block(D, dxs, dout, &g, OC, OCw, ob, nslot, rb, pr);
+            for (int x = 0; x < NXI; x++)
+               for (int cb = 0; cb < Cp; cb += MR)
+                  for (int ob = 0; ob < OCw; ob += NRW)
+                     kern_wgt(Ut + x * uxs + (int64_t)cb * OCw + ob, OCw,
+                              V + x * vxs + (int64_t)cb * TW, TW, 1, D + x * dxs + ob, OCw, nk,
+                              !first);
+            first = 0;
+         }
+         if (first) memset(Ut, 0, (size_t)wdu_floats(C, OC) * sizeof *Ut);
+         #pragma omp barrier
+         /* dU = sum of the partials in thread order, split by xi plane */
+         #pragma omp for schedule(static)
+         for (int x = 0; x < NXI; x++) {
+            float *dst = dU + x * uxs;
+            const float *src0 = P + x * uxs;
+            for (int64_t i = 0; i < (int64_t)Cp * OCw; i++) dst[i] = src0[i];
+            for (int u = 1; u < T; u++) {
+               const float *src = P + u * per + x * uxs;
+               for (int64_t i = 0; i < (int64_t)Cp * OCw; i++) dst[i] += src[i];
+            }
+         }
+         #pragma omp for schedule(static)
+         for (int oc = 0; oc < OC; oc++)
+            for (int c = 0; c < C; c++)
+               filter_bwd(dweight + ((size_t)oc * C + c) * 9, dU + (int64_t)c * OCw + oc, uxs);
+      }
+      return;
+   }
+   const int TW = wchunk_slots(&g, C, OC);
+   const int64_t vxs = xstride((int64_t)Cp * TW), dxs = xstride((int64_t)TW * OCw);
+   float *V = dU + NXI * uxs;                         /* [36][Cp][TW] */
+   float *D = V + NXI * vxs;                          /* [36][TW][OCw] */
+   #pragma omp parallel
+   {
+      float rb[4 * 6 * g.rw];
+      pairpos pr[TW / 2 + 4];
+      for (int64_t s0 = 0; s0 < g.S; s0 += TW) {
+         const int nslot = g.S - s0 < TW ? (int)(g.S - s0) : TW;
+         ddpm_wino_block_pairs(pr, &g, s0, nslot);
+         const int nk = (int)round_up(nslot, 8);
+         #pragma omp for schedule(dynamic, 1) nowait
+         for (int c = 0; c < Cp; c++) wgt_input(V, vxs, in, &g, C, TW, c, nslot, nk, rb, pr);
+         /* dMt: 8 output channels at a time */
+         #pragma omp for schedule(dynamic, 1)
+         for (int ob = 0; ob < OCw; ob += 8)
+            grad_block(D, dxs, dout, &g, OC, OCw, ob, nslot, rb, pr);
+         #pragma omp for schedule(dynamic, 1)
+         for (int x = 0; x < NXI; x++) {
+            const float *Vx = V + x * vxs, *Dx = D + x * dxs;
+            float *Ux = dU + x * uxs;
+            for (int cb = 0; cb < Cp; cb += MR)
+               for (int ob = 0; ob < OCw; ob += NRW)
+                  kern_wgt(Ux + (int64_t)cb * OCw + ob, OCw, Vx + (int64_t)cb * TW, TW, 1,
+                           Dx + ob, OCw, nk, s0 > 0);
+         }
+      }
+      #pragma omp for schedule(static)
+      for (int oc = 0; oc < OC; oc++)
+         for (int c = 0; c < C; c++)
+            filter_bwd(dweight + ((size_t)oc * C + c) * 9, dU + (int64_t)c * OCw + oc, uxs);
+   }
+}
+
