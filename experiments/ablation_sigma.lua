@@ -3,12 +3,13 @@ The paper's sigma_t^2 ablation (section 3.2, "sigma_t^2 = beta_t and
 sigma_t^2 = beta~_t had similar results"): the same eps-prediction model
 trained with L_simple, sampled and evaluated with sigma_t^2 = beta_t
 (fixedlarge) and with sigma_t^2 = beta~_t (fixedsmall). The variance choice
-does not change L_simple training, so one run is trained per variance (same
-seed, same budget: identical weights) and each is evaluated with its own
-sigma: NLL in bits/dim (the decoder and the KL terms depend on sigma) and
-FD-LeNet of samples. Results land in runs.db (experiment 'ablation_sigma').
+does not enter L_simple, so the model is trained once and the second run
+reuses its EMA weights (tag weights_from_run); each run is evaluated with its
+own sigma: NLL in bits/dim (the decoder and the KL terms depend on sigma) and
+FD-LeNet of samples (ancestral, respaced to 250 steps by default). Results
+land in runs.db (experiment 'ablation_sigma').
 
-   ddpmlua experiments/ablation_sigma.lua [--steps=6000] [--fd_n=1000] [--nll_n=256]
+   ddpmlua experiments/ablation_sigma.lua [--steps=1500] [--fd_n=500] [--fd_steps=250] [--nll_n=128]
 ]]
 local ddpm = require 'ddpm'
 local ablation = require 'ddpm.ablation'
@@ -16,6 +17,7 @@ local ablation = require 'ddpm.ablation'
 local defaults = {}
 for k, v in pairs(ablation.defaults) do defaults[k] = v end
 defaults.experiment = 'ablation_sigma'
+defaults.fd_steps = 250
 defaults.mean_type, defaults.loss_type, defaults.var_type, defaults.name = 'eps', 'mse', 'fixedlarge', ''
 local cfg = ddpm.cli.parse(arg, defaults)
 

@@ -15,6 +15,13 @@ for cfg.steps on Fashion-MNIST (28x28), then with the EMA weights
   test set (metric fd_lenet, with the sampler recorded; never called FID).
 A variant that diverges is recorded as failed and the others go on (the
 paper's "unstable" rows).
+
+Variants whose training is identical share one training: with a fixed
+variance, L_simple (loss 'mse') never reads sigma_t^2, so 'eps | mse |
+fixedlarge' and 'eps | mse | fixedsmall' differ only at evaluation. The second
+such variant reuses the first one's EMA weights (its run gets the tag
+weights_from_run = <id> and no loss curve of its own). Ctrl-C during training
+ends the variant as 'interrupted' and stops the ablation.
 ]]
 local ddpm = require 'ddpm'
 local core = ddpm.core
@@ -28,7 +35,22 @@ local function merge(a, b)
    return c
 end
 
-function ablation.run_variant(cfg, data, test)
+-- Keys that only change evaluation, never the trained weights.
+local eval_only = {name = true, experiment = true, db = true, nll_n = true, nll_batch = true,
+                   fd_n = true, fd_sampler = true, fd_steps = true, sample_n = true}
+
+--- The part of a config that determines the trained weights, as canonical JSON.
+function ablation.training_key(cfg)
+   local k = {}
+   for key, v in pairs(cfg) do
+      if not eval_only[key] then k[key] = v end
+   end
+   local mse = cfg.loss_type == 'mse' or cfg.loss_type == 'rescaled_mse'
+   if mse and tostring(cfg.var_type):sub(1, 5) == 'fixed' then k.var_type = nil end
+   return ddpm.json.encode(k)
+end
+
+function ablation.run_variant(cfg, data, test, trained)
    local diff = ddpm.diffusion{schedule = cfg.schedule, T = cfg.T, beta_start = cfg.beta_start,
                                beta_end = cfg.beta_end, mean_type = cfg.mean_type,
                                var_type = cfg.var_type, loss_type = cfg.loss_type}
@@ -39,17 +61,29 @@ function ablation.run_variant(cfg, data, test)
                               config = cfg, seed = cfg.seed}
    io.stderr:write(('== %s (run %d): mean %s, var %s, loss %s\n'):format(cfg.name, run.id,
                    cfg.mean_type, cfg.var_type, cfg.loss_type))
-   local ok, result = pcall(ddpm.train, {
-      model = model, diffusion = diff, data = data, steps = cfg.steps, batch = cfg.batch,
-      lr = cfg.lr, warmup = cfg.warmup, grad_clip = cfg.grad_clip, ema_decay = cfg.ema_decay,
-      seed = cfg.seed, run = run, sample_n = cfg.sample_n, checkpoint_every = 0, finish = false,
-      time_limit = cfg.time_limit > 0 and cfg.time_limit or nil,
-   })
-   if not ok then
-      io.stderr:write(('   %s failed: %s\n'):format(cfg.name, tostring(result):match('^[^\n]*')))
-      return {run = run, status = 'failed'}
+   local key = ablation.training_key(cfg)
+   local ema, step
+   local prior = trained and trained[key]
+   if prior then
+      ema, step = prior.ema, prior.step
+      run:tag('weights_from_run', tostring(prior.run_id))
+      io.stderr:write(('   same training as run %d (sigma does not enter the loss): its EMA weights\n')
+                      :format(prior.run_id))
+   else
+      local ok, result = pcall(ddpm.train, {
+         model = model, diffusion = diff, data = data, steps = cfg.steps, batch = cfg.batch,
+         lr = cfg.lr, warmup = cfg.warmup, grad_clip = cfg.grad_clip, ema_decay = cfg.ema_decay,
+         seed = cfg.seed, run = run, sample_n = cfg.sample_n, checkpoint_every = 0, finish = false,
+         time_limit = cfg.time_limit > 0 and cfg.time_limit or nil,
+      })
+      if not ok then
+         io.stderr:write(('   %s failed: %s\n'):format(cfg.name, tostring(result):match('^[^\n]*')))
+         return {run = run, status = 'failed'}
+      end
+      if result.status == 'interrupted' then return {run = run, status = 'interrupted'} end
+      ema, step = result.ema, result.step
+      if trained then trained[key] = {ema = ema, step = step, run_id = run.id} end
    end
-   local ema, step = result.ema, result.step
    local ok2, err = pcall(function()
       if cfg.nll_n > 0 then
          local r = diff:nll(ema, test, {n = cfg.nll_n, batch = cfg.nll_batch, seed = cfg.seed,
@@ -84,10 +118,14 @@ end
 function ablation.run(base, variants)
    local data = ddpm.data.fashion_mnist{split = 'train'}
    local test = ddpm.data.fashion_mnist{split = 'test'}
-   local ids = {}
+   local ids, trained = {}, {}
    for _, v in ipairs(variants) do
-      local r = ablation.run_variant(merge(base, v), data, test)
+      local r = ablation.run_variant(merge(base, v), data, test, trained)
       ids[#ids + 1] = r.run.id
+      if r.status == 'interrupted' then
+         io.stderr:write('ablation interrupted; the remaining variants were not run\n')
+         break
+      end
    end
    return ids
 end
@@ -97,9 +135,9 @@ ablation.defaults = {
    experiment = 'ablation', db = 'runs.db', seed = 1,
    ch = 32, ch_mult = {1, 2, 2}, num_res_blocks = 1, attn_resolutions = {7}, dropout = 0.0,
    schedule = 'linear', T = 1000, beta_start = 1e-4, beta_end = 0.02,
-   steps = 6000, batch = 64, lr = 1e-3, warmup = 200, grad_clip = 1.0, ema_decay = 0.999,
+   steps = 1500, batch = 64, lr = 1e-3, warmup = 200, grad_clip = 1.0, ema_decay = 0.999,
    time_limit = 0, sample_n = 64,
-   nll_n = 256, nll_batch = 128, fd_n = 1000, fd_sampler = 'ancestral', fd_steps = 250,
+   nll_n = 128, nll_batch = 128, fd_n = 500, fd_sampler = 'ancestral', fd_steps = 100,
 }
 
 return ablation
