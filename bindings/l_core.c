@@ -103,5 +103,6 @@ int luaopen_ddpm_core(lua_State *L)
    l_diffusion_register(L);
    l_plot_register(L);
    l_lenet_register(L);
+   l_tsampler_register(L);
    return 1;
 }

@@ -2,7 +2,8 @@
 ddpm.checkpoint — training state in one safetensors file, written atomically
 (temp file, fsync, rename): the model under its diffusers names, the EMA under
 "ema.<name>", Adam's moments as "adam.m" / "adam.v", and in the metadata the
-step, Adam's step count, the seed, the run and the configs. Everything else a
+step, Adam's step count, the seed, the run and the configs; with importance
+sampling of t, the sampler's loss history as "tsampler.state". Everything else a
 step needs (data order, timesteps, noise, dropout masks) is derived from
 (seed, step), so loading this file resumes a run bit for bit.
 
@@ -21,7 +22,8 @@ local function named_views(flat, info, prefix, out)
 end
 
 --- checkpoint.save(path, state): state = {model=, ema=, adam=, step=, seed=,
---- run_id=, config=} (ema a ddpm.UNet, adam a core Adam).
+--- run_id=, config= [, tsampler=]} (ema a ddpm.UNet, adam a core Adam,
+--- tsampler a core.tsampler).
 function checkpoint.save(path, st)
    local info = st.model._c:param_info()
    local tensors = {}
@@ -31,6 +33,7 @@ function checkpoint.save(path, st)
       tensors['adam.m'] = st.adam:m()
       tensors['adam.v'] = st.adam:v()
    end
+   if st.tsampler then tensors['tsampler.state'] = st.tsampler:state() end
    local meta = {
       format = 'ddpmlua.checkpoint/1',
       step = ('%d'):format(st.step),
@@ -65,6 +68,15 @@ function checkpoint.load(path, st)
       st.adam:m():copy(tensors['adam.m'])
       st.adam:v():copy(tensors['adam.v'])
       st.adam:set_t(tonumber(meta.adam_t))
+   end
+   if st.tsampler then
+      local ts = tensors['tsampler.state']
+      if not ts then
+         error(('checkpoint: %s has no timestep-sampler state (tsampler.state); it was trained ' ..
+                'with uniform t'):format(path), 2)
+      end
+      local ok, err = pcall(st.tsampler.set_state, st.tsampler, ts)
+      if not ok then error(('checkpoint: %s: %s'):format(path, tostring(err)), 2) end
    end
    for _, t in pairs(tensors) do t:free() end
    return {step = tonumber(meta.step), seed = tonumber(meta.seed), run_id = tonumber(meta.run_id),

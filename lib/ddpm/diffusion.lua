@@ -150,25 +150,53 @@ end
 --- One training loss (Algorithm 1 lines 2-5, without the optimiser):
 --- draws t and eps from the seeds given, runs the model forward, computes the
 --- loss and runs backward (gradients accumulate in the model).
---- rng = {t_seed=, t_counter=, eps_seed=, eps_counter=}. Returns the loss,
---- the per-example losses (a tensor) and the timesteps (a table).
+--- rng = {t_seed=, t_counter=, eps_seed=, eps_counter= [, sampler=]}.
+--- With rng.sampler (a core.tsampler, see diff:tsampler) t is drawn by
+--- importance from the loss history, the loss is the weighted mean
+--- sum_n L_n / (T p_t(n)) / N, and the unweighted per-example losses are
+--- added to the history afterwards. Returns the loss, the per-example
+--- (unweighted) losses (a tensor) and the timesteps (a table).
 function Diffusion:loss(model, x0, rng)
    local N = x0:size(1)
    local sizes = x0:size()
-   local t = core.randint(N, self.T, rng.t_seed, rng.t_counter or 0)
+   local t, w
+   if rng.sampler then
+      if rng.sampler:T() ~= self.T then
+         error(('loss: the timestep sampler has T = %d, the diffusion T = %d'):format(
+            rng.sampler:T(), self.T), 2)
+      end
+      t, w = rng.sampler:sample(N, rng.t_seed, rng.t_counter or 0)
+   else
+      t = core.randint(N, self.T, rng.t_seed, rng.t_counter or 0)
+   end
    local eps = core.randn(sizes, rng.eps_seed, rng.eps_counter or 0)
    local xt = core.q_sample(self.sched, x0, eps, t)
    local out = model:forward(xt, t)
    local loss, grad, losses
-   if self.loss_type == 'mse' and self.mean_type == 'eps' and self.var_type:sub(1, 5) == 'fixed' then
+   if not w and self.loss_type == 'mse' and self.mean_type == 'eps' and self.var_type:sub(1, 5) == 'fixed' then
       loss, grad = core.loss_simple(out, eps)
       losses = core.loss_simple_per_example(out, eps)
    else
       loss, grad, losses = core.training_losses(self.sched, out, x0, xt, eps, t,
-         {mean_type = self.mean_type, var_type = self.var_type, loss_type = self.loss_type})
+         {mean_type = self.mean_type, var_type = self.var_type, loss_type = self.loss_type,
+          weights = w})
    end
    model:backward(grad)
+   if w then
+      if loss == loss and loss ~= math.huge then rng.sampler:update(t, losses) end
+      w:free()
+   end
+   xt:free(); eps:free()
    return loss, losses, t
+end
+
+--- diff:tsampler{history = 10, uniform_prob = 0.001}: the loss-second-moment
+--- timestep sampler of Improved DDPM (Nichol & Dhariwal 2021, sec. 3.3) for
+--- this process: uniform until every t has `history` losses, then
+--- p_t ∝ sqrt(E[L_t^2]) mixed with uniform_prob. Pass it as rng.sampler to
+--- diff:loss, or schedule_sampler = 'loss-second-moment' to ddpm.train.
+function Diffusion:tsampler(opt)
+   return core.tsampler(self.T, opt)
 end
 
 ---------------------------------------------------------------- models

@@ -261,6 +261,14 @@ entry(S, 'Diffusion:loss', 'diff:loss(model, x0, rng) -> loss, losses, t',
    'the model forward, computes the loss and runs backward (gradients\n' ..
    'accumulate). Returns the loss, per-example losses (a tensor) and t (a table).',
    'm:zero_grad(); loss = diff:loss(m, x0, {t_seed = 1, eps_seed = 2})')
+entry(S, 'Diffusion:tsampler', 'diff:tsampler{history = 10, uniform_prob = 0.001} -> TSampler',
+   'Importance sampling of t from the loss history (Improved DDPM sec. 3.3):\n' ..
+   'uniform until every t holds `history` losses, then p_t ~ sqrt(E[L_t^2])\n' ..
+   'mixed with uniform_prob / T; an example drawn at t weighs 1 / (T p_t).\n' ..
+   "Give it to diff:loss as rng.sampler, or schedule_sampler = 'loss-second-moment'\n" ..
+   'to ddpm.train (its history then goes into the checkpoints). Methods:\n' ..
+   'sample(N, seed, counter) -> t, weights; update(t, losses); probs(); warm().',
+   "s = diff:tsampler(); loss = diff:loss(m, x0, {t_seed = 1, eps_seed = 2, sampler = s})")
 entry(S, 'Diffusion:sample', 'diff:sample(model, {n = 16, shape = {C, H, W}, seed = 0, progress = true,\n' ..
                               '                   clip =, on_step = function(t, x, x0_pred)}) -> Tensor',
    'Ancestral sampling (Algorithm 2): x_T ~ N(0, I), then T reverse steps.\n' ..
@@ -278,7 +286,8 @@ S = 'Training and data'
 entry(S, 'ddpm.train', 'ddpm.train{model =, diffusion =, data =, steps =, batch =, lr = 2e-4, warmup = 0,\n' ..
                        '           grad_clip = 1, ema_decay = 0.9999, seed = 0, flip = false, pad_to = 0,\n' ..
                        "           db = 'runs.db', name =, config =, run =, resume =, time_limit =,\n" ..
-                       '           sample_every =, sample_n = 64, checkpoint_every =, log_every = 1, ...} -> result',
+                       '           sample_every =, sample_n = 64, checkpoint_every =, log_every = 1,\n' ..
+                       "           schedule_sampler = 'uniform' | 'loss-second-moment', ...} -> result',
    'Algorithm 1 with warm-up, gradient clipping, Adam, an EMA of the weights,\n' ..
    'run history (runs.db), checkpoints and sample grids. Every random choice of\n' ..
    'step s is a function of (seed, s), so resume = checkpoint continues bit for\n' ..

@@ -9,7 +9,14 @@ progress and a clean Ctrl-C.
       ema_decay = 0.9999, seed = 1, pad_to = 0, flip = false, time_limit = nil,
       run = ddpm.log.start{...},            -- or db = 'runs.db', name = ..., config = ...
       sample_every = 1000, sample_n = 64, checkpoint_every = 1000,
+      schedule_sampler = 'uniform',         -- or 'loss-second-moment'
    }
+
+schedule_sampler = 'loss-second-moment' draws t by importance from the loss
+history (Improved DDPM sec. 3.3; diff:tsampler, options through
+schedule_sampler_opts = {history = 10, uniform_prob = 0.001}); its history is
+part of the checkpoint, so resuming stays exact. A core.tsampler object may
+be given instead of the name.
 
 Every random choice of step s (data order, flips, timesteps, noise, dropout)
 is a pure function of (seed, s), so a run resumed from a checkpoint
@@ -35,7 +42,8 @@ local known = {model = 1, diffusion = 1, data = 1, steps = 1, batch = 1, lr = 1,
    grad_clip = 1, ema_decay = 1, seed = 1, pad_to = 1, flip = 1, run = 1, db = 1, name = 1,
    experiment = 1, config = 1, sample_every = 1, sample_n = 1, sample_at_end = 1,
    checkpoint_every = 1, keep_checkpoints = 1, resume = 1, log_every = 1, progress = 1,
-   on_step = 1, max_nonfinite = 1, adam = 1, finish = 1, time_limit = 1}
+   on_step = 1, max_nonfinite = 1, adam = 1, finish = 1, time_limit = 1, schedule_sampler = 1,
+   schedule_sampler_opts = 1}
 
 local function check(opt)
    for k in pairs(opt) do
@@ -46,6 +54,11 @@ local function check(opt)
       error('train: diffusion = ddpm.diffusion{...} is required', 3)
    end
    if opt.data == nil then error('train: data (a ddpm.Dataset) is required', 3) end
+   local ss = opt.schedule_sampler
+   if ss ~= nil and ss ~= 'uniform' and ss ~= 'loss-second-moment' and type(ss) ~= 'userdata' then
+      error(("train: schedule_sampler must be 'uniform' or 'loss-second-moment' (or a core.tsampler), " ..
+             "got %s"):format(tostring(ss)), 3)
+   end
    for _, k in ipairs{'steps', 'batch'} do
       local v = opt[k]
       if type(v) ~= 'number' or v < 1 or v % 1 ~= 0 then
@@ -98,8 +111,11 @@ local function train(opt)
       local c = model:config(); c.seed = nil; return c end)())
    ema:flat_params():copy(model:flat_params())
    local adam = opt.adam or core.adam(model:num_params(), {beta1 = 0.9, beta2 = 0.999, eps = 1e-8})
+   local tsampler = opt.schedule_sampler
+   if tsampler == 'loss-second-moment' then tsampler = diff:tsampler(opt.schedule_sampler_opts)
+   elseif tsampler == 'uniform' then tsampler = nil end
    local state = {model = model, ema = ema, adam = adam, seed = seed, run_id = run.id,
-                  run_uuid = run.uuid, config = run.config}
+                  run_uuid = run.uuid, config = run.config, tsampler = tsampler}
 
    local start = 0
    if opt.resume then
@@ -151,7 +167,7 @@ local function train(opt)
    if host then host.graceful(true) end
    local t_begin = core.time()
    model:training()
-   local result = {run = run, ema = ema, adam = adam, model = model}
+   local result = {run = run, ema = ema, adam = adam, model = model, tsampler = tsampler}
    local ok, err = xpcall(function()
       for step = start + 1, steps do
          local idx = batch_indices(data, N, B, seed, step, cache)
@@ -160,7 +176,8 @@ local function train(opt)
          model:zero_grad()
          model:set_dropout_seed(core.mix_seed(sseed.drop, step))
          local loss, losses, t = diff:loss(model, x0, {t_seed = sseed.t, t_counter = (step - 1) * 1048576,
-                                                        eps_seed = sseed.eps, eps_counter = (step - 1) * 4294967296})
+                                                        eps_seed = sseed.eps, eps_counter = (step - 1) * 4294967296,
+                                                        sampler = tsampler})
          local gnorm = core.clip_grad_norm(grads, clip)
          local lr_t = warmup > 0 and lr * math.min((step - 1) / warmup, 1) or lr
          if loss ~= loss or gnorm ~= gnorm or gnorm == math.huge then

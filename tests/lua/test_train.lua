@@ -120,13 +120,17 @@ local core = ddpm.core
 local steps, resume, out, db = tonumber(arg[1]), arg[2], arg[3], arg[4]
 local m = ddpm.unet{ch = 8, groups = 4, ch_mult = {1, 2}, num_res_blocks = 1, attn_resolutions = {4},
                     dropout = 0.1, in_ch = 1, out_ch = 1, resolution = 8, seed = 1}
-local r = ddpm.train{model = m, diffusion = ddpm.diffusion{T = 30}, data = core.dataset_idx(arg[5]),
+local lsm = arg[6] == 'loss-second-moment'
+local r = ddpm.train{model = m, diffusion = ddpm.diffusion{T = lsm and 10 or 30}, data = core.dataset_idx(arg[5]),
    steps = steps, batch = 12, lr = 1e-3, warmup = 4, ema_decay = 0.95, seed = 11, flip = true,
    db = db, name = 'resume', progress = false, sample_n = 0, checkpoint_every = 6,
-   resume = resume ~= '-' and resume or nil}
-core.save_safetensors(out, {params = m:flat_params(), ema = r.ema:flat_params(),
-                            m = r.adam:m(), v = r.adam:v()})
+   resume = resume ~= '-' and resume or nil,
+   schedule_sampler = arg[6], schedule_sampler_opts = lsm and {history = 1} or nil}
+local st = {params = m:flat_params(), ema = r.ema:flat_params(), m = r.adam:m(), v = r.adam:v()}
+if r.tsampler then st.tsampler = r.tsampler:state(); st.probs = r.tsampler:probs() end
+core.save_safetensors(out, st)
 print('CKPT ' .. r.checkpoint)
+if r.tsampler then print('WARM ' .. tostring(r.tsampler:warm())) end
 ]]
 
 function tests.resume_is_bit_exact()
@@ -147,6 +151,70 @@ function tests.resume_is_bit_exact()
    end
    local c = core.load_safetensors(tmp .. '/half.st')
    T.assert_true(not a.params:equal(c.params), 'and differ from the 6-step state (the test can fail)')
+end
+
+-- The same with t drawn by importance from the loss history (T = 10, a
+-- history of 1): the sampler is warm by step 6, so the resumed half draws
+-- non-uniform t from the history stored in the checkpoint.
+function tests.resume_is_bit_exact_with_loss_second_moment_sampling()
+   local script = run_script(resume_script, 'resume')
+   local db = tmp .. '/resume_lsm.db'
+   local lsm = 'loss-second-moment'
+   local rc, out = sh(('%s %s 12 - %s/lsm_straight.st %s %s %s'):format(exe, script, tmp, db, IDX, lsm))
+   T.assert_eq(rc, 0, out)
+   rc, out = sh(('%s %s 6 - %s/lsm_half.st %s %s %s'):format(exe, script, tmp, db, IDX, lsm))
+   T.assert_eq(rc, 0, out)
+   T.assert_true(out:find('WARM true', 1, true) ~= nil, 'every t has its history by step 6: ' .. out)
+   local ckpt = out:match('CKPT (%S+)')
+   rc, out = sh(('%s %s 12 %s %s/lsm_resumed.st %s %s %s'):format(exe, script, ckpt, tmp, db, IDX, lsm))
+   T.assert_eq(rc, 0, out)
+   local a = core.load_safetensors(tmp .. '/lsm_straight.st')
+   local b = core.load_safetensors(tmp .. '/lsm_resumed.st')
+   for _, k in ipairs{'params', 'ema', 'm', 'v', 'tsampler'} do
+      T.assert_true(a[k]:equal(b[k]), k .. ' after 6 + 6 resumed steps equal 12 straight steps bit for bit')
+   end
+   local p, pmin, pmax = a.probs, math.huge, 0
+   for i = 1, 10 do pmin = math.min(pmin, p[i]); pmax = math.max(pmax, p[i]) end
+   T.assert_true(pmax > 1.5 * pmin, ('p_t is no longer uniform (%.4f .. %.4f)'):format(pmin, pmax))
+   -- a checkpoint of uniform-t training cannot silently resume with the sampler
+   rc, out = sh(('%s %s 6 - %s/uni_half.st %s %s'):format(exe, script, tmp, db, IDX))
+   T.assert_eq(rc, 0, out)
+   local uck = out:match('CKPT (%S+)')
+   rc, out = sh(('%s %s 12 %s %s/x.st %s %s %s'):format(exe, script, uck, tmp, db, IDX, lsm))
+   T.assert_true(rc ~= 0 and out:find('no timestep-sampler state', 1, true) ~= nil, out)
+end
+
+function tests.importance_weighted_loss()
+   local m = tiny_model(4)
+   m:training()
+   local d = ddpm.diffusion{T = 8, loss_type = 'kl'}
+   local s = d:tsampler{history = 1, uniform_prob = 0.1}
+   local x0 = ddpm.rand({4, 1, 8, 8}, 7):mul_(2):add_(-1)
+   -- warm the history by hand: t has loss (t + 1)^2
+   local ts, ls = {}, core.zeros{8}
+   for t = 0, 7 do ts[t + 1] = t; ls[t + 1] = (t + 1) ^ 2 end
+   s:update(ts, ls)
+   T.assert_true(s:warm(), 'warm after one loss per t')
+   local pw, sum = {}, 0
+   for t = 0, 7 do pw[t + 1] = (t + 1) ^ 2; sum = sum + pw[t + 1] end
+   local p = s:probs()
+   for t = 1, 8 do T.assert_near(p[t], 0.9 * pw[t] / sum + 0.1 / 8, 1e-6, 'p_t') end
+   local rng = {t_seed = 3, t_counter = 0, eps_seed = 4, eps_counter = 0, sampler = s}
+   m:zero_grad()
+   local loss, losses, t = d:loss(m, x0, rng)
+   local want = 0
+   for n = 1, 4 do want = want + losses[n] / (8 * p[t[n] + 1]) / 4 end
+   T.assert_near(loss, want, 1e-5 * math.abs(want), 'loss = mean of L_n / (T p_t)')
+   -- the history (of 1) now holds the last new loss of each drawn t
+   local st, last = s:state(), {}
+   for n = 1, 4 do last[t[n]] = losses[n] end
+   for tt, l in pairs(last) do T.assert_eq(st[tt + 1][2], l, 'history of t = ' .. tt) end
+   T.assert_error(function() d:loss(m, x0, {t_seed = 1, eps_seed = 2, sampler = core.tsampler(9)}) end,
+                  'sampler has T = 9')
+   T.assert_error(function()
+      ddpm.train{model = m, diffusion = d, data = core.dataset_idx(IDX), steps = 1, batch = 2,
+                 schedule_sampler = 'importance', progress = false, db = tmp .. '/x.db'}
+   end, "schedule_sampler must be 'uniform' or 'loss-second-moment'")
 end
 
 function tests.failing_script_marks_run_failed()
