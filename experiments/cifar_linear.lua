@@ -6,11 +6,25 @@ level, attention at 16x16, dropout 0.1), T = 1000 with linear betas
 with a 5000-step linear warm-up, gradient clipping at norm 1, EMA 0.9999,
 batch 128, random horizontal flips, 800k steps.
 
+After training, the EMA weights are evaluated as the paper does (Table 1):
+- NLL: the variational bound in bits/dim over all T terms plus the prior
+  (calc_bpd_loop) on --nll_n images of the test split and --nll_train_n of
+  the train split (paper: 3.70 test, 3.75 train; 0 skips); metrics
+  nll_bpd / nll_train_bpd, and the per-t terms nll_t for plotting.
+- Samples: --eval_samples images by ancestral sampling (--eval_steps = K
+  respaces to K steps, 0 = all T), written one PNG each to
+  <run dir>/eval-samples/ for an external FID/IS tool (the paper: 50000
+  samples, FID 3.17, IS 9.46), plus a 64-image grid; both are artifacts.
+--eval_from=path skips training and evaluates a checkpoint (its EMA) or a
+model file (e.g. diffusers' google/ddpm-cifar10-32
+diffusion_pytorch_model.safetensors, which loads unchanged).
+
 Needs the CIFAR-10 binary batches (cifar-10-binary.tar.gz unpacked to
 cifar-10-batches-bin/): --data_dir=... or DDPMLUA_CIFAR10=....
 
    ddpmlua experiments/cifar_linear.lua --data_dir=/data/cifar-10-batches-bin
    ddpmlua experiments/cifar_linear.lua --resume=runs/<uuid>/ckpt-00010000.safetensors
+   ddpmlua experiments/cifar_linear.lua --eval_from=runs/<uuid>/ckpt-00800000.safetensors
 ]]
 local ddpm = require 'ddpm'
 
@@ -27,6 +41,9 @@ local cfg = ddpm.cli.parse(arg, {
    flip = true, seed = 1,
    -- bookkeeping
    sample_every = 10000, sample_n = 64, checkpoint_every = 5000, db = 'runs.db', resume = '',
+   -- evaluation (EMA weights)
+   nll_n = 10000, nll_train_n = 0, nll_batch = 100, eval_samples = 50000, eval_batch = 250,
+   eval_steps = 0, eval_from = '',
 })
 
 local data = ddpm.data.cifar10{dir = cfg.data_dir ~= '' and cfg.data_dir or nil, split = 'train'}
@@ -39,12 +56,68 @@ local diffusion = ddpm.diffusion{schedule = cfg.schedule, T = cfg.T, beta_start 
 local run = ddpm.log.start{db = cfg.db, name = cfg.name, config = cfg, seed = cfg.seed}
 print(('run %d (%s): %s'):format(run.id, run.dir, tostring(model)))
 
-local result = ddpm.train{
-   model = model, diffusion = diffusion, data = data, steps = cfg.steps, batch = cfg.batch,
-   lr = cfg.lr, warmup = cfg.warmup, grad_clip = cfg.grad_clip, ema_decay = cfg.ema_decay,
-   seed = cfg.seed, flip = cfg.flip, run = run, sample_every = cfg.sample_every,
-   sample_n = cfg.sample_n, checkpoint_every = cfg.checkpoint_every,
-   resume = cfg.resume ~= '' and cfg.resume or nil,
-}
-print(('%s at step %d; samples %s; checkpoint %s'):format(result.status, result.step or 0,
-      tostring(result.samples), tostring(result.checkpoint)))
+local ema, step
+if cfg.eval_from ~= '' then
+   -- a checkpoint holds the EMA under 'ema.'; a model file is the weights themselves
+   local tensors = ddpm.load_safetensors(cfg.eval_from)
+   local prefix = tensors['ema.conv_in.weight'] and 'ema.' or ''
+   for _, t in pairs(tensors) do t:free() end
+   model:load(cfg.eval_from, {prefix = prefix, strict = prefix == ''})
+   ema, step = model, 0
+   run:tag('eval_from', cfg.eval_from)
+   print(('evaluating %s (%s)'):format(cfg.eval_from, prefix == '' and 'weights' or 'EMA weights'))
+else
+   local result = ddpm.train{
+      model = model, diffusion = diffusion, data = data, steps = cfg.steps, batch = cfg.batch,
+      lr = cfg.lr, warmup = cfg.warmup, grad_clip = cfg.grad_clip, ema_decay = cfg.ema_decay,
+      seed = cfg.seed, flip = cfg.flip, run = run, sample_every = cfg.sample_every,
+      sample_n = cfg.sample_n, checkpoint_every = cfg.checkpoint_every,
+      resume = cfg.resume ~= '' and cfg.resume or nil, finish = false,
+   }
+   print(('%s at step %d; samples %s; checkpoint %s'):format(result.status, result.step or 0,
+         tostring(result.samples), tostring(result.checkpoint)))
+   if result.status ~= 'finished' then return end   -- interrupted: the run is marked already
+   ema, step = result.ema, result.step
+end
+
+-- NLL in bits/dim (Table 1's NLL column: test, and train in parentheses)
+for _, split in ipairs{{'test', cfg.nll_n, 'nll'}, {'train', cfg.nll_train_n, 'nll_train'}} do
+   local name, n, prefix = split[1], split[2], split[3]
+   if n > 0 then
+      local d = split[1] == 'train' and data or ddpm.data.cifar10{dir = cfg.data_dir ~= '' and cfg.data_dir or nil,
+                                                              split = 'test'}
+      local r = diffusion:nll(ema, d, {n = math.min(n, d:size()), batch = cfg.nll_batch, seed = cfg.seed,
+                                       run = run, step = step, prefix = prefix, label = 'nll ' .. name})
+      print(('NLL (%s, %d images): %.4f bits/dim (+- %.4f), prior %.2e'):format(name, r.n, r.bpd,
+            r.bpd_se or 0, r.prior))
+   end
+end
+
+-- samples for FID / IS, one PNG each, and a grid
+if cfg.eval_samples > 0 then
+   local dir = run.dir .. '/eval-samples'
+   os.execute(("mkdir -p '%s'"):format(dir))
+   local done = 0
+   while done < cfg.eval_samples do
+      local b = math.min(cfg.eval_batch, cfg.eval_samples - done)
+      local x = diffusion:sample(ema, {n = b, shape = {3, 32, 32}, seed = ddpm.core.mix_seed(cfg.seed, 1000 + done),
+                                       steps = cfg.eval_steps > 0 and cfg.eval_steps or nil,
+                                       label = ('samples %d-%d/%d'):format(done + 1, done + b, cfg.eval_samples)})
+      for i = 1, b do
+         ddpm.save_grid(('%s/%06d.png'):format(dir, done + i - 1), x:narrow(1, i, 1), 1, 0)
+      end
+      if done == 0 then
+         local grid = run.dir .. '/eval-grid.png'
+         ddpm.save_grid(grid, x:narrow(1, 1, math.min(64, b)))
+         run:artifact(step, 'sample_grid', grid, {n = math.min(64, b), ema = true, sampler = 'ancestral',
+                                                  steps = cfg.eval_steps > 0 and cfg.eval_steps or cfg.T})
+      end
+      x:free()
+      done = done + b
+   end
+   run:artifact(step, 'sample_dir', dir, {n = cfg.eval_samples, ema = true, sampler = 'ancestral',
+                                          steps = cfg.eval_steps > 0 and cfg.eval_steps or cfg.T,
+                                          format = 'png, one image per file'})
+   print(('%d samples in %s'):format(cfg.eval_samples, dir))
+end
+run:finish('finished')
