@@ -9,7 +9,7 @@ batch 128, random horizontal flips, 800k steps.
 After training, the EMA weights are evaluated as the paper does (Table 1):
 - NLL: the variational bound in bits/dim over all T terms plus the prior
   (calc_bpd_loop) on --nll_n images of the test split and --nll_train_n of
-  the train split (paper: 3.70 test, 3.75 train; 0 skips); metrics
+  the train split (paper, L_simple: <= 3.75 test, 3.72 train; 0 skips); metrics
   nll_bpd / nll_train_bpd, and the per-t terms nll_t for plotting.
 - Samples: --eval_samples images by ancestral sampling (--eval_steps = K
   respaces to K steps, 0 = all T), written one PNG each to
