@@ -164,7 +164,8 @@ run "$D" show 1 --db "$DB"
 expect_rc 0
 for w in "run 1  base" "status       finished" "config (" "diffusion.schedule" "train.lr" \
          "metrics (" "loss" "grad_norm" "lr" "loss_q0" "loss_q3" "artifacts (" "sample_grid" \
-         "checkpoints (" "ckpt-00000030.safetensors"; do has_out "$w"; done
+         "checkpoints (" "ckpt-00000030.safetensors" \
+         "binary       sha256 $(sha256sum "$D" | cut -c1-16)"; do has_out "$w"; done
 row=$(grep -E '^  loss ' <<<"$out")
 first=$(dbq6 "SELECT value FROM metrics_v WHERE run_id = 1 AND key = 'loss' ORDER BY step LIMIT 1")
 grep -qE "^  loss +30 +1\.\.30 +$first +$(loss6 1) " <<<"$row" || why+="loss summary row: '$row' (first $first)"$'\n'

@@ -534,6 +534,7 @@ cmd.show = {
       end
       local env = decode_config(r.env_json)
       kv(out, 'version', (r.version or '') .. (env.threads and ('  threads ' .. num(env.threads)) or ''))
+      if env.binary_sha256 then kv(out, 'binary', 'sha256 ' .. env.binary_sha256:sub(1, 16)) end
       local kids = query(rl, 'SELECT run_id FROM runs WHERE parent_run_id = :id ORDER BY run_id', {id = id})
       if #kids > 0 then
          local ids = {}
@@ -966,6 +967,14 @@ cmd.rerun = {
          end
          io.stdout:write(command, '\n')
          return
+      end
+      if env.binary_sha256 then
+         local ok, here = pcall(core.sha256_file, self_exe())
+         if ok and here ~= env.binary_sha256 then
+            io.stderr:write(('rerun: note: run %d was made by another build of ddpmlua (sha256 %s, this ' ..
+                             'one %s); metrics may differ in the last bits\n'):format(id,
+                             env.binary_sha256:sub(1, 12), here:sub(1, 12)))
+         end
       end
       local before = query(rl, 'SELECT coalesce(max(run_id), 0) AS n FROM runs')[1].n
       io.stderr:write(('rerun: run %d (%s), seed %s, %s thread%s\n'):format(id, basename(r.script_path),

@@ -44,6 +44,16 @@ local function git_info(path)
    return commit, dirty ~= ''
 end
 
+-- sha256 of this executable (nil where /proc is missing); hashed once.
+local exe_sha
+local function binary_sha256()
+   if exe_sha == nil then
+      local ok, h = pcall(core.sha256_file, '/proc/self/exe')
+      exe_sha = ok and h or false
+   end
+   return exe_sha or nil
+end
+
 local function script_info()
    local a = rawget(_G, 'arg')
    local path = a and a[0]
@@ -83,7 +93,9 @@ function log.start(opt)
       parent_run_id = opt.parent_run_id or (rl:query('SELECT run_id FROM runs WHERE uuid = ?1',
          {os.getenv('DDPMLUA_PARENT_RUN') or ''})[1] or {}).run_id,
       version = 'ddpmlua ' .. (require('ddpm')._VERSION),
-      env_json = json.encode{threads = core.get_num_threads(), luajit = jit and jit.version},
+      -- a re-run is bit-exact only with the same binary (and thread count)
+      env_json = json.encode{threads = core.get_num_threads(), luajit = jit and jit.version,
+                             binary_sha256 = binary_sha256()},
    }
    local rows = rl:query('SELECT uuid FROM runs WHERE run_id = :id', {id = id})
    local self = setmetatable({db = rl, db_path = db, id = id, uuid = rows[1].uuid, config = config,

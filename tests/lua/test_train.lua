@@ -98,6 +98,8 @@ function tests.sqlite_rows_of_a_run()
    T.assert_eq(ddpm.json.decode(rows[1].config_json).answer, 42)
    T.assert_true(#rows[1].script_sha256 == 64, 'script hash stored')
    T.assert_true(rows[1].end_time >= rows[1].start_time, 'end time set')
+   T.assert_eq(ddpm.json.decode(rows[1].env_json).binary_sha256, (core.sha256_file(exe)),
+               'env_json names the binary that made the run')
    local m = query(db, "SELECT count(*) AS n, min(step) AS a, max(step) AS b FROM metrics_v WHERE run_id = :id AND key = 'loss'", {id = r.run.id})
    T.assert_eq({m[1].n, m[1].a, m[1].b}, {12, 1, 12})
    local ck = query(db, 'SELECT step, path, sha256 FROM checkpoints WHERE run_id = :id ORDER BY step', {id = r.run.id})
