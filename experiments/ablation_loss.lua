@@ -6,7 +6,7 @@ sigma_t^2 = beta_t, or learned diagonal Sigma). Same seed, same model, same
 budget for every row; each is evaluated by NLL (bits/dim) and FD-LeNet.
 Variants that diverge are recorded as failed (the paper's "unstable" rows).
 
-   ddpmlua experiments/ablation_loss.lua [--steps=1500] [--fd_n=500] [--fd_steps=100] [--nll_n=128]
+   ddpmlua experiments/ablation_loss.lua [--steps=1200] [--fd_n=500] [--fd_steps=100] [--nll_n=64]
 ]]
 local ddpm = require 'ddpm'
 local ablation = require 'ddpm.ablation'

@@ -9,7 +9,7 @@ own sigma: NLL in bits/dim (the decoder and the KL terms depend on sigma) and
 FD-LeNet of samples (ancestral, respaced to 250 steps by default). Results
 land in runs.db (experiment 'ablation_sigma').
 
-   ddpmlua experiments/ablation_sigma.lua [--steps=1500] [--fd_n=500] [--fd_steps=250] [--nll_n=128]
+   ddpmlua experiments/ablation_sigma.lua [--steps=1200] [--fd_n=500] [--fd_steps=250] [--nll_n=64]
 ]]
 local ddpm = require 'ddpm'
 local ablation = require 'ddpm.ablation'

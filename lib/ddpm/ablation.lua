@@ -135,9 +135,9 @@ ablation.defaults = {
    experiment = 'ablation', db = 'runs.db', seed = 1,
    ch = 32, ch_mult = {1, 2, 2}, num_res_blocks = 1, attn_resolutions = {7}, dropout = 0.0,
    schedule = 'linear', T = 1000, beta_start = 1e-4, beta_end = 0.02,
-   steps = 1500, batch = 64, lr = 1e-3, warmup = 200, grad_clip = 1.0, ema_decay = 0.999,
-   time_limit = 0, sample_n = 64,
-   nll_n = 128, nll_batch = 128, fd_n = 500, fd_sampler = 'ancestral', fd_steps = 100,
+   steps = 1200, batch = 64, lr = 1e-3, warmup = 200, grad_clip = 1.0, ema_decay = 0.999,
+   time_limit = 0, sample_n = 0,
+   nll_n = 64, nll_batch = 64, fd_n = 500, fd_sampler = 'ancestral', fd_steps = 100,
 }
 
 return ablation
