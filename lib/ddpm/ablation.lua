@@ -106,7 +106,12 @@ function ablation.run_variant(cfg, data, test, trained)
       end
    end)
    if not ok2 then
-      run:finish('failed', tostring(err))
+      local msg = tostring(err)
+      if msg:match('interrupted%s*$') or msg:match('interrupted\n') then   -- Ctrl-C
+         run:finish('interrupted', msg)
+         return {run = run, status = 'interrupted'}
+      end
+      run:finish('failed', msg)
       io.stderr:write(('   %s evaluation failed: %s\n'):format(cfg.name, tostring(err):match('^[^\n]*')))
       return {run = run, status = 'failed'}
    end

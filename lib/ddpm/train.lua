@@ -152,10 +152,17 @@ local function train(opt)
       return path
    end
 
+   -- Ctrl-C while a sample grid is drawn (minutes at T = 1000) stops the
+   -- sampling; the run ends 'interrupted' with a checkpoint of its last step.
+   local STOP = {}
+   local function stop_check()
+      if host and host.stop_requested() then error(STOP, 0) end
+   end
+
    local function save_samples(step)
       local x = diff:sample(ema, {n = opt.sample_n or 64, shape = {C, H, W},
                                   seed = core.mix_seed(seed, S_SAMPLE), label = 'sample',
-                                  progress = opt.progress})
+                                  progress = opt.progress, on_step = stop_check})
       local path = ('%s/samples-%08d.png'):format(run.dir, step)
       core.save_grid(path, x, 8, 2)
       run:artifact(step, 'sample_grid', path, {n = opt.sample_n or 64, ema = true, sampler = 'ancestral',
@@ -238,7 +245,19 @@ local function train(opt)
       if opt.sample_at_end ~= false and (opt.sample_n or 64) > 0 and status == 'finished' then
          result.samples = save_samples(final)
       end
-   end, debug.traceback)
+   end, function(e) return e == STOP and e or debug.traceback(e) end)
+   if not ok and err == STOP then
+      ok, status = true, 'interrupted'
+      local step = result.step or start
+      if ckpts[#ckpts] ~= ckpt_path(run.dir, step) then
+         local okc, cerr = pcall(save_ckpt, step)
+         if not okc then ok, err = false, cerr end
+      end
+      if ok then
+         io.stderr:write(('\ninterrupted while sampling at step %d; checkpoint %s\n'):format(step, ckpts[#ckpts]))
+         result.checkpoint = ckpts[#ckpts]
+      end
+   end
    if host then host.graceful(false) end
    model:evaluate()
    xbuf:free()

@@ -287,6 +287,35 @@ kill -INT $pid; wait $pid; echo "exit=$?"; cat %s/int.out]]):format(exe, script,
    T.assert_eq(query(db, "SELECT max(step) AS s FROM metrics_v WHERE key = 'loss'")[1].s, step)
 end
 
+-- Ctrl-C during the sample grid at the end of training (T = 20000 steps of
+-- sampling) stops the sampling: 'interrupted', exit 0, the final checkpoint.
+function tests.sigint_while_sampling_stops_the_sampling()
+   local db = tmp .. '/int_sample.db'
+   local marker = tmp .. '/int_sample.started'
+   local script = run_script(([[
+local ddpm = require 'ddpm'
+local m = ddpm.unet{ch = 8, groups = 4, ch_mult = {1, 2}, num_res_blocks = 1, attn_resolutions = {4},
+                    in_ch = 1, out_ch = 1, resolution = 8}
+local r = ddpm.train{model = m, diffusion = ddpm.diffusion{T = 20000}, data = ddpm.core.dataset_idx(%q),
+   steps = 5, batch = 4, db = %q, progress = false, sample_n = 4,
+   on_step = function(step) if step == 5 then io.open(%q, 'w'):close() end end}
+print('STATUS ' .. r.status .. ' ' .. r.step .. ' ' .. tostring(r.samples))
+]]):format(IDX, db, marker), 'int_sample')
+   local t0 = core.time()
+   local rc, out = sh(([[
+%s %s > %s/int_sample.out 2>&1 & pid=$!
+for i in $(seq 1 300); do [ -e %s ] && break; sleep 0.1; done
+sleep 0.5; kill -INT $pid; wait $pid; echo "exit=$?"; cat %s/int_sample.out]]):format(exe, script, tmp, marker, tmp))
+   T.assert_true(out:find('exit=0', 1, true) ~= nil, out)
+   T.assert_true(out:find('STATUS interrupted 5 nil', 1, true) ~= nil, out)
+   T.assert_true(out:find('interrupted while sampling at step 5', 1, true) ~= nil, out)
+   T.assert_eq(query(db, 'SELECT status FROM runs')[1].status, 'interrupted')
+   local ck = query(db, 'SELECT step FROM checkpoints')
+   T.assert_eq(#ck, 1)
+   T.assert_eq(ck[1].step, 5)
+   T.assert_eq(query(db, 'SELECT count(*) AS n FROM artifacts')[1].n, 0, 'no sample grid')
+end
+
 function tests.two_runs_share_one_db()
    local db = tmp .. '/shared.db'
    local script = run_script(([[
