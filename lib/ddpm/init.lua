@@ -247,9 +247,11 @@ function UNet:__tostring()
               c.resolution, c.resolution, c.in_ch, c.out_ch, self._c:num_params(), self._c:num_tensors())
 end
 
---- ddpm.load_unet(path): a model built from the config stored in a file that
---- m:save wrote, with its weights loaded.
-function ddpm.load_unet(path)
+--- ddpm.load_unet(path [, opt]): a model built from the config stored in a
+--- file that m:save (or a training checkpoint) wrote, with its weights loaded;
+--- opt goes to m:load, e.g. {prefix = 'ema.', strict = false} for a
+--- checkpoint's EMA.
+function ddpm.load_unet(path, opt)
    local tensors, meta = core.load_safetensors(path)
    local js = meta['ddpmlua.unet_config']
    if not js then
@@ -259,7 +261,7 @@ function ddpm.load_unet(path)
    cfg.seed = nil
    tensors = nil
    local m = ddpm.unet(cfg)
-   m:load(path)
+   m:load(path, opt)
    return m
 end
 

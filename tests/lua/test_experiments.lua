@@ -2,7 +2,8 @@
 -- settings: cifar_linear.lua on CIFAR-10 binary files written here (train,
 -- then NLL and sample evaluation; --eval_from reproduces the NLL from the
 -- checkpoint), and ablation_sigma.lua on Fashion-MNIST (one training shared
--- by both sigma runs, each with its own NLL and FD-LeNet in runs.db).
+-- by both sigma runs, each with its own NLL and FD-LeNet in runs.db), and
+-- evaluate.lua reproducing a run's FD-LeNet from its checkpoint.
 
 local T = require 'ddpm.test'
 local ddpm = require 'ddpm'
@@ -136,6 +137,19 @@ function tests.ablation_sigma_shares_training_and_logs_both()
    local fdm = query(db, [[SELECT count(*) AS n FROM metrics_v WHERE key LIKE 'fd_lenet%' AND run_id = :id]],
                      {id = rows[2].run_id})
    T.assert_true(fdm[1].n >= 1, 'FD-LeNet metric of the second run')
+
+   -- experiments/evaluate.lua on the second run (no checkpoint of its own: the
+   -- weights of the run it reused) with the same settings reproduces its FD-LeNet
+   rc, out = sh(('%s experiments/evaluate.lua --db=%s --run=%d --fd_n=16 --fd_steps=5'):format(
+      exe, db, rows[2].run_id))
+   T.assert_eq(rc, 0, out)
+   local ev = query(db, [[SELECT c.parent_run_id AS parent, m.value FROM runs c JOIN metrics_v m USING (run_id)
+      WHERE c.experiment = 'evaluate' AND m.key = 'fd_lenet']])
+   T.assert_eq(#ev, 1)
+   T.assert_eq(ev[1].parent, rows[2].run_id, 'the evaluation is a child of the evaluated run')
+   T.assert_eq(ev[1].value, rows[2].fd, 'same weights, seed and sampler: the same FD-LeNet')
+   rc, out = sh(('%s experiments/evaluate.lua --db=%s --run=99'):format(exe, db))
+   T.assert_true(rc ~= 0 and out:find('no run 99', 1, true) ~= nil, out)
 end
 
 return tests
