@@ -50,6 +50,16 @@ function ablation.training_key(cfg)
    return ddpm.json.encode(k)
 end
 
+--- The EMA decay of step s: cfg.ema_decay, or with cfg.ema_warmup the usual
+--- warm-up min(ema_decay, (1 + s) / (10 + s)). A short run needs it: with a
+--- constant 0.999 the EMA after 1200 steps still holds 0.999^1200 = 30% of
+--- the initial weights.
+function ablation.ema_schedule(cfg)
+   if not cfg.ema_warmup then return cfg.ema_decay end
+   local d = cfg.ema_decay
+   return function(s) return math.min(d, (1 + s) / (10 + s)) end
+end
+
 function ablation.run_variant(cfg, data, test, trained)
    local diff = ddpm.diffusion{schedule = cfg.schedule, T = cfg.T, beta_start = cfg.beta_start,
                                beta_end = cfg.beta_end, mean_type = cfg.mean_type,
@@ -72,7 +82,7 @@ function ablation.run_variant(cfg, data, test, trained)
    else
       local ok, result = pcall(ddpm.train, {
          model = model, diffusion = diff, data = data, steps = cfg.steps, batch = cfg.batch,
-         lr = cfg.lr, warmup = cfg.warmup, grad_clip = cfg.grad_clip, ema_decay = cfg.ema_decay,
+         lr = cfg.lr, warmup = cfg.warmup, grad_clip = cfg.grad_clip, ema_decay = ablation.ema_schedule(cfg),
          seed = cfg.seed, run = run, sample_n = cfg.sample_n, checkpoint_every = 0, finish = false,
          time_limit = cfg.time_limit > 0 and cfg.time_limit or nil,
       })
@@ -140,7 +150,7 @@ ablation.defaults = {
    experiment = 'ablation', db = 'runs.db', seed = 1,
    ch = 32, ch_mult = {1, 2, 2}, num_res_blocks = 1, attn_resolutions = {7}, dropout = 0.0,
    schedule = 'linear', T = 1000, beta_start = 1e-4, beta_end = 0.02,
-   steps = 1200, batch = 64, lr = 1e-3, warmup = 200, grad_clip = 1.0, ema_decay = 0.999,
+   steps = 1200, batch = 64, lr = 1e-3, warmup = 200, grad_clip = 1.0, ema_decay = 0.999, ema_warmup = true,
    time_limit = 0, sample_n = 0,
    nll_n = 64, nll_batch = 64, fd_n = 500, fd_sampler = 'ancestral', fd_steps = 100,
 }

@@ -305,6 +305,38 @@ function tests.nll_exact_mean_fixed_variances()
    check_nll('fixedsmall', 256, 0.7, 0.8)
 end
 
+-- The mu~ (xprev) parameterisation of the same exact model: output
+-- c1 x0_hat + c2 x_t. Without clipping (which acts on x0 for eps, on nothing
+-- for xprev) its bound equals the eps model's on the same draws.
+function tests.nll_xprev_parameterisation_matches_eps()
+   local x0 = quantised_data(128, 91)
+   local r = {}
+   for _, mt in ipairs{'eps', 'xprev'} do
+      local diff = ddpm.diffusion{T = 1000, var_type = 'learned', mean_type = mt}
+      local eps_model = exact_model(ddpm.diffusion{T = 1000, var_type = 'learned'})
+      local sc = diff.sched
+      local model = eps_model
+      if mt == 'xprev' then
+         model = function(x, t)
+            local out = eps_model(x, t)
+            local ab = sc:get('alphas_cumprod', t)
+            local c1, c2 = sc:get('posterior_mean_coef1', t), sc:get('posterior_mean_coef2', t)
+            local e = out:narrow(2, 1, 1)
+            -- x0_hat = (x - sqrt(1 - ab) eps) / sqrt(ab); mu = c1 x0_hat + c2 x
+            local x0h = x:clone():add_(e:clone():mul_(-math.sqrt(1 - ab))):mul_(1 / math.sqrt(ab))
+            e:copy(x0h:mul_(c1):add_(x:clone():mul_(c2)))
+            return out
+         end
+      end
+      r[mt] = diff:nll(model, x0, {batch = 128, seed = 5, clip = false, progress = false})
+   end
+   note('eps %.6f, xprev %.6f bits/dim', r.eps.bpd, r.xprev.bpd)
+   T.assert_near(r.xprev.bpd, r.eps.bpd, 1e-3 * r.eps.bpd, 'same bound in both parameterisations')
+   local worst = 0
+   for k = 1, 1000 do worst = math.max(worst, math.abs(r.xprev.terms[k] - r.eps.terms[k])) end
+   T.assert_true(worst < 1e-4, ('every per-t term agrees (worst %.2g bits/dim)'):format(worst))
+end
+
 ------------------------------------------------------------------ nll: data, respacing, SQLite
 
 local function u32be(n)
