@@ -165,3 +165,15 @@ SELECT c.depth, r.run_id, r.name, r.status,
        (SELECT max(step) FROM checkpoints k WHERE k.run_id = r.run_id) AS last_checkpoint
 FROM chain c JOIN runs r USING (run_id)
 ORDER BY c.depth;
+
+-- 15. The Table 2 ablation (experiments/ablation_loss.lua, ablation_sigma.lua):
+--     one row per variant with its parameterisation, objective, sigma, NLL and FD-LeNet
+SELECT r.run_id, r.experiment, r.name, r.status,
+       r.config_json ->> '$.mean_type' AS mean, r.config_json ->> '$.loss_type' AS loss,
+       r.config_json ->> '$.var_type' AS sigma, r.config_json ->> '$.steps' AS steps,
+       round(max(m.value) FILTER (WHERE m.key = 'nll_bpd'), 3) AS nll_bpd,
+       round(max(m.value) FILTER (WHERE m.key = 'fd_lenet'), 2) AS fd_lenet
+FROM runs r LEFT JOIN metrics_v m USING (run_id)
+WHERE r.experiment IN ('ablation_loss', 'ablation_sigma')
+GROUP BY r.run_id
+ORDER BY r.experiment, r.run_id;
