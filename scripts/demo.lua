@@ -3,7 +3,7 @@ make demo: a short real DDPM training run on Fashion-MNIST, then samples.
 
 Trains the small U-Net of experiments/fashion_mnist.lua with the paper's
 diffusion (T = 1000, linear betas, eps prediction, L_simple) for a fixed time
-budget (DDPMLUA_DEMO_MINUTES, default 9), samples a grid with the EMA weights
+budget (DDPMLUA_DEMO_MINUTES, default 7), samples a grid with the EMA weights
 by ancestral sampling (Algorithm 2, sigma_t^2 = beta_t), and says where the
 PNG and the run are, with the SQL that shows the loss curve.
 ]]
@@ -12,7 +12,7 @@ local core = ddpm.core
 
 local cfg = ddpm.cli.parse(arg, {
    name = 'demo_fashion_mnist',
-   minutes = tonumber(os.getenv('DDPMLUA_DEMO_MINUTES') or '') or 9,
+   minutes = tonumber(os.getenv('DDPMLUA_DEMO_MINUTES') or '') or 7,
    ch = 32, ch_mult = {1, 2, 2}, num_res_blocks = 1, attn_resolutions = {7}, dropout = 0.0,
    T = 1000, batch = 32, lr = 1e-3, warmup = 100, grad_clip = 1.0, seed = 1,
    steps = 100000, sample_n = 32, db = 'runs.db',
