@@ -136,6 +136,14 @@ function Diffusion:respace(steps)
                       'schedule_name'} do
       child[k] = self[k]
    end
+   -- A mu~ (xprev) network predicts the mean of x_{t-1} of the ORIGINAL
+   -- process, which is not the mean of a respaced step: its output is read
+   -- as x0 = (mu - c2_t x_t) / c1_t with the original coefficients, and the
+   -- respaced process runs as an x0 predictor (see model_view).
+   if self.mean_type == 'xprev' or self.xprev_base then
+      child.mean_type = 'xstart'
+      child.xprev_base = self.xprev_base or self
+   end
    child.sched = r
    child.T = r:T()
    child.base_T = self.base_T
@@ -202,9 +210,9 @@ end
 ---------------------------------------------------------------- models
 
 -- A uniform view of a model: call(x, t) -> output, release(output), done().
-local function wrap_model(model, what)
+local function plain_view(model, what)
    if type(model) == 'function' then
-      return {call = model, release = function() end, done = function() end}
+      return {call = model, release = function() end, done = function() end, fn = true}
    end
    if type(model) == 'table' and type(model.forward) == 'function' then
       local was_training = model.is_training
@@ -220,13 +228,45 @@ local function wrap_model(model, what)
       }
    end
    error(('%s: model must be a ddpm.UNet (or an object with :forward) or a function (x, t) -> tensor, got %s')
-         :format(what, type(model)), 3)
+         :format(what, type(model)), 4)
+end
+
+-- The model as process `diff` reads it. On a respaced process of a mu~
+-- (xprev) model the mean channels are turned into x0 with the original
+-- process's posterior coefficients at the original timestep t (a function
+-- model's output is copied first, never changed).
+local function model_view(model, what, diff)
+   local m = plain_view(model, what)
+   local base = diff and diff.xprev_base
+   if not base then return m end
+   local call, release = m.call, m.release
+   m.call = function(x, t)
+      local out = call(x, t)
+      if not core.is_tensor(out) then return out end
+      local own = out
+      if m.fn then own = out:clone() end
+      local C = x:size(2)
+      local mu = own:narrow(2, 1, C)
+      local _, _, x0 = core.p_mean_variance(base.sched, mu:contiguous(), x, t,
+                                            {mean_type = 'xprev', var_type = 'fixedlarge', clip = false})
+      mu:copy(x0)
+      x0:free()
+      if m.fn then
+         m.owned = m.owned or setmetatable({}, {__mode = 'k'})
+         m.owned[own] = true
+      end
+      return own
+   end
+   m.release = function(out)
+      if m.owned and m.owned[out] then m.owned[out] = nil; out:free() else release(out) end
+   end
+   return m
 end
 
 -- Runs f(m) with the model wrapped, restoring the model (and closing a
 -- progress bar) even when f raises.
-local function with_model(model, what, bar, f)
-   local m = wrap_model(model, what)
+local function with_model(model, what, bar, f, diff)
+   local m = model_view(model, what, diff)
    local res = {pcall(f, m)}
    m.done()
    if bar then bar:finish() end
@@ -394,7 +434,7 @@ function Diffusion:sample(model, opt)
                   noise = noise_stream(seed, S_Z), on_step = opt.on_step,
                   x0_out = opt.on_step and core.zeros(x:size()) or nil}
       return self:_chain(x, self.T - 1, 0, st)
-   end)
+   end, self)
 end
 
 --- DDIM decoding (eta = 0): x_0 from x_T by the deterministic DDIM chain.
@@ -429,7 +469,7 @@ function Diffusion:ddim_encode(model, x0, opt)
          if bar then bar:update(k + 1) end
       end
       return x
-   end)
+   end, d)
 end
 
 ---------------------------------------------------------------- figures
@@ -548,7 +588,7 @@ function Diffusion:interpolate(model, x0a, x0b, opt)
    local bar = opt.progress ~= false and progress.new{total = k0 + 1, label = opt.label or 'interpolate'}
    with_model(model, 'interpolate', bar, function(m)
       d:_chain(x, k0, 0, {m = m, sampler = sampler, eta = eta, clip = opt.clip, bar = bar, noise = noise})
-   end)
+   end, d)
    if opt.path then
       local items = {}
       for i = 1, B do
@@ -622,7 +662,7 @@ function Diffusion:shared_latent(model, opt)
          end
          xb:free()
       end
-   end)
+   end, d)
    save(opt.path, out, nb)
    return out, used
 end
@@ -633,7 +673,7 @@ Diffusion.coarse_to_fine = Diffusion.shared_latent
 --- diff:nll(model, data, opt): the variational bound in bits/dim over all T
 --- terms plus the prior (calc_bpd_loop, spec 3.3). See lib/ddpm/nll.lua.
 function Diffusion:nll(model, data, opt)
-   return require('ddpm.nll').nll(self, model, data, opt, wrap_model)
+   return require('ddpm.nll').nll(self, model, data, opt, model_view)
 end
 
 function Diffusion:__tostring()

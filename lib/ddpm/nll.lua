@@ -39,7 +39,7 @@ local S_EPS = 31   -- stream of the q_sample noise under opt.seed
 local known = {n = 1, batch = 1, seed = 1, clip = 1, steps = 1, progress = 1, run = 1, step = 1,
                prefix = 1, label = 1}
 
-function M.nll(diff, model, data, opt, wrap_model)
+function M.nll(diff, model, data, opt, model_view)
    opt = opt or {}
    for k in pairs(opt) do
       if not known[k] then error(("nll: unknown option '%s'"):format(tostring(k)), 3) end
@@ -70,7 +70,7 @@ function M.nll(diff, model, data, opt, wrap_model)
    local per, sum_prior = {}, 0
    local ropts = {mean_type = d.mean_type, var_type = d.var_type, clip = clip}
    local bar = opt.progress ~= false and progress.new{total = nb * K, label = opt.label or 'nll'}
-   local m = wrap_model(model, 'nll')
+   local m = model_view(model, 'nll', d)
    local ok, err = pcall(function()
       for bi = 0, nb - 1 do
          local i0 = bi * B

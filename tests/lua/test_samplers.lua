@@ -317,6 +317,33 @@ function tests.analytic_ddim_50()
    T.assert_true(prev < 0.012, 'DDIM with 1000 steps: variance within 1.2%')
 end
 
+-- A mu~ (xprev) network predicts the mean of x_{t-1} in the ORIGINAL
+-- process. On a respaced process its output has to be read through x0; the
+-- xprev form of the same exact model must then sample exactly like the eps
+-- form (respaced ancestral and DDIM), which it cannot when the output is
+-- taken for the respaced step's mean.
+function tests.xprev_model_on_respaced_processes()
+   local eps_model = gauss_model(ddpm.diffusion{T = 1000}.sched)
+   local base = ddpm.diffusion{T = 1000}.sched
+   local function xprev_model(x, t)
+      local e = eps_model(x, t)
+      local ab = base:get('alphas_cumprod', t)
+      local c1, c2 = base:get('posterior_mean_coef1', t), base:get('posterior_mean_coef2', t)
+      local x0h = (x - e * math.sqrt(1 - ab)):mul_(1 / math.sqrt(ab))
+      return x0h:mul_(c1):add_(x, c2)
+   end
+   for _, o in ipairs{{steps = 100}, {steps = 50, sampler = 'ddim', eta = 0}, {steps = 1000}} do
+      local opt = {n = 64, shape = {1, 4, 4}, seed = 3, clip = false, progress = false,
+                   steps = o.steps, sampler = o.sampler, eta = o.eta}
+      local a = ddpm.diffusion{T = 1000}:sample(eps_model, opt)
+      local b = ddpm.diffusion{T = 1000, mean_type = 'xprev'}:sample(xprev_model, opt)
+      local d = a:max_abs_diff(b)
+      note('%s %d steps: eps vs xprev model max |diff| %.2g', o.sampler or 'ancestral', o.steps, d)
+      T.assert_true(d < 2e-3, ('%s %d steps: xprev and eps forms differ by %.3g'):format(
+         o.sampler or 'ancestral', o.steps, d))
+   end
+end
+
 ------------------------------------------------------------------ DDIM: deterministic, invertible
 
 function tests.ddim_deterministic_and_invertible_analytic()
