@@ -30,7 +30,13 @@ steps spread evenly over [0, T), first and last included) or a spacing string
 beta'_k = 1 - ab[s_k] / ab[s_{k-1}] recomputed from the kept indices s_k; the
 network receives the original index s_k. diff:respace(spec) returns that
 process as a Diffusion of its own (cached); sampler loops, nll and q_sample
-on it use its code index k = 0..K-1 and feed the model s_k.
+on it use its code index k = 0..K-1 and feed the model s_k. A mu~ ('xprev')
+model predicts the mean of the ORIGINAL x_{t-1}: on a respaced process its
+output is turned into x0 with the original coefficients and the process
+runs as an x0 predictor. A 'learned' variance is the log-variance of one
+original step and is used as it is (as improved-diffusion does); with few
+steps, 'learned_range' (interpolated between the respaced beta and beta~)
+or the full chain suits it better.
 ]]
 local core = require 'ddpm.core'
 local progress = require 'ddpm.progress'
