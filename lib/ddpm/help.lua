@@ -287,7 +287,7 @@ entry(S, 'ddpm.train', 'ddpm.train{model =, diffusion =, data =, steps =, batch 
                        '           grad_clip = 1, ema_decay = 0.9999, seed = 0, flip = false, pad_to = 0,\n' ..
                        "           db = 'runs.db', name =, config =, run =, resume =, time_limit =,\n" ..
                        '           sample_every =, sample_n = 64, checkpoint_every =, log_every = 1,\n' ..
-                       "           schedule_sampler = 'uniform' | 'loss-second-moment', ...} -> result',
+                       "           schedule_sampler = 'uniform' | 'loss-second-moment', ...} -> result",
    'Algorithm 1 with warm-up, gradient clipping, Adam, an EMA of the weights,\n' ..
    'run history (runs.db), checkpoints and sample grids. Every random choice of\n' ..
    'step s is a function of (seed, s), so resume = checkpoint continues bit for\n' ..
