@@ -576,6 +576,25 @@ static int l_abs(lua_State *L)
    return 1;
 }
 
+/* to_8bit() -> new tensor: each value as an 8-bit image stores it, clamped to
+   [-1, 1] and rounded to the nearest of the 256 levels k / 127.5 - 1 (the
+   rule of the PNG writer; NaN reads as 0). */
+static int l_to_8bit(lua_State *L)
+{
+   ddpm_tensor *t = l_checktensor(L, 1);
+   ddpm_tensor *o = ddpm_tensor_clone(t);
+   if (!o) return luaL_error(L, "to_8bit: %s", ddpm_errmsg());
+   float *p = ddpm_tensor_data(o);
+   for (int64_t i = 0, n = ddpm_tensor_numel(o); i < n; i++) {
+      double d = p[i];
+      if (d != d) d = 0;
+      d = d < -1 ? -1 : d > 1 ? 1 : d;
+      p[i] = (float)(floor((d + 1.0) * 127.5 + 0.5) / 127.5 - 1.0);
+   }
+   push_new(L, o, "to_8bit");
+   return 1;
+}
+
 /* clamp(lo, hi) -> new tensor */
 static int l_clamp(lua_State *L)
 {
@@ -694,7 +713,7 @@ void l_tensor_register(lua_State *L)
       {"select", l_select}, {"transpose", l_transpose}, {"clone", l_clone},
       {"contiguous", l_contiguous}, {"fill", l_fill}, {"copy", l_copy},
       {"add_", l_add_inplace}, {"mul_", l_mul_inplace},
-      {"equal", l_equal}, {"max_abs_diff", l_max_abs_diff}, {"abs", l_abs}, {"clamp", l_clamp},
+      {"equal", l_equal}, {"max_abs_diff", l_max_abs_diff}, {"abs", l_abs}, {"clamp", l_clamp}, {"to_8bit", l_to_8bit},
       {"sum", l_sum}, {"mean", l_mean}, {"min", l_min}, {"max", l_max},
       {"totable", l_totable}, {"free", l_free}, {"is_freed", l_is_freed},
       {NULL, NULL}

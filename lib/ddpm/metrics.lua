@@ -240,12 +240,15 @@ local function as_28(x, what)
    return x
 end
 
-local fd_keys = {reference = true, classifier = true, cache = true, data_dir = true}
+local fd_keys = {reference = true, classifier = true, cache = true, data_dir = true, quantize = true}
 
 --- metrics.fd_lenet(samples [, {reference = 'test', classifier = path, cache = true}])
 ---    -> fd, info
 --- samples: ddpm.Tensor [N,1,28,28] in [-1,1] (or [N,1,32,32], centre-cropped);
 --- N well above 84 for a meaningful covariance (use the same N to compare).
+--- The samples (and a reference tensor) are first stored as 8-bit images
+--- would store them (x:to_8bit(): clamped to [-1, 1], 256 levels), as FID is
+--- computed on image files; quantize = false takes the raw floats.
 --- reference: 'test' (the 10,000 Fashion-MNIST test images, default), 'train',
 --- another image tensor, or a ddpm.GaussStats. The split statistics are cached
 --- next to the weights as <weights>.fmnist-<split>-stats.<sha256[1..16]>.safetensors.
@@ -253,6 +256,8 @@ local fd_keys = {reference = true, classifier = true, cache = true, data_dir = t
 function metrics.fd_lenet(samples, opt)
    opt = check_opts(opt, fd_keys, 'fd_lenet')
    samples = as_28(samples, 'fd_lenet')
+   local q8 = opt.quantize ~= false
+   if q8 then samples = samples:to_8bit() end
    local classifier = opt.classifier or metrics.DEFAULT_CLASSIFIER
    local model = metrics.load_lenet(classifier)
    local sha = core.sha256_file(classifier)
@@ -261,7 +266,10 @@ function metrics.fd_lenet(samples, opt)
    if reference == 'test' or reference == 'train' then
       ref, ref_name = split_stats(model, classifier, sha, reference, opt), 'fmnist-' .. reference
    elseif core.is_tensor(reference) then
-      ref, ref_name = metrics.feature_stats(model, as_28(reference, 'fd_lenet reference')), 'images'
+      local r = as_28(reference, 'fd_lenet reference')
+      if q8 then r = r:to_8bit() end
+      ref, ref_name = metrics.feature_stats(model, r), 'images'
+      if q8 then r:free() end
    elseif tostring(reference):match('^%[ddpm%.GaussStats') then
       ref, ref_name = reference, 'stats'
    else
@@ -269,6 +277,7 @@ function metrics.fd_lenet(samples, opt)
             tostring(reference), 2)
    end
    local g = metrics.feature_stats(model, samples)
+   if q8 then samples:free() end
    local fd, parts = core.frechet_distance(g, ref)
    local n = g:count()
    g:free()

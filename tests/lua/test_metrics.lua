@@ -91,6 +91,26 @@ function tests.fd_orders_test_halves_below_noise()
    local p = core.full({2000, 1, 32, 32}, -1)
    p:narrow(3, 3, 28):narrow(4, 3, 28):copy(a)
    T.assert_near(metrics.fd_lenet(p, {reference = b}), fd_ab, 1e-9, '[N,1,32,32] is cropped')
+   -- Samples are read as 8-bit images: test images (8-bit already) are
+   -- unchanged, values past [-1, 1] count as +-1, and a sub-level offset
+   -- rounds away; quantize = false takes the raw floats.
+   T.assert_true(a:to_8bit():equal(a), '8-bit images are fixed points of to_8bit')
+   local far = a:clone():mul_(3)
+   local fd_far = metrics.fd_lenet(far, {reference = b})
+   T.assert_near(fd_far, metrics.fd_lenet(far:clamp(-1, 1), {reference = b}), 1e-9, 'out-of-range values clamp')
+   T.assert_true(metrics.fd_lenet(far, {reference = b, quantize = false}) > 10 * fd_far, 'raw floats do not')
+   T.assert_near(metrics.fd_lenet(a:clone():add_(0.7 / 255), {reference = b}), fd_ab, 1e-9,
+                 'a third of a level rounds back')
+end
+
+function tests.to_8bit_levels()
+   local x = core.zeros({6})
+   local v = {-2, -1, 1 / 127.5 - 1 + 0.3 / 127.5, 0.5, 1.5, 0 / 0}
+   for i = 1, 6 do x[i] = v[i] end
+   local y = x:to_8bit()
+   local want = {-1, -1, 1 / 127.5 - 1, math.floor(1.5 * 127.5 + 0.5) / 127.5 - 1, 1, 128 / 127.5 - 1}
+   for i = 1, 6 do T.assert_near(y[i], want[i], 1e-6, 'value ' .. i) end
+   T.assert_true(x[1] == -2, 'to_8bit returns a new tensor')
 end
 
 function tests.test_set_statistics_are_cached_by_sha256()
