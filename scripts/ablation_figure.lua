@@ -1,7 +1,8 @@
 --[[
 One picture of an ablation: the sample grid of every run of an experiment
-(the 'sample_grid' artifact that the FD-LeNet evaluation wrote), side by
-side in run order, on white.
+(the 'sample_grid' artifact that the FD-LeNet evaluation wrote, or the
+newest one of an experiments/evaluate.lua re-evaluation of that run with
+the same sampler settings), side by side in run order, on white.
 
    ddpmlua scripts/ablation_figure.lua --db=runs.db --experiment=ablation_loss --out=ablation.png
 ]]
@@ -10,8 +11,12 @@ local core = ddpm.core
 
 local cfg = ddpm.cli.parse(arg, {db = 'runs.db', experiment = 'ablation_loss', out = 'ablation.png', nrow = 3})
 local rl = core.runlog_open(cfg.db)
-local rows = rl:query([[SELECT r.run_id, r.name, (SELECT a.path FROM artifacts a WHERE a.run_id = r.run_id
-      AND a.kind = 'sample_grid' ORDER BY a.step DESC, a.artifact_id DESC LIMIT 1) AS path
+local rows = rl:query([[SELECT r.run_id, r.name, (SELECT a.path FROM artifacts a WHERE a.kind = 'sample_grid'
+      AND (a.run_id = r.run_id OR a.run_id IN (SELECT c.run_id FROM runs c WHERE c.parent_run_id = r.run_id
+           AND c.experiment = 'evaluate' AND c.status = 'finished'
+           AND c.config_json ->> '$.fd_steps' = r.config_json ->> '$.fd_steps'
+           AND c.config_json ->> '$.fd_n' = r.config_json ->> '$.fd_n'))
+      ORDER BY a.created DESC, a.artifact_id DESC LIMIT 1) AS path
    FROM runs r WHERE r.experiment = :e ORDER BY r.run_id]], {e = cfg.experiment})
 rl:close()
 local tmp = os.tmpname()
