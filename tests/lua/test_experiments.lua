@@ -147,7 +147,9 @@ function tests.ablation_sigma_shares_training_and_logs_both()
       WHERE c.experiment = 'evaluate' AND m.key = 'fd_lenet']])
    T.assert_eq(#ev, 1)
    T.assert_eq(ev[1].parent, rows[2].run_id, 'the evaluation is a child of the evaluated run')
-   T.assert_eq(ev[1].value, rows[2].fd, 'same weights, seed and sampler: the same FD-LeNet')
+   -- (equal up to the last bits: the test-set statistics may come from the
+   -- cache file in one process and be computed in the other)
+   T.assert_near(ev[1].value, rows[2].fd, 1e-9 * rows[2].fd, 'same weights, seed and sampler: the same FD-LeNet')
    rc, out = sh(('%s experiments/evaluate.lua --db=%s --run=99'):format(exe, db))
    T.assert_true(rc ~= 0 and out:find('no run 99', 1, true) ~= nil, out)
 end
