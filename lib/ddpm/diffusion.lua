@@ -245,7 +245,7 @@ local function model_view(model, what, diff)
    local m = plain_view(model, what)
    local base = diff and diff.xprev_base
    if not base then return m end
-   local call, release = m.call, m.release
+   local call = m.call
    m.call = function(x, t)
       local out = call(x, t)
       if not core.is_tensor(out) then return out end
@@ -257,15 +257,10 @@ local function model_view(model, what, diff)
                                             {mean_type = 'xprev', var_type = 'fixedlarge', clip = false})
       mu:copy(x0)
       x0:free()
-      if m.fn then
-         m.owned = m.owned or setmetatable({}, {__mode = 'k'})
-         m.owned[own] = true
-      end
       return own
    end
-   m.release = function(out)
-      if m.owned and m.owned[out] then m.owned[out] = nil; out:free() else release(out) end
-   end
+   -- a function model's output was copied: the copy is ours to free
+   if m.fn then m.release = function(out) out:free() end end
    return m
 end
 
