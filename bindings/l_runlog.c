@@ -11,7 +11,9 @@
  *   log:checkpoint(id, step, path)        log:tag(id, key, value|nil)
  *   log:source(id, path, text)            log:end_run(id, status [, error_text])
  *   local rows, cols = log:query(sql [, {run = id, ...} or {v1, v2}])
- *   log:pending()  log:path()  log:close()
+ *   log:pending()  log:path()  log:readonly()  log:close()
+ *   core.runlog_open(path, {readonly = true}) opens an existing store for
+ *   reading only (see ddpm_runlog_open_readonly).
  *
  * Every argument is checked here; anything wrong is a Lua error, never a
  * crash. Integers must be integral numbers within +-2^53 (exact in a double);
@@ -79,15 +81,24 @@ static void check(lua_State *L, int rc)
    if (rc != DDPM_OK) luaL_error(L, "runlog: %s", ddpm_errmsg());
 }
 
-/* core.runlog_open(path) */
+/* core.runlog_open(path [, {readonly = true}]) */
 static int l_runlog_open(lua_State *L)
 {
    const char *path = check_str(L, 1, "path");
+   int readonly = 0;
+   if (!lua_isnoneornil(L, 2)) {
+      luaL_checktype(L, 2, LUA_TTABLE);
+      lua_getfield(L, 2, "readonly");
+      if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+         return luaL_error(L, "runlog_open: readonly must be a boolean, got %s", luaL_typename(L, -1));
+      readonly = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+   }
    l_runlog *u = lua_newuserdata(L, sizeof *u);   /* before opening: no leak on OOM */
    u->rl = NULL;
    luaL_getmetatable(L, DDPM_RUNLOG_MT);
    lua_setmetatable(L, -2);
-   u->rl = ddpm_runlog_open(path);
+   u->rl = readonly ? ddpm_runlog_open_readonly(path) : ddpm_runlog_open(path);
    if (!u->rl) return luaL_error(L, "runlog_open: %s", ddpm_errmsg());
    return 1;
 }
@@ -198,6 +209,12 @@ static int l_flush(lua_State *L)
 static int l_pending(lua_State *L)
 {
    lua_pushnumber(L, (lua_Number)ddpm_runlog_pending(check_log(L)));
+   return 1;
+}
+
+static int l_readonly(lua_State *L)
+{
+   lua_pushboolean(L, ddpm_runlog_readonly(check_log(L)));
    return 1;
 }
 
@@ -447,7 +464,7 @@ void l_runlog_register(lua_State *L)
       {"begin_run", l_begin_run}, {"metric", l_metric}, {"flush", l_flush},
       {"artifact", l_artifact}, {"checkpoint", l_checkpoint}, {"tag", l_tag},
       {"source", l_source}, {"end_run", l_end_run}, {"query", l_query},
-      {"pending", l_pending}, {"path", l_path}, {"is_open", l_is_open}, {"close", l_close},
+      {"pending", l_pending}, {"path", l_path}, {"readonly", l_readonly}, {"is_open", l_is_open}, {"close", l_close},
       {NULL, NULL}
    };
    luaL_newmetatable(L, DDPM_RUNLOG_MT);

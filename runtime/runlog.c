@@ -30,7 +30,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STALE_SECONDS 120.0   /* heartbeat age before a dead pid's run is 'crashed' */
 
 /* ------------------------------------------------------------ helpers */
 
@@ -208,43 +207,111 @@ static void make_uuid(char out[33])
 
 /* ------------------------------------------------------------ open / close */
 
-/* Runs of this host left 'running' by a process that no longer exists. */
+/* ------------------------------------------------------------ dead runs */
+
+int64_t ddpm_proc_start_time(int64_t pid)
+{
+   char path[64], buf[1024];
+   snprintf(path, sizeof path, "/proc/%lld/stat", (long long)(pid > 0 ? pid : (int64_t)getpid()));
+   int fd = open(path, O_RDONLY | O_CLOEXEC);
+   if (fd < 0) return -1;
+   ssize_t n = read(fd, buf, sizeof buf - 1);
+   close(fd);
+   if (n <= 0) return -1;
+   buf[n] = 0;
+   /* "pid (comm) state ppid ..." — comm may hold spaces and ')', so count
+      fields from the last ')'; starttime is field 22, the 20th after it. */
+   char *p = strrchr(buf, ')');
+   if (!p) return -1;
+   for (int field = 2; field < 22; field++) {
+      p = strchr(p + 1, ' ');
+      if (!p) return -1;
+   }
+   char *end;
+   long long v = strtoll(p + 1, &end, 10);
+   return end == p + 1 || v < 0 ? -1 : (int64_t)v;
+}
+
+/* 1 when the process that ran a run is known to be gone: the run is of
+   this host and its pid no longer exists, or the pid now belongs to a
+   process that started at another time (the pid was reused). 0 when it
+   lives or cannot be judged (another host, no pid recorded). */
+static int process_gone(const char *run_host, const char *my_host, int64_t pid, int64_t start)
+{
+   if (!run_host || strcmp(run_host, my_host) != 0 || pid <= 0) return 0;
+   if (pid > INT_MAX) return 1;
+   if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) return 1;
+   if (start > 0) {
+      int64_t now = ddpm_proc_start_time(pid);
+      if (now >= 0 && now != start) return 1;
+   }
+   return 0;
+}
+
+/* SQL: ddpm_run_gone(host, pid, proc_start) -> 0/1 (see process_gone). */
+static void sql_run_gone(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+   (void)argc;
+   ddpm_runlog *rl = sqlite3_user_data(ctx);
+   const char *host = (const char *)sqlite3_value_text(argv[0]);
+   int64_t pid = sqlite3_value_type(argv[1]) == SQLITE_NULL ? 0 : sqlite3_value_int64(argv[1]);
+   int64_t start = sqlite3_value_type(argv[2]) == SQLITE_NULL ? 0 : sqlite3_value_int64(argv[2]);
+   sqlite3_result_int(ctx, process_gone(host, rl->host, pid, start));
+}
+
+#define RUN_GONE "(status = 'running' AND ddpm_run_gone(host, pid, env_json ->> '$.proc_start'))"
+
+/* A writer records what a reader only shows: runs of this host left
+   'running' by a process that is gone become 'crashed'. */
 static int mark_crashed(ddpm_runlog *rl)
 {
+   int rc = runlog_exec_plain(rl, rl->path, "BEGIN IMMEDIATE");
+   if (rc != DDPM_OK) return rc;
+   rc = runlog_exec_plain(rl, rl->path,
+          "UPDATE runs SET status = 'crashed', end_time = coalesce(heartbeat, start_time),"
+          " error_text = coalesce(error_text, 'process ' || pid || ' on ' || host ||"
+          " ' exited without ending the run') WHERE " RUN_GONE);
+   if (rc == DDPM_OK) rc = runlog_exec_plain(rl, rl->path, "COMMIT");
+   if (rc != DDPM_OK) runlog_rollback(rl);
+   return rc;
+}
+
+/* A reader cannot write the verdict, so it sees it: a TEMP view named runs
+   (the temp schema is searched before main) shows a run whose process is
+   gone as 'crashed', with the end time and reason a writer would record.
+   The view is evaluated at each query, so the verdict is always current. */
+static int shadow_runs(ddpm_runlog *rl)
+{
    sqlite3_stmt *st;
-   int64_t *dead = NULL;
-   int ndead = 0, cap = 0, rc;
-   if (sqlite3_prepare_v2(rl->db,
-          "SELECT run_id, pid FROM runs WHERE status = 'running' AND host = ?1"
-          " AND pid > 0 AND coalesce(heartbeat, start_time) < ?2", -1, &st, NULL) != SQLITE_OK)
-      return runlog_sql_error(rl, rl->path);
-   sqlite3_bind_text(st, 1, rl->host, -1, SQLITE_STATIC);
-   sqlite3_bind_double(st, 2, runlog_wall_now() - STALE_SECONDS);
-   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-      int64_t pid = sqlite3_column_int64(st, 1);
-      if (pid > INT_MAX || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) {
-         if (ndead == cap) {
-            cap = cap ? 2 * cap : 8;
-            int64_t *p = realloc(dead, (size_t)cap * sizeof *p);
-            if (!p) { free(dead); sqlite3_finalize(st); return ddpm_seterr(DDPM_ENOMEM, "out of memory"); }
-            dead = p;
-         }
-         dead[ndead++] = sqlite3_column_int64(st, 0);
-      }
+   char *sql = NULL;
+   size_t len = 0;
+   FILE *f = open_memstream(&sql, &len);
+   if (!f) return ddpm_seterr(DDPM_ENOMEM, "out of memory");
+   fputs("CREATE TEMP VIEW runs AS SELECT ", f);
+   int rc = sqlite3_prepare_v2(rl->db, "SELECT name FROM pragma_table_info('runs', 'main')", -1,
+                               &st, NULL);
+   int n = 0;
+   while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+      const char *col = (const char *)sqlite3_column_text(st, 0);
+      if (n++) fputs(", ", f);
+      if (strcmp(col, "status") == 0)
+         fputs("CASE WHEN " RUN_GONE " THEN 'crashed' ELSE status END AS status", f);
+      else if (strcmp(col, "end_time") == 0)
+         fputs("CASE WHEN " RUN_GONE " THEN coalesce(end_time, heartbeat, start_time)"
+               " ELSE end_time END AS end_time", f);
+      else if (strcmp(col, "error_text") == 0)
+         fputs("CASE WHEN " RUN_GONE " THEN coalesce(error_text, 'process ' || pid || ' on ' ||"
+               " host || ' exited without ending the run') ELSE error_text END AS error_text", f);
+      else
+         fprintf(f, "\"%s\"", col);
    }
-   rc = rc == SQLITE_DONE ? DDPM_OK : runlog_sql_error(rl, rl->path);
+   fputs(" FROM main.runs", f);
+   fclose(f);
+   if (rc != SQLITE_OK) { free(sql); return runlog_sql_error(rl, rl->path); }
    sqlite3_finalize(st);
-   if (rc == DDPM_OK && ndead > 0 && (rc = runlog_exec_plain(rl, rl->path, "BEGIN IMMEDIATE")) == DDPM_OK) {
-      for (int i = 0; i < ndead && rc == DDPM_OK; i++)
-         rc = sql_exec(rl, rl->path, NULL,
-                       "UPDATE runs SET status = 'crashed', end_time = coalesce(heartbeat, start_time),"
-                       " error_text = coalesce(error_text, 'process ' || pid || ' on ' || host ||"
-                       " ' exited without ending the run')"
-                       " WHERE run_id = ?1 AND status = 'running'", "i", dead[i]);
-      if (rc == DDPM_OK) rc = runlog_exec_plain(rl, rl->path, "COMMIT");
-      if (rc != DDPM_OK) runlog_rollback(rl);
-   }
-   free(dead);
+   rc = n > 0 ? runlog_exec_plain(rl, rl->path, sql)
+              : ddpm_seterr(DDPM_EFORMAT, "%s: the run store has no runs table", rl->path);
+   free(sql);
    return rc;
 }
 
@@ -290,7 +357,10 @@ static int setup(ddpm_runlog *rl)
    if ((app != 0 || version != 0) && app != DDPM_RUNLOG_APPLICATION_ID)
       return ddpm_seterr(DDPM_EFORMAT, "%s: not a ddpmlua run store (application_id %lld, "
                          "user_version %lld)", what, (long long)app, (long long)version);
-   rl->readonly = sqlite3_db_readonly(rl->db, "main") == 1;
+   rc = sqlite3_create_function(rl->db, "ddpm_run_gone", 3, SQLITE_UTF8, rl, sql_run_gone,
+                                NULL, NULL);
+   if (rc != SQLITE_OK) return runlog_sql_error(rl, what);
+   if (!rl->readonly) rl->readonly = sqlite3_db_readonly(rl->db, "main") == 1;
    if (!rl->readonly) {
       /* journal_mode needs an exclusive lock for a moment; two processes
          opening a new file together may see SQLITE_BUSY despite the timeout. */
@@ -306,14 +376,20 @@ static int setup(ddpm_runlog *rl)
       if ((rc = runlog_exec_plain(rl, what, "PRAGMA synchronous = NORMAL")) != DDPM_OK) return rc;
    }
    if (version < DDPM_RUNLOG_SCHEMA_VERSION) {
+      if (rl->readonly && version == 0)
+         return ddpm_seterr(DDPM_EFORMAT, "%s: not a run store (no ddpmlua schema in it)", what);
       if (rl->readonly)
          return ddpm_seterr(DDPM_EIO, "%s: read-only, and its schema (version %lld) needs "
-                            "creating or upgrading to %d", what, (long long)version,
+                            "upgrading to %d by a writer", what, (long long)version,
                             DDPM_RUNLOG_SCHEMA_VERSION);
       if ((rc = runlog_migrate(rl)) != DDPM_OK) return rc;
    }
    if ((rc = prepare_all(rl)) != DDPM_OK) return rc;
-   return rl->readonly ? DDPM_OK : mark_crashed(rl);
+   if (rl->readonly) {
+      if ((rc = runlog_exec_plain(rl, what, "PRAGMA temp_store = MEMORY")) != DDPM_OK) return rc;
+      return shadow_runs(rl);
+   }
+   return mark_crashed(rl);
 }
 
 static void free_log(ddpm_runlog *rl)
@@ -333,9 +409,8 @@ static void free_log(ddpm_runlog *rl)
    free(rl);
 }
 
-ddpm_runlog *ddpm_runlog_open(const char *path)
+static ddpm_runlog *new_log(const char *path)
 {
-   if (!path || !*path) { ddpm_seterr(DDPM_EINVAL, "runlog_open: no path given"); return NULL; }
    ddpm_runlog *rl = calloc(1, sizeof *rl);
    if (rl) rl->path = strdup(path);
    if (!rl || !rl->path) {
@@ -345,9 +420,14 @@ ddpm_runlog *ddpm_runlog_open(const char *path)
    }
    if (gethostname(rl->host, sizeof rl->host - 1) != 0) strcpy(rl->host, "unknown");
    rl->last_flush = runlog_mono_now();
-   int rc = sqlite3_open_v2(path, &rl->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+   return rl;
+}
+
+static ddpm_runlog *open_log(ddpm_runlog *rl, const char *uri, int flags)
+{
+   int rc = sqlite3_open_v2(uri, &rl->db, flags, NULL);
    if (rc != SQLITE_OK) {
-      ddpm_seterr(DDPM_ESQL, "%s: cannot open run store: %s", path,
+      ddpm_seterr(DDPM_ESQL, "%s: cannot open run store: %s", rl->path,
                   rl->db ? sqlite3_errmsg(rl->db) : sqlite3_errstr(rc));
       free_log(rl);
       return NULL;
@@ -358,6 +438,76 @@ ddpm_runlog *ddpm_runlog_open(const char *path)
    }
    return rl;
 }
+
+ddpm_runlog *ddpm_runlog_open(const char *path)
+{
+   if (!path || !*path) { ddpm_seterr(DDPM_EINVAL, "runlog_open: no path given"); return NULL; }
+   ddpm_runlog *rl = new_log(path);
+   return rl ? open_log(rl, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) : NULL;
+}
+
+/* The file as an SQLite URI: "file:" + the path with '%', '?' and '#'
+   escaped; immutable=1 when no write-ahead log is beside it. */
+static char *readonly_uri(const char *path, int immutable)
+{
+   size_t n = strlen(path);
+   char *uri = malloc(3 * n + 32);
+   if (!uri) return NULL;
+   char *o = uri + sprintf(uri, "file:");
+   if (path[0] == '/' && path[1] == '/') o += sprintf(o, "//");   /* keep it a path, not a host */
+   for (const char *p = path; *p; p++) {
+      if (*p == '%' || *p == '?' || *p == '#') o += sprintf(o, "%%%02X", (unsigned char)*p);
+      else *o++ = *p;
+   }
+   sprintf(o, immutable ? "?mode=ro&immutable=1" : "?mode=ro");
+   return uri;
+}
+
+ddpm_runlog *ddpm_runlog_open_readonly(const char *path)
+{
+   if (!path || !*path) { ddpm_seterr(DDPM_EINVAL, "runlog_open: no path given"); return NULL; }
+   struct stat sb;
+   if (stat(path, &sb) != 0) {
+      ddpm_seterr(errno == ENOENT ? DDPM_EINVAL : DDPM_EIO, "%s: no run store there (%s)", path,
+                  strerror(errno));
+      return NULL;
+   }
+   if (!S_ISREG(sb.st_mode)) {
+      ddpm_seterr(DDPM_EINVAL, "%s: not a file", path);
+      return NULL;
+   }
+   /* A reader needs the -shm file of a WAL database, which it creates when
+      missing. In a folder it cannot write, with no -wal file beside the
+      database, no connection is open on it (the last writer to close
+      removes the -wal) and nothing is missing from the main file: read it
+      as immutable, which needs no -shm. Elsewhere read as SQLite's readers
+      do, with locks, so that a writer at work is seen consistently. */
+   size_t n = strlen(path);
+   char *wal = malloc(n + 5), *dir = strdup(path);
+   if (!wal || !dir) {
+      free(wal); free(dir);
+      ddpm_seterr(DDPM_ENOMEM, "runlog_open: out of memory");
+      return NULL;
+   }
+   memcpy(wal, path, n);
+   memcpy(wal + n, "-wal", 5);
+   char *slash = strrchr(dir, '/');
+   if (slash) slash[slash == dir ? 1 : 0] = 0;
+   int immutable = stat(wal, &sb) != 0 && access(slash ? dir : ".", W_OK) != 0;
+   free(wal);
+   free(dir);
+   char *uri = readonly_uri(path, immutable);
+   ddpm_runlog *rl = uri ? new_log(path) : NULL;
+   if (!uri) ddpm_seterr(DDPM_ENOMEM, "runlog_open: out of memory");
+   if (rl) {
+      rl->readonly = 1;
+      rl = open_log(rl, uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI);
+   }
+   free(uri);
+   return rl;
+}
+
+int ddpm_runlog_readonly(const ddpm_runlog *rl) { return rl ? rl->readonly : 0; }
 
 int ddpm_runlog_close(ddpm_runlog *rl)
 {
@@ -401,7 +551,9 @@ int ddpm_runlog_begin_run(ddpm_runlog *rl, const ddpm_run_info *info, int64_t *r
           " script_path, script_text, script_sha256, config_json, config_sha256, seed, argv_json,"
           " git_commit, git_dirty, host, pid, world_size, version, env_json) VALUES"
           " (?1, ?2, ?3, ?4, 'running', ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
-          " ?16, ?17, ?18, ?19)", -1, &st, NULL) != SQLITE_OK)
+          " ?16, ?17, ?18, CASE WHEN ?20 < 0 THEN ?19 WHEN ?19 IS NULL"
+          " THEN json_object('proc_start', ?20) WHEN json_type(?19) = 'object'"
+          " THEN json_set(?19, '$.proc_start', ?20) ELSE ?19 END)", -1, &st, NULL) != SQLITE_OK)
       return runlog_sql_error(rl, what);
    sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
    if (info->name) sqlite3_bind_text(st, 2, info->name, -1, SQLITE_STATIC);
@@ -422,6 +574,8 @@ int ddpm_runlog_begin_run(ddpm_runlog *rl, const ddpm_run_info *info, int64_t *r
    sqlite3_bind_int(st, 17, info->world_size > 0 ? info->world_size : 1);
    if (info->version) sqlite3_bind_text(st, 18, info->version, -1, SQLITE_STATIC);
    if (info->env_json) sqlite3_bind_text(st, 19, info->env_json, -1, SQLITE_STATIC);
+   /* with the pid, the process start time tells a reused pid apart */
+   sqlite3_bind_int64(st, 20, ddpm_proc_start_time(0));
    rc = sqlite3_step(st) == SQLITE_DONE ? DDPM_OK : runlog_sql_error(rl, what);
    sqlite3_finalize(st);
    if (rc == DDPM_OK) *run_id = sqlite3_last_insert_rowid(rl->db);

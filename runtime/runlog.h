@@ -75,9 +75,26 @@ typedef struct ddpm_run_info {
    refuses a file of a newer schema version, another application's database
    and a corrupt file, with a message naming the path. Sets WAL,
    synchronous=NORMAL, foreign_keys=ON, busy_timeout 5000 ms. Marks as
-   'crashed' the 'running' runs of this host whose process is gone and whose
-   heartbeat is over 120 s old. NULL + message on failure. */
+   'crashed' the 'running' runs of this host whose process is gone (its pid
+   no longer exists, or belongs to a process started at another time than
+   the env_json's proc_start). NULL + message on failure. */
 ddpm_runlog *ddpm_runlog_open(const char *path);
+/* Opens an existing run store for reading only: never creates, migrates,
+   optimises or checkpoints it, and works on a read-only file in a
+   read-only folder (there, with no -wal file beside it, the file is read as
+   immutable, which needs no -shm file). In a writable folder a WAL
+   database gets SQLite's usual empty -wal/-shm files beside it. Writing
+   calls fail, and ddpm_runlog_query refuses statements that would write.
+   Runs that a writer would mark 'crashed' (see above) read as 'crashed'
+   through a TEMP view that shadows runs. NULL + message naming the path
+   when the file is missing, not a file, or not a run store. */
+ddpm_runlog *ddpm_runlog_open_readonly(const char *path);
+/* 1 when rl was opened read-only (or SQLite opened the file read-only). */
+int  ddpm_runlog_readonly(const ddpm_runlog *rl);
+/* The start time of process pid (0 = this process) in clock ticks since
+   boot, from /proc/PID/stat; -1 when unknown. Stored with a run so that a
+   reused pid is not taken for the run's process. */
+int64_t ddpm_proc_start_time(int64_t pid);
 /* Flushes buffered metrics and closes. NULL is fine. The log is freed even
    when the final flush fails (the rows are then lost and the error returned). */
 int  ddpm_runlog_close(ddpm_runlog *rl);

@@ -61,7 +61,13 @@ static int prepare_query(ddpm_runlog *rl, const char *sql, const ddpm_runlog_par
    sqlite3_stmt *st = NULL, *extra = NULL;
    const char *tail = sql;
    *out = NULL;
-   if (sqlite3_prepare_v2(rl->db, sql, -1, &st, &tail) != SQLITE_OK) return runlog_sql_error(rl, "query");
+   if (sqlite3_prepare_v2(rl->db, sql, -1, &st, &tail) != SQLITE_OK) {
+      /* a reader's runs is a TEMP view (runlog.c): say why it cannot change */
+      if (rl->readonly && strstr(sqlite3_errmsg(rl->db), "cannot modify runs because it is a view"))
+         return ddpm_seterr(DDPM_EINVAL, "query: the run store %s is open read-only and this "
+                            "statement would write to it: \"%.60s\"", rl->path, sql);
+      return runlog_sql_error(rl, "query");
+   }
    if (!st) return ddpm_seterr(DDPM_EINVAL, "query: no SQL statement in \"%.60s\"", sql);
    while (tail && *tail) {
       const char *next = NULL;
@@ -73,6 +79,11 @@ static int prepare_query(ddpm_runlog *rl, const char *sql, const ddpm_runlog_par
                             "\"%.60s\"", tail);
       }
       tail = next;
+   }
+   if (rl->readonly && !sqlite3_stmt_readonly(st)) {
+      sqlite3_finalize(st);
+      return ddpm_seterr(DDPM_EINVAL, "query: the run store %s is open read-only and this "
+                         "statement would write to it: \"%.60s\"", rl->path, sql);
    }
    int count = sqlite3_bind_parameter_count(st), rc = DDPM_OK;
    unsigned char *bound = calloc((size_t)count + 1, 1);

@@ -56,8 +56,9 @@ local function file_exists(path)
    return true
 end
 
---- Opens an existing run store; never creates one.
-local function open_db(path)
+--- Opens an existing run store, read-only unless write is true (only
+--- `sql --write` asks for that); never creates one.
+local function open_db(path, write)
    path = path or 'runs.db'
    local f = io.open(path, 'rb')
    if not f then
@@ -68,7 +69,7 @@ local function open_db(path)
    if head ~= 'SQLite format 3\0' then
       fail("'%s' is not a run database (not an SQLite file)", path)
    end
-   local ok, rl = pcall(core.runlog_open, path)
+   local ok, rl = pcall(core.runlog_open, path, {readonly = not write})
    if not ok then fail('%s', (bare(rl):gsub('^runlog_open: ', ''))) end
    opened[#opened + 1] = rl
    return rl
@@ -816,8 +817,8 @@ local function csv_cell(v)
 end
 
 cmd.sql = {
-   usage = 'sql "SELECT ..." [--param name=value]... [--csv] [--width N] [--db PATH]',
-   spec = {db = 'string', param = 'list', csv = 'flag', width = 'int'},
+   usage = 'sql "SELECT ..." [--param name=value]... [--csv] [--width N] [--write] [--db PATH]',
+   spec = {db = 'string', param = 'list', csv = 'flag', width = 'int', write = 'flag'},
    run = function(o, pos)
       if #pos ~= 1 then
          fail('sql takes one statement in quotes, e.g. ddpmlua sql "SELECT * FROM runs" (got %d arguments)', #pos)
@@ -829,10 +830,14 @@ cmd.sql = {
          params = params or {}
          params[k] = tonumber(v) or v
       end
-      local rl = open_db(o.db)
+      local rl = open_db(o.db, o.write)
       local ok, rows, cols = pcall(rl.query, rl, pos[1], params)
       if not ok then
          local msg = bare(rows):gsub('^runlog: ', ''):gsub('^query: ', '')
+         if msg:find('is open read%-only and this statement would write') then
+            fail('this statement would change %s: "%s"; the history is opened read-only ' ..
+                 '(add --write to allow it)', o.db or 'runs.db', pos[1]:sub(1, 60))
+         end
          local p = msg:match('^parameter [:$@]?([%w_]+) has no value')
          if p then msg = msg .. (' (give it with --param %s=VALUE)'):format(p) end
          fail('%s', msg)

@@ -346,10 +346,12 @@ entry(S, 'Run:finish', "run:finish([status = 'finished' | 'failed' | 'interrupte
    'run:finish()')
 entry(S, 'ddpm.log.runs', "ddpm.log.runs{db = 'runs.db', last = 20, status =} -> rows",
    'The newest runs as tables (run_id, name, status, start_time, end_time,\n' ..
-   'seed, script_path).',
+   'seed, script_path). Reads the database read-only; a missing one is an error.',
    "for _, r in ipairs(ddpm.log.runs{last = 5}) do print(r.run_id, r.status) end")
-entry(S, 'ddpm.log.open', "ddpm.log.open(path = 'runs.db') -> RunLog",
-   'The raw run store; rl:query(sql, params) returns rows as tables.',
+entry(S, 'ddpm.log.open', "ddpm.log.open(path = 'runs.db' [, {write = true}]) -> RunLog",
+   'The raw run store; rl:query(sql, params) returns rows as tables. The file\n' ..
+   'must exist; it is opened read-only (a statement that would write is an\n' ..
+   'error) unless write = true. A run whose process is gone reads as crashed.',
    "ddpm.log.open('runs.db'):query('SELECT count(*) AS n FROM runs')")
 
 ---------------------------------------------------------------- core ops

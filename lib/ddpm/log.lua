@@ -67,9 +67,11 @@ local function script_info()
    return path, text, argv
 end
 
---- log.open(path): the raw run store (core RunLog) for queries.
-function log.open(path)
-   return core.runlog_open(path or 'runs.db')
+--- log.open(path = 'runs.db' [, {write = true}]): the raw run store (core
+--- RunLog) for queries. It must exist; it is opened read-only (statements
+--- that would write are refused) unless write = true.
+function log.open(path, opt)
+   return core.runlog_open(path or 'runs.db', {readonly = not (opt and opt.write)})
 end
 
 --- log.start{db=, name=, experiment=, config=, seed=, parent_run_id=,
@@ -148,7 +150,7 @@ end
 --- log.runs{db=, last=, status=} -> rows of the runs table (newest first).
 function log.runs(opt)
    opt = opt or {}
-   local rl = core.runlog_open(opt.db or 'runs.db')
+   local rl = core.runlog_open(opt.db or 'runs.db', {readonly = true})
    local where, params = {}, {}
    if opt.status then where[#where + 1] = 'status = :status'; params.status = opt.status end
    local sql = 'SELECT run_id, name, status, start_time, end_time, seed, script_path FROM runs' ..

@@ -72,7 +72,7 @@ end
 --- One chart with a curve per (run, metric). Raises an error naming the run
 --- when one lacks a metric. Returns the number of curves.
 function plot.runs(opt)
-   local rl = opt.rl or core.runlog_open(opt.db or 'runs.db')
+   local rl = opt.rl or core.runlog_open(opt.db or 'runs.db', {readonly = true})
    local series = {}
    local per_t = true
    for _, id in ipairs(opt.runs) do

@@ -565,10 +565,11 @@ static void test_crash_detection(void)
    const char *path = tmp("crash.db");
    ddpm_runlog *rl = ddpm_runlog_open(path);
    ddpm_run_info info = {0};
-   int64_t dead_run, live_run, fresh_run;
+   int64_t dead_run, live_run, reused_run, remote_run;
    ddpm_runlog_begin_run(rl, &info, &dead_run);
    ddpm_runlog_begin_run(rl, &info, &live_run);
-   ddpm_runlog_begin_run(rl, &info, &fresh_run);
+   ddpm_runlog_begin_run(rl, &info, &reused_run);
+   ddpm_runlog_begin_run(rl, &info, &remote_run);
    ddpm_runlog_close(rl);
    pid_t gone = fork();
    if (gone == 0) _exit(0);
@@ -576,23 +577,104 @@ static void test_crash_detection(void)
    sqlite3 *db;
    sqlite3_open(path, &db);
    char sql[512];
+   /* dead: its pid is gone; live: this process; reused: this pid, but a
+      process that started at another time; remote: a dead pid of another
+      host, which cannot be judged from here. */
    snprintf(sql, sizeof sql,
-            "UPDATE runs SET heartbeat = unixepoch() - 600, start_time = unixepoch() - 700"
-            " WHERE run_id IN (%lld, %lld);"
-            "UPDATE runs SET pid = %d WHERE run_id IN (%lld, %lld);",
-            (long long)dead_run, (long long)live_run, (int)gone, (long long)dead_run,
-            (long long)fresh_run);
-   sqlite3_exec(db, sql, NULL, NULL, NULL);
+            "UPDATE runs SET pid = %d WHERE run_id IN (%lld, %lld);"
+            "UPDATE runs SET env_json = json_set(env_json, '$.proc_start',"
+            " env_json ->> '$.proc_start' + 1) WHERE run_id = %lld;"
+            "UPDATE runs SET host = 'elsewhere.example' WHERE run_id = %lld;",
+            (int)gone, (long long)dead_run, (long long)remote_run, (long long)reused_run,
+            (long long)remote_run);
+   CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK, "set up four runs");
+   CHECK(ddpm_proc_start_time(0) > 0 && ddpm_proc_start_time(getpid()) == ddpm_proc_start_time(0),
+         "this process's start time is read from /proc (%lld)", (long long)ddpm_proc_start_time(0));
+   rl = ddpm_runlog_open_readonly(path);
+   first f = q1(rl, "SELECT group_concat(status, ',') FROM (SELECT status FROM runs ORDER BY run_id)", 0);
+   CHECK(strcmp(f.text, "crashed,running,crashed,running") == 0,
+         "a reader sees a dead or reused local pid's run as 'crashed' at once (%s)", f.text);
+   f = q1(rl, "SELECT error_text FROM runs WHERE run_id = :run", dead_run);
+   CHECK(strstr(f.text, "exited without ending the run") != NULL, "with a reason (%s)", f.text);
+   ddpm_runlog_close(rl);
+   sqlite3_stmt *st;
+   sqlite3_prepare_v2(db, "SELECT group_concat(status, ',') FROM runs", -1, &st, NULL);
+   sqlite3_step(st);
+   CHECK(strcmp((const char *)sqlite3_column_text(st, 0), "running,running,running,running") == 0,
+         "the reader wrote nothing (%s)", (const char *)sqlite3_column_text(st, 0));
+   sqlite3_finalize(st);
    sqlite3_close(db);
    rl = ddpm_runlog_open(path);
-   first f = q1(rl, "SELECT group_concat(status, ',') FROM (SELECT status FROM runs ORDER BY run_id)", 0);
-   CHECK(strcmp(f.text, "crashed,running,running") == 0,
-         "open marks only a stale run of a dead local pid 'crashed' (%s)", f.text);
+   f = q1(rl, "SELECT group_concat(status, ',') FROM (SELECT status FROM runs ORDER BY run_id)", 0);
+   CHECK(strcmp(f.text, "crashed,running,crashed,running") == 0,
+         "a writer records the same verdict at open (%s)", f.text);
    f = q1(rl, "SELECT error_text FROM runs WHERE run_id = :run", dead_run);
    CHECK(strstr(f.text, "exited without ending the run") != NULL, "with a reason (%s)", f.text);
    CHECK(ddpm_runlog_end_run(rl, dead_run, "finished", NULL) == DDPM_OK,
          "a run judged crashed can still be ended by its process");
    ddpm_runlog_close(rl);
+}
+
+static int count_rows(void *ud, int ncol, const char *const *names, const ddpm_runlog_value *vals)
+{
+   if (vals) ++*(int *)ud;
+   return 0;
+}
+
+static void test_readonly(void)
+{
+   const char *path = tmp("ro.db");
+   ddpm_runlog *rl = ddpm_runlog_open(path);
+   ddpm_run_info info = {0};
+   int64_t id;
+   ddpm_runlog_begin_run(rl, &info, &id);
+   ddpm_runlog_log_metric(rl, id, "loss", 1, 0.5);
+   ddpm_runlog_end_run(rl, id, "finished", NULL);
+   ddpm_runlog_close(rl);
+   struct stat before, after;
+   stat(path, &before);
+   char sum0[65], sum1[65];
+   int64_t nbytes;
+   ddpm_sha256_file(path, sum0, &nbytes);
+
+   rl = ddpm_runlog_open_readonly(path);
+   CHECK(rl && ddpm_runlog_readonly(rl), "an existing store opens read-only");
+   int n = 0;
+   CHECK(ddpm_runlog_query(rl, "SELECT * FROM metrics_v", NULL, 0, count_rows, &n) == DDPM_OK && n == 1,
+         "and reads (%d row)", n);
+   static const char *const writes[] = {"DROP TABLE metrics", "DELETE FROM runs",
+      "UPDATE runs SET name = 'x'", "PRAGMA user_version = 7", "VACUUM",
+      "CREATE TABLE t (a)", "INSERT INTO metric_names (name) VALUES ('z')"};
+   for (size_t i = 0; i < sizeof writes / sizeof *writes; i++) {
+      int rc = ddpm_runlog_query(rl, writes[i], NULL, 0, NULL, NULL);
+      CHECK(rc != DDPM_OK && strstr(ddpm_errmsg(), "read-only"),
+            "refuses \"%s\" (%s)", writes[i], ddpm_errmsg());
+   }
+   CHECK(ddpm_runlog_log_metric(rl, id, "loss", 2, 0.25) != DDPM_OK ||
+         ddpm_runlog_flush(rl) != DDPM_OK, "logging through a read-only store fails");
+   ddpm_runlog_close(rl);
+   stat(path, &after);
+   ddpm_sha256_file(path, sum1, &nbytes);
+   CHECK(strcmp(sum0, sum1) == 0 && before.st_mtime == after.st_mtime,
+         "the file is unchanged byte for byte after reads, refused writes and close");
+   rl = ddpm_runlog_open(path);
+   n = 0;
+   ddpm_runlog_query(rl, "SELECT * FROM metrics_v", NULL, 0, count_rows, &n);
+   CHECK(n == 1, "the history is intact (%d metric row)", n);
+   ddpm_runlog_close(rl);
+
+   const char *missing = tmp("missing.db");
+   CHECK(ddpm_runlog_open_readonly(missing) == NULL && strstr(ddpm_errmsg(), "missing.db"),
+         "a missing store is an error naming it (%s)", ddpm_errmsg());
+   CHECK(access(missing, F_OK) != 0, "and is not created");
+   CHECK(ddpm_runlog_open_readonly(dir) == NULL && strstr(ddpm_errmsg(), "not a file"),
+         "a folder is refused (%s)", ddpm_errmsg());
+   const char *empty = tmp("empty.db");
+   FILE *e = fopen(empty, "wb");
+   fclose(e);
+   CHECK(ddpm_runlog_open_readonly(empty) == NULL, "an empty file is not a store (%s)", ddpm_errmsg());
+   stat(empty, &after);
+   CHECK(after.st_size == 0, "and stays empty");
 }
 
 int main(void)
@@ -629,6 +711,7 @@ int main(void)
    test_refusals();
    test_two_processes();
    test_crash_detection();
+   test_readonly();
 
    char cmd[PATH_MAX + 16];
    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
