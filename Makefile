@@ -9,7 +9,7 @@
 PREFIX  ?= /usr/local
 BUILD   ?= build
 CC      ?= cc
-PKGS    := luajit libpng sqlite3 zlib libedit plplot
+PKGS    := luajit libpng sqlite3 zlib libedit plplot ompi-c
 # OpenBLAS's OpenMP build, so our OpenMP loops and its GEMMs share one thread
 # pool instead of spinning against each other on 2 cores.
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null)

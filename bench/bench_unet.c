@@ -195,7 +195,7 @@ int main(int argc, char **argv)
          ddpm_unet_zero_grad(m);
          t1 = now();
          if (r >= 0) t_zero += t1 - t0;
-         ddpm_unet_set_dropout_seed(m, 1000 + (uint64_t)(r + 1));
+         ddpm_unet_set_dropout_seed(m, 1000 + (uint64_t)(r + 1), 0);
          rc = ddpm_unet_forward(m, out, x, t, N, R, R);
          if (rc == DDPM_OK) {
             double t2 = now();

@@ -104,5 +104,6 @@ int luaopen_ddpm_core(lua_State *L)
    l_plot_register(L);
    l_lenet_register(L);
    l_tsampler_register(L);
+   l_dist_register(L);
    return 1;
 }

@@ -317,7 +317,10 @@ static int l_unet_set_dropout_seed(lua_State *L)
    l_unet *u = check_unet(L, 1);
    double s = luaL_checknumber(L, 2);
    luaL_argcheck(L, s >= 0 && s == floor(s), 2, "seed must be a non-negative integer");
-   ddpm_unet_set_dropout_seed(u->m, (uint64_t)s);
+   double first = luaL_optnumber(L, 3, 0);
+   luaL_argcheck(L, first >= 0 && first == floor(first) && first < 9007199254740992.0, 3,
+                 "first image index must be a non-negative integer");
+   ddpm_unet_set_dropout_seed(u->m, (uint64_t)s, (uint64_t)first);
    return 0;
 }
 

@@ -40,6 +40,7 @@
 #include <luajit.h>
 
 #include "bind.h"
+#include "dist.h"
 
 #ifndef DDPMLUA_VERSION
 #define DDPMLUA_VERSION "0.1.0"
@@ -244,7 +245,11 @@ static int report(lua_State *L, int status)
    if (status != 0) {
       fflush(stdout);
       const char *msg = lua_tostring(L, -1);
-      fprintf(stderr, "%s: %s\n", PROGNAME, msg ? msg : "(no error message)");
+      if (ddpm_dist_size() > 1)   /* which rank of an MPI job said it */
+         fprintf(stderr, "%s [rank %d]: %s\n", PROGNAME, ddpm_dist_rank(),
+                 msg ? msg : "(no error message)");
+      else
+         fprintf(stderr, "%s: %s\n", PROGNAME, msg ? msg : "(no error message)");
       fflush(stderr);
       /* Open run logs read this when they are closed, to record the failure. */
       lua_setglobal(L, "_DDPMLUA_LAST_ERROR");
@@ -802,9 +807,24 @@ static void ensure_passive_wait(char **argv)
    /* exec failed: carry on with the default policy */
 }
 
+/* Under mpirun: join the job; ranks other than 0 keep stderr (errors) but
+   not stdout, so a script's output appears once (DDPMLUA_ALL_RANKS_OUTPUT=1
+   keeps every rank's). */
+static int join_job(void)
+{
+   if (ddpm_dist_init() != DDPM_OK) {
+      fprintf(stderr, "%s: %s\n", PROGNAME, ddpm_errmsg());
+      return 1;
+   }
+   if (ddpm_dist_rank() != 0 && !getenv("DDPMLUA_ALL_RANKS_OUTPUT"))
+      if (!freopen("/dev/null", "w", stdout)) return 0;
+   return 0;
+}
+
 int main(int argc, char **argv)
 {
    ensure_passive_wait(argv);
+   if (join_job() != 0) return EXIT_FAILURE;
    lua_State *L = luaL_newstate();
    if (L == NULL) {
       fprintf(stderr, "%s: cannot create the Lua state: not enough memory\n", PROGNAME);
@@ -818,7 +838,15 @@ int main(int argc, char **argv)
    struct smain s = {argc, argv, 1};
    int status = lua_cpcall(L, pmain, &s);
    report(L, status);
+   int failed = status || s.status;
+   if (failed && ddpm_dist_size() > 1) {
+      /* the other ranks may wait in a collective for this one: end them */
+      fflush(stdout);
+      fflush(stderr);
+      ddpm_dist_abort(EXIT_FAILURE);
+   }
    lua_close(L);
    fflush(stdout);
-   return (status || s.status) ? EXIT_FAILURE : EXIT_SUCCESS;
+   if (ddpm_dist_finalize() != DDPM_OK) fprintf(stderr, "%s: %s\n", PROGNAME, ddpm_errmsg());
+   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -292,8 +292,11 @@ void   ddpm_unet_zero_grad(ddpm_unet *m);
 
 /* Dropout on (training) or off (evaluation, the default). */
 void ddpm_unet_set_training(ddpm_unet *m, int training);
-/* Seed for the next forward's dropout masks (the caller advances it). */
-void ddpm_unet_set_dropout_seed(ddpm_unet *m, uint64_t seed);
+/* Seed for the next forward's dropout masks (the caller advances it), and
+   the index of the batch's first image within the global batch (0 in one
+   process; a data-parallel rank's offset), so that each image gets the
+   masks it would get in the undivided batch. */
+void ddpm_unet_set_dropout_seed(ddpm_unet *m, uint64_t seed, uint64_t first);
 
 /* x [N,in_ch,H,W], t [N] timesteps (floats), out [N,out_ch,H,W].
    H, W must equal the config's resolution... or any size divisible by

@@ -89,16 +89,27 @@ void ddpm_conv_bias_backward(float *dbias, const float *dout, int N, int OC, int
 
 /* ------------------------------------------------------------ norm.c */
 
-/* GroupNorm, then SiLU when silu != 0, then inverted dropout (rate p, the
-   mask of ddpm_dropout_forward at element index = flat NCHW index) when
-   p > 0: out = drop(act(gn(in))). Statistics are computed and saved into
+/* Inverted dropout of a GroupNorm pass: rate p (0 = none) and the masks of
+   ddpm_dropout_forward under seed at element index ((first + n) * C + c) *
+   HW + k: first is the index of the batch's first image in a larger batch
+   (a data-parallel rank's share), so each image's mask does not depend on
+   how the batch was split. DDPM_NO_DROPOUT: none. */
+typedef struct ddpm_dropout {
+   float p;
+   uint64_t seed;
+   uint64_t first;
+} ddpm_dropout;
+#define DDPM_NO_DROPOUT ((ddpm_dropout){0.0f, 0, 0})
+
+/* GroupNorm, then SiLU when silu != 0, then inverted dropout (see
+   ddpm_dropout) when drop.p > 0: out = drop(act(gn(in))). Statistics are computed and saved into
    mean [N,G,2] (the mean as float hi + lo) and rstd [N,G] unless
    use_stats != 0, which reads them from there instead: the output depends
    on the saved floats only, so a recomputation in backward gives the
    forward's exact bits. */
 void ddpm_gn_act_forward(float *out, float *mean, float *rstd, int use_stats, const float *in,
                          const float *gamma, const float *beta, int N, int C, int HW, int G,
-                         float eps, int silu, float p, uint64_t seed);
+                         float eps, int silu, ddpm_dropout drop);
 /* Backward of ddpm_gn_act_forward: din = (accumulate ? din : 0) + add + d in
    (add [N,C,HW] optional: a residual's gradient folded into the same pass);
    dgamma, dbeta accumulate; dsum [N,C] (optional) gets the per-image,
@@ -108,8 +119,8 @@ void ddpm_gn_act_forward(float *out, float *mean, float *rstd, int use_stats, co
 void ddpm_gn_act_backward(float *din, int accumulate, float *dgamma, float *dbeta, float *dsum,
                           float *work, const float *dout, const float *in, const float *mean,
                           const float *rstd, const float *gamma, const float *beta,
-                          const float *add, int N, int C, int HW, int G, int silu, float p,
-                          uint64_t seed);
+                          const float *add, int N, int C, int HW, int G, int silu,
+                          ddpm_dropout drop);
 
 /* ------------------------------------------------------------ act.c */
 

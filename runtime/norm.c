@@ -170,8 +170,10 @@ static void block_stats(const float *x, int64_t M, float eps, float *m_hi, float
  */
 void ddpm_gn_act_forward(float *out, float *mean, float *rstd, int use_stats, const float *in,
                          const float *gamma, const float *beta, int N, int C, int HW, int G,
-                         float eps, int silu, float p, uint64_t seed)
+                         float eps, int silu, ddpm_dropout drop)
 {
+   const float p = drop.p;
+   const uint64_t seed = drop.seed;
    const int cpg = C / G;
    const int64_t M = (int64_t)cpg * HW;
    const int64_t total = (int64_t)N * G;
@@ -198,7 +200,7 @@ void ddpm_gn_act_forward(float *out, float *mean, float *rstd, int use_stats, co
             for (int i = 0; i < HW; i++) yc[i] = ((xc[i] - m_hi) - m_lo) * a + b;
             continue;
          }
-         const uint64_t i0 = ((uint64_t)n * C + c) * (uint64_t)HW;
+         const uint64_t i0 = ((drop.first + (uint64_t)n) * C + c) * (uint64_t)HW;
          for (int k0 = 0; k0 < HW; k0 += KEEP_CHUNK) {
             const int len = HW - k0 < KEEP_CHUNK ? HW - k0 : KEEP_CHUNK;
             float keep[KEEP_CHUNK];
@@ -235,9 +237,11 @@ void ddpm_gn_act_forward(float *out, float *mean, float *rstd, int use_stats, co
 void ddpm_gn_act_backward(float *din, int accumulate, float *dgamma, float *dbeta, float *dsum,
                           float *work, const float *dout, const float *in, const float *mean,
                           const float *rstd, const float *gamma, const float *beta,
-                          const float *add, int N, int C, int HW, int G, int silu, float p,
-                          uint64_t seed)
+                          const float *add, int N, int C, int HW, int G, int silu,
+                          ddpm_dropout drop)
 {
+   const float p = drop.p;
+   const uint64_t seed = drop.seed;
    const int cpg = C / G;
    const int64_t M = (int64_t)cpg * HW;
    #pragma omp parallel for schedule(static) if ((int64_t)N * C * HW > PAR_MIN)
@@ -257,7 +261,7 @@ void ddpm_gn_act_backward(float *din, int accumulate, float *dgamma, float *dbet
             const float *xc = x + (int64_t)cc * HW;
             const float *dyc = dy + (int64_t)cc * HW;
             float *dnc = dn + (int64_t)cc * HW;
-            const uint64_t i0 = ((uint64_t)n * C + c) * (uint64_t)HW;
+            const uint64_t i0 = ((drop.first + (uint64_t)n) * C + c) * (uint64_t)HW;
             double sa = 0, sb = 0;
             for (int k0 = 0; k0 < HW; k0 += KEEP_CHUNK) {
                const int len = HW - k0 < KEEP_CHUNK ? HW - k0 : KEEP_CHUNK;

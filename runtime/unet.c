@@ -358,7 +358,11 @@ float *ddpm_unet_params(ddpm_unet *m) { return m->params; }
 float *ddpm_unet_grads(ddpm_unet *m) { return m->grads; }
 void   ddpm_unet_zero_grad(ddpm_unet *m) { memset(m->grads, 0, m->numel * sizeof(float)); }
 void   ddpm_unet_set_training(ddpm_unet *m, int on) { m->training = on != 0; }
-void   ddpm_unet_set_dropout_seed(ddpm_unet *m, uint64_t seed) { m->dropout_seed = seed; }
+void   ddpm_unet_set_dropout_seed(ddpm_unet *m, uint64_t seed, uint64_t first)
+{
+   m->dropout_seed = seed;
+   m->dropout_first = first;
+}
 void   ddpm_unet_set_grad_enabled(ddpm_unet *m, int on) { m->grad_enabled = on != 0; }
 size_t ddpm_unet_workspace_bytes(const ddpm_unet *m) { return m->arena_floats * sizeof(float); }
 

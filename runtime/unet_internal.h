@@ -86,8 +86,10 @@ struct ddpm_unet {
    float *dxcur;                      /* its gradient (the caller's dx, may be NULL) */
    int fwd_dropout;                   /* dropout applied in the last forward */
    uint64_t fwd_seed;                 /* its seed */
+   uint64_t fwd_first;                /* and its first image's index */
    int training, grad_enabled, have_forward;
    uint64_t dropout_seed;
+   uint64_t dropout_first;            /* index of the batch's first image (data parallel) */
    ddpm_unet_prof *prof;              /* per-op timers, when not NULL (bench) */
 };
 

@@ -361,6 +361,13 @@ static uint64_t node_seed(uint64_t seed, int i)
    return z ^ (z >> 31);
 }
 
+/* The dropout of node idx in the current pass (none in evaluation). */
+static ddpm_dropout node_dropout(const ddpm_unet *m, int idx)
+{
+   if (!m->fwd_dropout) return DDPM_NO_DROPOUT;
+   return (ddpm_dropout){m->cfg.dropout, node_seed(m->fwd_seed, idx), m->fwd_first};
+}
+
 /* ---------------------------------------------------------------- convolutions */
 
 static ddpm_gemm_ws gws(const ddpm_unet *m)
@@ -427,7 +434,7 @@ static void res_forward(ddpm_unet *m, node *n, int idx, float *y)
    float *mean2 = keep ? n->mean[1] : m->stat_mean, *rstd2 = keep ? n->rstd[1] : m->stat_rstd;
    double t0 = pbegin(m);
    ddpm_gn_act_forward(a1, mean1, rstd1, 0, x, PW(m, n, R_N1W), PW(m, n, R_N1B),
-                       N, n->C, HW, G, eps, 1, 0.0f, 0);
+                       N, n->C, HW, G, eps, 1, DDPM_NO_DROPOUT);
    pend(m, PF_GN_FWD, t0);
    /* conv1's bias and Dense(swish(temb)) are one per-image bias */
    t0 = pbegin(m);
@@ -440,8 +447,7 @@ static void res_forward(ddpm_unet *m, node *n, int idx, float *y)
    conv_fwd(m, h1, a1, PW(m, n, R_C1W), &e1, &n->cs[0], n->wino & 1);
    t0 = pbegin(m);
    ddpm_gn_act_forward(d2, mean2, rstd2, 0, h1, PW(m, n, R_N2W), PW(m, n, R_N2B),
-                       N, n->Cout, HW, G, eps, 1, m->fwd_dropout ? m->cfg.dropout : 0.0f,
-                       node_seed(m->fwd_seed, idx));
+                       N, n->Cout, HW, G, eps, 1, node_dropout(m, idx));
    pend(m, PF_GN_FWD, t0);
    const float *skip = x;
    if (n->has_short) {
@@ -461,7 +467,7 @@ static void attn_forward(ddpm_unet *m, node *n, float *y)
    double t0 = pbegin(m);
    ddpm_gn_act_forward(h, m->pkeep ? n->mean[0] : m->stat_mean,
                        m->pkeep ? n->rstd[0] : m->stat_rstd, 0, x, PW(m, n, A_GW),
-                       PW(m, n, A_GB), N, C, HW, m->cfg.groups, m->cfg.eps, 0, 0.0f, 0);
+                       PW(m, n, A_GB), N, C, HW, m->cfg.groups, m->cfg.eps, 0, DDPM_NO_DROPOUT);
    pend(m, PF_GN_FWD, t0);
    t0 = pbegin(m);
    float *q = n->q, *k = n->k, *v = n->v, *o = n->o, *att = n->att;
@@ -514,7 +520,7 @@ static void node_forward(ddpm_unet *m, int idx, float *y)
       ddpm_gn_act_forward(y, m->pkeep ? n->mean[0] : m->stat_mean,
                           m->pkeep ? n->rstd[0] : m->stat_rstd, 0, input_of(m, n->in),
                           PW(m, n, 0), PW(m, n, 1), N, n->C, n->H * n->W, m->cfg.groups,
-                          m->cfg.eps, 1, 0.0f, 0);
+                          m->cfg.eps, 1, DDPM_NO_DROPOUT);
       pend(m, PF_GN_FWD, t0);
       break;
    }
@@ -535,6 +541,7 @@ int ddpm_unet_forward(ddpm_unet *m, float *out, const float *x, const float *t,
    if (rc != DDPM_OK) return rc;
    m->fwd_dropout = m->training && c->dropout > 0;
    m->fwd_seed = m->dropout_seed;
+   m->fwd_first = m->dropout_first;
    const int td = m->temb_dim;
    double t0 = pbegin(m);
    if (keep) {   /* backward reads x again; the caller may have changed it by then */
@@ -585,8 +592,7 @@ static void res_backward(ddpm_unet *m, node *n, int idx, const float *dy)
    const float *x = input_of(m, n->in);
    float *dx = dinput_of(m, n->in);
    float *T0 = m->T[0], *T1 = m->T[1], *T2 = m->T[2];
-   const float p = m->fwd_dropout ? m->cfg.dropout : 0.0f;
-   const uint64_t seed = node_seed(m->fwd_seed, idx);
+   const ddpm_dropout drop = node_dropout(m, idx);
    int dx_acc = !n->first_in;
    if (n->has_short && dx) {
       conv_bwd(m, dx, dx_acc, GW(m, n, R_SW), GW(m, n, R_SB), dy, x, PW(m, n, R_SW),
@@ -597,14 +603,14 @@ static void res_backward(ddpm_unet *m, node *n, int idx, const float *dy)
    }
    double t0 = pbegin(m);
    ddpm_gn_act_forward(T0, n->mean[1], n->rstd[1], 1, n->h1, PW(m, n, R_N2W), PW(m, n, R_N2B),
-                       N, n->Cout, HW, G, eps, 1, p, seed);
+                       N, n->Cout, HW, G, eps, 1, drop);
    pend(m, PF_GN_RECOMP, t0);
    conv_bwd(m, T1, 0, GW(m, n, R_C2W), GW(m, n, R_C2B), dy, T0, PW(m, n, R_C2W), &n->cs[1],
             (n->wino >> 1) & 1);
    t0 = pbegin(m);
    ddpm_gn_act_backward(T0, 0, GW(m, n, R_N2W), GW(m, n, R_N2B), m->dtp, T1, T1, n->h1,
                         n->mean[1], n->rstd[1], PW(m, n, R_N2W), PW(m, n, R_N2B), NULL,
-                        N, n->Cout, HW, G, 1, p, seed);
+                        N, n->Cout, HW, G, 1, drop);
    pend(m, PF_GN_BWD, t0);
    /* the per-image bias of conv1: Dense(swish(temb)) + conv1.bias */
    t0 = pbegin(m);
@@ -619,13 +625,13 @@ static void res_backward(ddpm_unet *m, node *n, int idx, const float *dy)
    pend(m, PF_TEMB, t0);
    t0 = pbegin(m);
    ddpm_gn_act_forward(T1, n->mean[0], n->rstd[0], 1, x, PW(m, n, R_N1W), PW(m, n, R_N1B),
-                       N, n->C, HW, G, eps, 1, 0.0f, 0);
+                       N, n->C, HW, G, eps, 1, DDPM_NO_DROPOUT);
    pend(m, PF_GN_RECOMP, t0);
    conv_bwd(m, T2, 0, GW(m, n, R_C1W), NULL, T0, T1, PW(m, n, R_C1W), &n->cs[0], n->wino & 1);
    t0 = pbegin(m);
    ddpm_gn_act_backward(dx, dx_acc, GW(m, n, R_N1W), GW(m, n, R_N1B), NULL, T2, T2, x,
                         n->mean[0], n->rstd[0], PW(m, n, R_N1W), PW(m, n, R_N1B),
-                        n->has_short ? NULL : dy, N, n->C, HW, G, 1, 0.0f, 0);
+                        n->has_short ? NULL : dy, N, n->C, HW, G, 1, DDPM_NO_DROPOUT);
    pend(m, PF_GN_BWD, t0);
 }
 
@@ -637,7 +643,7 @@ static void attn_backward(ddpm_unet *m, node *n, const float *dy)
    float *h = m->T[0], *dh = m->T[1];
    double t0 = pbegin(m);
    ddpm_gn_act_forward(h, n->mean[0], n->rstd[0], 1, x, PW(m, n, A_GW), PW(m, n, A_GB),
-                       N, C, HW, G, m->cfg.eps, 0, 0.0f, 0);
+                       N, C, HW, G, m->cfg.eps, 0, DDPM_NO_DROPOUT);
    pend(m, PF_GN_RECOMP, t0);
    t0 = pbegin(m);
    ddpm_gemm_ws ws = gws(m);
@@ -650,7 +656,7 @@ static void attn_backward(ddpm_unet *m, node *n, const float *dy)
    t0 = pbegin(m);
    ddpm_gn_act_backward(dx, !n->first_in, GW(m, n, A_GW), GW(m, n, A_GB), NULL, dh, dh, x,
                         n->mean[0], n->rstd[0], PW(m, n, A_GW), PW(m, n, A_GB), dy,
-                        N, C, HW, G, 0, 0.0f, 0);
+                        N, C, HW, G, 0, DDPM_NO_DROPOUT);
    pend(m, PF_GN_BWD, t0);
 }
 
@@ -699,7 +705,7 @@ static void node_backward(ddpm_unet *m, int idx, const float *dy)
       ddpm_gn_act_backward(dinput_of(m, n->in), !n->first_in, GW(m, n, 0), GW(m, n, 1), NULL,
                            (float *)dy, dy, input_of(m, n->in), n->mean[0], n->rstd[0],
                            PW(m, n, 0), PW(m, n, 1), NULL, N, n->C, n->H * n->W,
-                           m->cfg.groups, 1, 0.0f, 0);
+                           m->cfg.groups, 1, DDPM_NO_DROPOUT);
       pend(m, PF_GN_BWD, t0);
       break;
    }

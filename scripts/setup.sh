@@ -4,7 +4,7 @@
 #   scripts/setup.sh test     also the test-only reference (python3-torch) and prove
 #   scripts/setup.sh data     also the Fashion-MNIST data set
 set -eu
-want="build-essential pkg-config libluajit-5.1-dev luajit libopenblas-dev libopenblas0-openmp libpng-dev libsqlite3-dev sqlite3 zlib1g-dev libedit-dev libplplot-dev plplot-driver-cairo"
+want="build-essential pkg-config libluajit-5.1-dev luajit libopenblas-dev libopenblas0-openmp libpng-dev libsqlite3-dev sqlite3 zlib1g-dev libedit-dev libplplot-dev plplot-driver-cairo openmpi-bin libopenmpi-dev"
 for extra in "$@"; do
   case "$extra" in
     test) want="$want python3-torch perl dataset-fashion-mnist chromium" ;;

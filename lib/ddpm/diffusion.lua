@@ -170,20 +170,45 @@ end
 --- sum_n L_n / (T p_t(n)) / N, and the unweighted per-example losses are
 --- added to the history afterwards. Returns the loss, the per-example
 --- (unweighted) losses (a tensor) and the timesteps (a table).
+---
+--- A share of a larger batch (data parallelism): rng.total = the size of the
+--- whole batch and rng.first = the index (0-based) of x0's first example in
+--- it. t and eps are then those the examples get in the whole batch, the
+--- loss is the mean over x0's examples, the sampler's history is left to the
+--- caller (who has every rank's losses), and a fourth result is the whole
+--- batch's timesteps.
 function Diffusion:loss(model, x0, rng)
    local N = x0:size(1)
    local sizes = x0:size()
-   local t, w
+   local first, total = rng.first or 0, rng.total or N
+   if first % 1 ~= 0 or first < 0 or total % 1 ~= 0 or first + N > total then
+      error(('loss: examples %s..%s of a batch of %s'):format(tostring(first), tostring(first + N - 1),
+            tostring(total)), 2)
+   end
+   local share = total ~= N
+   local t, w, t_all
    if rng.sampler then
       if rng.sampler:T() ~= self.T then
          error(('loss: the timestep sampler has T = %d, the diffusion T = %d'):format(
             rng.sampler:T(), self.T), 2)
       end
-      t, w = rng.sampler:sample(N, rng.t_seed, rng.t_counter or 0)
+      t, w = rng.sampler:sample(total, rng.t_seed, rng.t_counter or 0)
    else
-      t = core.randint(N, self.T, rng.t_seed, rng.t_counter or 0)
+      t = core.randint(total, self.T, rng.t_seed, rng.t_counter or 0)
    end
-   local eps = core.randn(sizes, rng.eps_seed, rng.eps_counter or 0)
+   if share then   -- this share's timesteps and weights
+      t_all, t = t, {}
+      for i = 1, N do t[i] = t_all[first + i] end
+      if w then
+         local ws = w:narrow(1, first + 1, N):contiguous()
+         w:free()
+         w = ws
+      end
+   end
+   -- normal j of a draw takes counters c + 2j: example first + i starts at
+   -- c + 2 * (first + i) * D, as in the whole batch
+   local D = x0:numel() / N
+   local eps = core.randn(sizes, rng.eps_seed, (rng.eps_counter or 0) + 2 * first * D)
    local xt = core.q_sample(self.sched, x0, eps, t)
    local out = model:forward(xt, t)
    local loss, grad, losses
@@ -197,11 +222,11 @@ function Diffusion:loss(model, x0, rng)
    end
    model:backward(grad)
    if w then
-      if loss == loss and loss ~= math.huge then rng.sampler:update(t, losses) end
+      if not share and loss == loss and loss ~= math.huge then rng.sampler:update(t, losses) end
       w:free()
    end
    xt:free(); eps:free()
-   return loss, losses, t
+   return loss, losses, t, t_all
 end
 
 --- diff:tsampler{history = 10, uniform_prob = 0.001}: the loss-second-moment

@@ -231,7 +231,10 @@ entry(S, 'UNet:load', "m:load(path [, {prefix = '', strict = true}]) -> m",
    'prefix selects names, e.g. "ema." in a training checkpoint; strict = false\n' ..
    'ignores extra tensors. A missing or mis-shaped tensor is an error.',
    "m:load('ckpt.safetensors', {prefix = 'ema.', strict = false})")
-entry(S, 'UNet:set_dropout_seed', 'm:set_dropout_seed(s)', 'Seeds the dropout masks of the next passes.',
+entry(S, 'UNet:set_dropout_seed', 'm:set_dropout_seed(s [, first = 0])',
+   'Seeds the dropout masks of the next passes. first is the index of the\n' ..
+   "batch's first image in a larger batch (a data-parallel rank's share):\n" ..
+   'each image then gets the masks it would get in the whole batch.',
    'm:set_dropout_seed(1)')
 entry(S, 'UNet:set_grad_enabled', 'm:set_grad_enabled(on)',
    'With false, forward keeps no activations for backward (sampling).',

@@ -189,7 +189,7 @@ function UNet:evaluate()
    return self
 end
 
-function UNet:set_dropout_seed(s) check_self(self, 'set_dropout_seed'); self._c:set_dropout_seed(s) end
+function UNet:set_dropout_seed(s, first) check_self(self, 'set_dropout_seed'); self._c:set_dropout_seed(s, first) end
 function UNet:set_grad_enabled(on) check_self(self, 'set_grad_enabled'); self._c:set_grad_enabled(on) end
 function UNet:num_params() check_self(self, 'num_params'); return self._c:num_params() end
 function UNet:num_tensors() check_self(self, 'num_tensors'); return self._c:num_tensors() end

@@ -81,12 +81,23 @@ end
 function log.start(opt)
    opt = opt or {}
    local db = opt.db or os.getenv('DDPMLUA_DB') or 'runs.db'
-   local rl = core.runlog_open(db)
    local path, text, argv = script_info()
    path = opt.script_path or path
    text = opt.script_text or text or ''
-   local commit, dirty = git_info(path)
    local config = opt.config or {}
+   local nranks = core.dist_size()
+   if nranks > 1 then
+      -- every rank must run the same script with the same configuration
+      local same, who = core.dist_same(table.concat({text, json.encode(config), json.encode(argv),
+                                                     db, tostring(opt.seed or config.seed or 0)}, '\0'))
+      if not same then
+         error(('log.start: rank %d runs another script, configuration or arguments than rank 0 ' ..
+                '(every rank of mpirun must run the same command)'):format(who), 2)
+      end
+      if core.dist_rank() ~= 0 then return log.follower(db, config, opt) end
+   end
+   local rl = core.runlog_open(db)
+   local commit, dirty = git_info(path)
    local id = rl:begin_run{
       name = opt.name, experiment = opt.experiment, script_path = path, script_text = text,
       config_json = json.encode(config), seed = opt.seed or config.seed or 0,
@@ -97,7 +108,8 @@ function log.start(opt)
       version = 'ddpmlua ' .. (require('ddpm')._VERSION),
       -- a re-run is bit-exact only with the same binary (and thread count)
       env_json = json.encode{threads = core.get_num_threads(), luajit = jit and jit.version,
-                             binary_sha256 = binary_sha256()},
+                             binary_sha256 = binary_sha256(), ranks = nranks > 1 and nranks or nil},
+      world_size = nranks,
    }
    local rows = rl:query('SELECT uuid FROM runs WHERE run_id = :id', {id = id})
    local self = setmetatable({db = rl, db_path = db, id = id, uuid = rows[1].uuid, config = config,
@@ -105,6 +117,9 @@ function log.start(opt)
    local base = db:match('^(.*)/[^/]*$') or '.'
    self.dir = opt.dir or (base .. '/runs/' .. self.uuid)
    os.execute('mkdir -p ' .. shell_quote(self.dir))
+   if nranks > 1 then   -- the other ranks learn the run's id, uuid and folder
+      core.dist_broadcast_string(json.encode{id = self.id, uuid = self.uuid, dir = self.dir}, 0)
+   end
    -- If the script dies without finishing the run, record why.
    local guard = newproxy(true)
    getmetatable(guard).__gc = function()
@@ -145,6 +160,21 @@ end
 
 function Run:__tostring()
    return ('[ddpm.Run %d %s (%s) in %s]'):format(self.id, self.uuid, self.status, self.db_path)
+end
+
+--- The Run of a rank other than 0 in an MPI job: rank 0 alone writes the
+--- history and the run's files; here every call that would write does
+--- nothing, and id, uuid and dir are rank 0's.
+local Follower = {}
+Follower.__index = function(_, k)
+   if Run[k] and k ~= '__tostring' then return function() end end
+end
+
+function log.follower(db, config, opt)
+   local info = json.decode(core.dist_broadcast_string('', 0))
+   return setmetatable({db_path = db, id = info.id, uuid = info.uuid, dir = opt.dir or info.dir,
+                        config = config, status = 'running', seed = opt.seed or config.seed or 0,
+                        follower = true}, Follower)
 end
 
 --- log.runs{db=, last=, status=} -> rows of the runs table (newest first).

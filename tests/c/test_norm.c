@@ -221,7 +221,7 @@ static void check_fused(int N, int C, int HW, int G, int silu, float p)
    printf("# fused N=%d C=%d HW=%d G=%d silu=%d p=%g\n", N, C, HW, G, silu, p);
 
    /* forward */
-   ddpm_gn_act_forward(y, mean2, rstd2, 0, x, gamma, beta, N, C, HW, G, 1e-6f, silu, p, seed);
+   ddpm_gn_act_forward(y, mean2, rstd2, 0, x, gamma, beta, N, C, HW, G, 1e-6f, silu, (ddpm_dropout){p, seed, 0});
    ddpm_groupnorm_forward(ref, mean, rstd, x, gamma, beta, N, C, HW, G, 1e-6f);   /* pre-activation */
    memcpy(act, ref, n * sizeof(float));
    if (silu) ddpm_silu_forward(act, ref, (int64_t)n);
@@ -236,8 +236,22 @@ static void check_fused(int N, int C, int HW, int G, int silu, float p)
       stats_ok &= fabsf(mean2[2 * i] + mean2[2 * i + 1] - mean[i]) <= 1e-6f * (1 + fabsf(mean[i])) &&
                   rstd2[i] == rstd[i];
    CHECK(stats_ok, "saved statistics: mean as hi + lo, rstd as the plain kernel's");
-   ddpm_gn_act_forward(y2, mean2, rstd2, 1, x, gamma, beta, N, C, HW, G, 1e-6f, silu, p, seed);
+   ddpm_gn_act_forward(y2, mean2, rstd2, 1, x, gamma, beta, N, C, HW, G, 1e-6f, silu, (ddpm_dropout){p, seed, 0});
    CHECK(memcmp(y, y2, n * sizeof(float)) == 0, "recomputed from the saved statistics: same bits");
+   if (N > 1) {   /* a data-parallel share: images h.. alone, their first index given */
+      const int h = N / 2;
+      const size_t off = (size_t)h * C * HW;
+      ddpm_gn_act_forward(y2, mean2, rstd2, 0, x + off, gamma, beta, N - h, C, HW, G, 1e-6f, silu,
+                          (ddpm_dropout){p, seed, (uint64_t)h});
+      CHECK(memcmp(y + off, y2, (n - off) * sizeof(float)) == 0,
+            "images %d.. alone with first = %d: the same bits (masks) as in the whole batch", h, h);
+      ddpm_gn_act_forward(y2, mean2, rstd2, 0, x + off, gamma, beta, N - h, C, HW, G, 1e-6f, silu,
+                          (ddpm_dropout){p, seed, 0});
+      CHECK(p <= 0.0f || memcmp(y + off, y2, (n - off) * sizeof(float)) != 0,
+            "with first = 0 they get other masks (p = %g)", p);
+      ddpm_gn_act_forward(y2, mean2, rstd2, 0, x, gamma, beta, N, C, HW, G, 1e-6f, silu,
+                          (ddpm_dropout){p, seed, 0});
+   }
 
    /* backward reference: dropout, silu, groupnorm backward (accumulating from 0) */
    memset(g1, 0, n * sizeof(float));
@@ -261,7 +275,7 @@ static void check_fused(int N, int C, int HW, int G, int silu, float p)
    for (size_t i = 0; i < n; i++) din[i] = NAN;
    memset(dg, 0, C * sizeof(float)); memset(db, 0, C * sizeof(float));
    ddpm_gn_act_backward(din, 0, dg, db, dsum, work, dout, x, mean2, rstd2, gamma, beta, NULL,
-                        N, C, HW, G, silu, p, seed);
+                        N, C, HW, G, silu, (ddpm_dropout){p, seed, 0});
    CHECK_CLOSE(din, rdin, n, 1e-4, "fused backward din = the plain kernels' (overwrite)");
    CHECK_CLOSE(dg, rdg, C, 1e-4, "dgamma matches");
    CHECK_CLOSE(db, rdb, C, 1e-4, "dbeta matches");
@@ -272,13 +286,13 @@ static void check_fused(int N, int C, int HW, int G, int silu, float p)
    memcpy(dcopy, dout, n * sizeof(float));
    memcpy(din, pre, n * sizeof(float));
    ddpm_gn_act_backward(din, 1, NULL, NULL, NULL, dcopy, dcopy, x, mean2, rstd2, gamma, beta, res,
-                        N, C, HW, G, silu, p, seed);
+                        N, C, HW, G, silu, (ddpm_dropout){p, seed, 0});
    for (size_t i = 0; i < n; i++) want[i] = pre[i] + res[i] + rdin[i];
    CHECK_CLOSE(din, want, n, 1e-4, "accumulate + residual, work = dout");
    /* overwrite into work itself */
    memcpy(dcopy, dout, n * sizeof(float));
    ddpm_gn_act_backward(dcopy, 0, NULL, NULL, NULL, dcopy, dcopy, x, mean2, rstd2, gamma, beta,
-                        NULL, N, C, HW, G, silu, p, seed);
+                        NULL, N, C, HW, G, silu, (ddpm_dropout){p, seed, 0});
    CHECK_CLOSE(dcopy, rdin, n, 1e-4, "din = work = dout in place");
 
    /* thread counts */
@@ -286,14 +300,14 @@ static void check_fused(int N, int C, int HW, int G, int silu, float p)
    float *d1 = falloc(n), *d3 = falloc(n), *gg1 = falloc(C), *gg3 = falloc(C);
    omp_set_num_threads(1);
    memset(gg1, 0, C * sizeof(float));
-   ddpm_gn_act_forward(y, mean2, rstd2, 0, x, gamma, beta, N, C, HW, G, 1e-6f, silu, p, seed);
+   ddpm_gn_act_forward(y, mean2, rstd2, 0, x, gamma, beta, N, C, HW, G, 1e-6f, silu, (ddpm_dropout){p, seed, 0});
    ddpm_gn_act_backward(d1, 0, gg1, NULL, NULL, work, dout, x, mean2, rstd2, gamma, beta, NULL,
-                        N, C, HW, G, silu, p, seed);
+                        N, C, HW, G, silu, (ddpm_dropout){p, seed, 0});
    omp_set_num_threads(3);
    memset(gg3, 0, C * sizeof(float));
-   ddpm_gn_act_forward(y2, mean2, rstd2, 0, x, gamma, beta, N, C, HW, G, 1e-6f, silu, p, seed);
+   ddpm_gn_act_forward(y2, mean2, rstd2, 0, x, gamma, beta, N, C, HW, G, 1e-6f, silu, (ddpm_dropout){p, seed, 0});
    ddpm_gn_act_backward(d3, 0, gg3, NULL, NULL, work, dout, x, mean2, rstd2, gamma, beta, NULL,
-                        N, C, HW, G, silu, p, seed);
+                        N, C, HW, G, silu, (ddpm_dropout){p, seed, 0});
    omp_set_num_threads(saved);
    CHECK(!memcmp(y, y2, n * 4) && !memcmp(d1, d3, n * 4) && !memcmp(gg1, gg3, C * 4),
          "fused kernels: same bits for 1 and 3 threads");

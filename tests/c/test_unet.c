@@ -109,7 +109,7 @@ static void test_gradients(float dropout)
    check_fill(x, nx, 11);
    check_fill(r, no, 12);
    ddpm_unet_set_training(m, dropout > 0);
-   ddpm_unet_set_dropout_seed(m, 99);
+   ddpm_unet_set_dropout_seed(m, 99, 0);
    ddpm_unet_zero_grad(m);
    loss_of(m, out, x, t, r, N, H, no);
    CHECK(ddpm_unet_backward(m, dx, r) == DDPM_OK, "backward runs");
