@@ -28,7 +28,7 @@
 
 #define CHUNK (1 << 30)     /* elements per MPI call: counts are ints */
 
-static int active, world_rank, world_size = 1, local_rank;
+static int active, world_rank, world_size = 1, local_rank, local_size = 1;
 static double timeout_s = -1;
 
 static double mono_now(void)
@@ -68,6 +68,7 @@ int ddpm_dist_init(void)
    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL,
                            &node) == MPI_SUCCESS) {
       MPI_Comm_rank(node, &local_rank);
+      MPI_Comm_size(node, &local_size);
       MPI_Comm_free(&node);
    }
    active = 1;
@@ -78,6 +79,7 @@ int ddpm_dist_active(void) { return active; }
 int ddpm_dist_rank(void) { return world_rank; }
 int ddpm_dist_size(void) { return world_size; }
 int ddpm_dist_local_rank(void) { return local_rank; }
+int ddpm_dist_local_size(void) { return local_size; }
 
 double ddpm_dist_timeout(void)
 {

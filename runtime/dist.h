@@ -36,6 +36,8 @@ int  ddpm_dist_rank(void);              /* 0 outside a job */
 int  ddpm_dist_size(void);              /* 1 outside a job */
 /* The node-local rank (ranks sharing this host), 0 outside a job. */
 int  ddpm_dist_local_rank(void);
+/* The number of ranks on this host, 1 outside a job. */
+int  ddpm_dist_local_size(void);
 
 /* In-place reductions over all ranks; without a job they do nothing. */
 int  ddpm_dist_allreduce_f32(float *buf, int64_t n, ddpm_dist_op op);

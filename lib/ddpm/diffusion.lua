@@ -40,6 +40,7 @@ or the full chain suits it better.
 ]]
 local core = require 'ddpm.core'
 local progress = require 'ddpm.progress'
+local dist = require 'ddpm.dist'
 
 local Diffusion = {}
 Diffusion.__index = Diffusion
@@ -308,7 +309,7 @@ local function set(...)
 end
 local COMMON = {'seed', 'steps', 'sampler', 'eta', 'clip', 'progress', 'label'}
 local OPTS = {
-   sample = set('n', 'shape', 'noise', 'on_step', unpack(COMMON)),
+   sample = set('n', 'shape', 'noise', 'on_step', 'shard', unpack(COMMON)),
    progressive = set('n', 'shape', 'noise', 'on_step', 'every', 'path', unpack(COMMON)),
    interpolate = set('t', 'lambdas', 'path', unpack(COMMON)),
    shared_latent = set('n', 'shape', 'split', 'branches', 'path', unpack(COMMON)),
@@ -410,9 +411,21 @@ function Diffusion:_chain(x, from, to, st)
    return x
 end
 
--- The noise source of a chain: N(0, I) draws from (seed, stream), counters running.
-local function noise_stream(seed, stream)
+-- The noise source of a chain: N(0, I) draws from (seed, stream), counters
+-- running. A share of rows lo.. of an n-row chain (data parallelism) draws
+-- what those rows draw in the whole chain: row i of a draw starts at counter
+-- c + 2 i D (two uniforms a normal), and each draw of n rows advances c by 2 n D.
+local function noise_stream(seed, stream, lo, n)
    local s, ctr = core.mix_seed(seed, stream), 0
+   if lo then
+      return function(sizes)
+         local D = 1
+         for i = 2, #sizes do D = D * sizes[i] end
+         local z = core.randn(sizes, s, ctr + 2 * lo * D)
+         ctr = ctr + 2 * n * D
+         return z
+      end
+   end
    return function(sizes)
       local z
       z, ctr = core.randn(sizes, s, ctr)
@@ -444,22 +457,35 @@ function Diffusion:sample(model, opt)
    end
    local sampler, eta = check_sampler(opt, 'sample')
    local seed = opt.seed or 0
-   local x
+   local x, sizes, lo, n
+   -- Under mpirun the n samples are split over the ranks (shard = false: not);
+   -- sample i draws what it draws in one process, and every rank gets all n.
+   local shard = core.dist_size() > 1 and opt.noise == nil and opt.shard ~= false
    if opt.noise ~= nil then
       x = batch4(opt.noise, 'sample', 'noise')
    else
       check_shape(opt.shape, 'sample')
-      local n = opt.n or 16
-      local sizes = {n, opt.shape[1], opt.shape[2], opt.shape[3]}
-      x = core.randn(sizes, core.mix_seed(seed, S_XT), 0)
+      n = opt.n or 16
+      sizes = {n, opt.shape[1], opt.shape[2], opt.shape[3]}
+      if shard then
+         local hi
+         lo, hi = dist.shard(n)
+         local D = sizes[2] * sizes[3] * sizes[4]
+         x = hi > lo and core.randn({hi - lo, sizes[2], sizes[3], sizes[4]}, core.mix_seed(seed, S_XT),
+                                    2 * lo * D) or nil
+      else
+         x = core.randn(sizes, core.mix_seed(seed, S_XT), 0)
+      end
    end
-   local show = opt.progress ~= false
+   local show = opt.progress ~= false and core.dist_rank() == 0
    local bar = show and progress.new{total = self.T, label = opt.label or (sampler == 'ddim' and 'ddim' or 'sample')}
    return with_model(model, 'sample', bar, function(m)
       local st = {m = m, sampler = sampler, eta = eta, clip = opt.clip, bar = bar,
-                  noise = noise_stream(seed, S_Z), on_step = opt.on_step,
-                  x0_out = opt.on_step and core.zeros(x:size()) or nil}
-      return self:_chain(x, self.T - 1, 0, st)
+                  noise = noise_stream(seed, S_Z, lo, n), on_step = opt.on_step,
+                  x0_out = x and opt.on_step and core.zeros(x:size()) or nil}
+      if x then self:_chain(x, self.T - 1, 0, st) end
+      if shard then x = dist.gather_rows(x, lo, sizes) end
+      return x
    end, self)
 end
 

@@ -275,6 +275,7 @@ function ddpm.diffusion(opt) return require('ddpm.diffusion').new(opt) end
 
 ddpm.data = require 'ddpm.data'
 ddpm.log = require 'ddpm.log'
+ddpm.dist = require 'ddpm.dist'         -- data parallelism under mpirun (rank, size, allreduce, ...)
 ddpm.runs = require('ddpm.commands').runs   -- ddpm.runs{db=, status=, last=, ...}: run rows
 ddpm.checkpoint = require 'ddpm.checkpoint'
 ddpm.metrics = require('ddpm.metrics')

@@ -19,8 +19,18 @@ part of the checkpoint, so resuming stays exact. A core.tsampler object may
 be given instead of the name.
 
 Every random choice of step s (data order, flips, timesteps, noise, dropout)
-is a pure function of (seed, s), so a run resumed from a checkpoint
-(resume = path) continues bit for bit as if it had never stopped.
+is a pure function of (seed, s) and of the example's place in the batch, so
+a run resumed from a checkpoint (resume = path) continues bit for bit as if
+it had never stopped.
+
+Under mpirun (ddpm.dist) the run is data-parallel: each of the N ranks
+takes batch/N of each step's examples (the same examples, timesteps, noise
+and dropout masks they get in one process), the gradients are summed over
+the ranks and scaled by 1/N, and every rank applies the same clipping, Adam
+and EMA. Rank 0 alone writes the history, checkpoints, samples and
+progress. The ranks compare a digest of their parameters every
+check_every steps (100) and at each checkpoint. A run may resume with
+another N. docs/distributed.md has the details.
 
 time_limit (seconds) ends training early, as a finished run, at the first
 step past it. Ctrl-C (or SIGTERM) finishes the current step, writes a checkpoint, marks the
@@ -32,6 +42,7 @@ local json = require 'ddpm.json'
 local progress = require 'ddpm.progress'
 local checkpoint = require 'ddpm.checkpoint'
 local log = require 'ddpm.log'
+local dist = require 'ddpm.dist'
 
 local host = package.preload['ddpm.host'] and require('ddpm.host') or nil
 
@@ -43,7 +54,7 @@ local known = {model = 1, diffusion = 1, data = 1, steps = 1, batch = 1, lr = 1,
    experiment = 1, config = 1, sample_every = 1, sample_n = 1, sample_at_end = 1,
    checkpoint_every = 1, keep_checkpoints = 1, resume = 1, log_every = 1, progress = 1,
    on_step = 1, max_nonfinite = 1, adam = 1, finish = 1, time_limit = 1, schedule_sampler = 1,
-   schedule_sampler_opts = 1}
+   schedule_sampler_opts = 1, check_every = 1}
 
 local function check(opt)
    for k in pairs(opt) do
@@ -64,6 +75,35 @@ local function check(opt)
       if type(v) ~= 'number' or v < 1 or v % 1 ~= 0 then
          error(('train: %s must be a positive integer, got %s'):format(k, tostring(v)), 3)
       end
+   end
+   local n = core.dist_size()
+   if opt.batch % n ~= 0 then
+      error(('train: the batch of %d does not divide over the %d ranks of this MPI job; use a ' ..
+             'multiple of %d (or another -np)'):format(opt.batch, n, n), 3)
+   end
+end
+
+-- The training settings every rank must share (compared across ranks).
+local function settings_digest(opt, model)
+   local t = {}
+   for _, k in ipairs{'steps', 'batch', 'lr', 'warmup', 'grad_clip', 'seed', 'pad_to', 'flip',
+                      'sample_every', 'sample_n', 'checkpoint_every', 'log_every', 'max_nonfinite',
+                      'resume', 'check_every', 'time_limit'} do
+      t[#t + 1] = k .. '=' .. tostring(opt[k])
+   end
+   t[#t + 1] = 'ema=' .. (type(opt.ema_decay) == 'function' and 'function' or tostring(opt.ema_decay))
+   t[#t + 1] = 'model=' .. json.encode(model:config())
+   t[#t + 1] = 'data=' .. tostring(opt.data:size()) .. 'x' .. table.concat(opt.data:shape(), 'x')
+   return table.concat(t, ';')
+end
+
+-- The ranks stop with an error when their parameters (or EMA) differ.
+local function check_in_step(step, params, ema_params)
+   local same, who = dist.same(core.hash64(params) .. core.hash64(ema_params))
+   if not same then
+      error(('train: at step %d the parameters of rank %d differ from rank 0\'s (the ranks ' ..
+             'have drifted apart: different builds, thread counts with other arithmetic, or ' ..
+             'a fault); stopping'):format(step, who), 0)
    end
 end
 
@@ -88,6 +128,13 @@ local function batch_indices(data, N, B, seed, step, cache)
    return idx
 end
 
+-- Elements first+1 .. first+n of a table.
+local function share(list, first, n)
+   local out = {}
+   for i = 1, n do out[i] = list[first + i] end
+   return out
+end
+
 local function ckpt_path(dir, step) return ('%s/ckpt-%08d.safetensors'):format(dir, step) end
 
 local function train(opt)
@@ -105,6 +152,16 @@ local function train(opt)
    local log_every = opt.log_every or 1
    local max_nonfinite = opt.max_nonfinite or 3
 
+   local R, NR = core.dist_rank(), core.dist_size()
+   local b = math.floor(B / NR)   -- this rank's share of each batch
+   local first = R * b
+   if NR > 1 then
+      local same, who = dist.same(settings_digest(opt, model))
+      if not same then
+         error(('train: rank %d trains with other settings than rank 0 (every rank of mpirun ' ..
+                'must run the same command)'):format(who), 2)
+      end
+   end
    local run = opt.run or log.start{db = opt.db, name = opt.name, experiment = opt.experiment,
                                      config = opt.config, seed = seed}
    local ema = require('ddpm').unet((function()
@@ -126,15 +183,21 @@ local function train(opt)
             opt.resume, meta.seed, seed), 2)
       end
       run:tag('resumed_from', opt.resume)
-      io.stderr:write(('resumed from %s at step %d\n'):format(opt.resume, start))
+      if R == 0 then io.stderr:write(('resumed from %s at step %d\n'):format(opt.resume, start)) end
    end
 
    local params, grads = model:flat_params(), model:flat_grads()
    local ema_params = ema:flat_params()
+   if NR > 1 then   -- one starting point for every rank, whatever each built or loaded
+      dist.broadcast(params, 0)
+      dist.broadcast(ema_params, 0)
+   end
+   local check_every = opt.check_every or 100
    local cache = {}
-   local xbuf = core.zeros{B, C, H, W}
-   local bar = opt.progress ~= false and progress.new{total = steps, start = start, label = 'train',
-                                                                time_limit = opt.time_limit}
+   local xbuf = core.zeros{b, C, H, W}
+   local lbuf = NR > 1 and core.zeros{B} or nil
+   local bar = opt.progress ~= false and R == 0 and progress.new{total = steps, start = start,
+                                                   label = 'train', time_limit = opt.time_limit}
    local nonfinite, last_loss = 0, nil
    local ckpts = {}
    local status = 'finished'
@@ -143,12 +206,18 @@ local function train(opt)
 
    local function save_ckpt(step)
       local path = ckpt_path(run.dir, step)
+      if NR > 1 then check_in_step(step, params, ema_params) end
       state.step = step
-      checkpoint.save(path, state)
-      run:checkpoint(step, path)
+      if R == 0 then
+         checkpoint.save(path, state)
+         run:checkpoint(step, path)
+      end
       ckpts[#ckpts + 1] = path
       local keep = opt.keep_checkpoints or 2
-      while #ckpts > keep do os.remove(table.remove(ckpts, 1)) end
+      while #ckpts > keep do
+         local old = table.remove(ckpts, 1)
+         if R == 0 then os.remove(old) end
+      end
       return path
    end
 
@@ -162,11 +231,15 @@ local function train(opt)
    local function save_samples(step)
       local x = diff:sample(ema, {n = opt.sample_n or 64, shape = {C, H, W},
                                   seed = core.mix_seed(seed, S_SAMPLE), label = 'sample',
-                                  progress = opt.progress, on_step = stop_check})
+                                  progress = opt.progress ~= false and R == 0,
+                                  -- ranks cannot leave a sharded chain one by one
+                                  on_step = NR == 1 and stop_check or nil})
       local path = ('%s/samples-%08d.png'):format(run.dir, step)
-      core.save_grid(path, x, 8, 2)
-      run:artifact(step, 'sample_grid', path, {n = opt.sample_n or 64, ema = true, sampler = 'ancestral',
-                                               steps = diff.T})
+      if R == 0 then
+         core.save_grid(path, x, 8, 2)
+         run:artifact(step, 'sample_grid', path, {n = opt.sample_n or 64, ema = true,
+                                                  sampler = 'ancestral', steps = diff.T})
+      end
       x:free()
       return path
    end
@@ -179,12 +252,28 @@ local function train(opt)
       for step = start + 1, steps do
          local idx = batch_indices(data, N, B, seed, step, cache)
          local flips = opt.flip and core.randint(B, 2, sseed.flip, (step - 1) * B * 4) or nil
+         if NR > 1 then idx, flips = share(idx, first, b), flips and share(flips, first, b) end
          local x0 = data:batch(idx, P, flips, xbuf)
          model:zero_grad()
-         model:set_dropout_seed(core.mix_seed(sseed.drop, step))
-         local loss, losses, t = diff:loss(model, x0, {t_seed = sseed.t, t_counter = (step - 1) * 1048576,
-                                                        eps_seed = sseed.eps, eps_counter = (step - 1) * 4294967296,
-                                                        sampler = tsampler})
+         model:set_dropout_seed(core.mix_seed(sseed.drop, step), first)
+         local loss, losses, t, t_all = diff:loss(model, x0, {t_seed = sseed.t,
+            t_counter = (step - 1) * 1048576, eps_seed = sseed.eps,
+            eps_counter = (step - 1) * 4294967296, sampler = tsampler, first = first, total = B})
+         local stop_all
+         if NR > 1 then
+            -- one sum of the gradients over the ranks, then every rank's
+            -- per-example losses, the mean loss and the stop requests
+            dist.allreduce(grads, 'sum')
+            grads:mul_(1 / NR)
+            lbuf:fill(0)
+            lbuf:narrow(1, first + 1, b):copy(losses)
+            dist.allreduce(lbuf, 'sum')
+            local v = dist.allreduce_numbers({loss, host and host.stop_requested() and 1 or 0}, 'sum')
+            loss, stop_all = v[1] / NR, v[2] > 0
+            losses:free()
+            losses, t = lbuf:clone(), t_all
+            if tsampler and loss == loss and loss ~= math.huge then tsampler:update(t, losses) end
+         end
          local gnorm = core.clip_grad_norm(grads, clip)
          local lr_t = warmup > 0 and lr * math.min((step - 1) / warmup, 1) or lr
          if loss ~= loss or gnorm ~= gnorm or gnorm == math.huge then
@@ -225,15 +314,22 @@ local function train(opt)
             save_samples(step)
          end
          result.step = step
-         if opt.time_limit and core.time() - t_begin >= opt.time_limit then
+         if NR > 1 and check_every > 0 and step % check_every == 0 then
+            check_in_step(step, params, ema_params)
+         end
+         local over = opt.time_limit and core.time() - t_begin >= opt.time_limit
+         if NR > 1 and opt.time_limit then   -- rank 0's clock decides for all
+            over = dist.allreduce_numbers({R == 0 and over and 1 or 0}, 'sum')[1] > 0
+         end
+         if over then
             result.time_limited = true
             break
          end
-         if host and host.stop_requested() then
+         if (NR > 1 and stop_all) or (NR == 1 and host and host.stop_requested()) then
             if bar then bar:finish() end
             bar = nil
             local path = save_ckpt(step)
-            io.stderr:write(('interrupted at step %d; checkpoint %s\n'):format(step, path))
+            if R == 0 then io.stderr:write(('interrupted at step %d; checkpoint %s\n'):format(step, path)) end
             status = 'interrupted'
             return
          end
