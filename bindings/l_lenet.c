@@ -424,6 +424,12 @@ static int l_gauss_merge(lua_State *L)
    return 0;
 }
 
+static int l_gauss_allreduce(lua_State *L)
+{
+   l_check(L, ddpm_gauss_allreduce(check_gauss(L, 1)), "gauss allreduce");
+   return 0;
+}
+
 static int l_gauss_count(lua_State *L)
 {
    lua_pushnumber(L, (double)check_gauss(L, 1)->n);
@@ -524,7 +530,7 @@ void l_lenet_register(lua_State *L)
       {"save", l_lenet_save}, {"load", l_lenet_load}, {"free", l_lenet_free}, {NULL, NULL}
    };
    static const luaL_Reg gauss_methods[] = {
-      {"add", l_gauss_add}, {"merge", l_gauss_merge}, {"count", l_gauss_count},
+      {"add", l_gauss_add}, {"merge", l_gauss_merge}, {"allreduce", l_gauss_allreduce}, {"count", l_gauss_count},
       {"dim", l_gauss_dim}, {"mean", l_gauss_mean}, {"cov", l_gauss_cov},
       {"save", l_gauss_save}, {"free", l_gauss_free}, {NULL, NULL}
    };

@@ -6,6 +6,14 @@ and hands the gradient to m:backward; the optimiser, clipping and EMA are the
 same C calls ddpm.train makes. Every metric lands in runs.db.
 
    ddpmlua experiments/plain_loop.lua --steps=300
+   mpirun -np 2 ddpmlua experiments/plain_loop.lua --steps=300    # data-parallel
+
+Under mpirun the loop is data-parallel with the three lines marked "dist":
+each rank takes its share of the batch (the same examples, timesteps and
+noise it would have in one process), and the gradients are averaged over
+the ranks before the optimiser. The run history, the progress bar and the
+sample grid are rank 0's alone (ddpm.log, ddpm.progress and ddpm.save_grid
+see to that).
 ]]
 local ddpm = require 'ddpm'
 local core = ddpm.core
@@ -32,9 +40,12 @@ for step = 1, cfg.steps do
    -- x0 ~ q(x0), t ~ Uniform({0..T-1}), eps ~ N(0, I)          (Algorithm 1, lines 2-4)
    local idx = core.randint(cfg.batch, N, core.mix_seed(cfg.seed, 1), step * 1048576)
    for i = 1, #idx do idx[i] = idx[i] + 1 end
-   local x0 = data:batch(idx, 0)
    local t = core.randint(cfg.batch, cfg.T, core.mix_seed(cfg.seed, 2), step * 1048576)
-   local eps = core.randn(x0:size(), core.mix_seed(cfg.seed, 3), step * 4294967296)
+   local lo, hi = ddpm.dist.shard(cfg.batch)                                      -- dist
+   idx, t = {unpack(idx, lo + 1, hi)}, {unpack(t, lo + 1, hi)}                    -- dist
+   local x0 = data:batch(idx, 0)
+   -- normal j of a draw uses counters c + 2j: this share's noise starts at 2 * lo * 784
+   local eps = core.randn(x0:size(), core.mix_seed(cfg.seed, 3), step * 4294967296 + 2 * lo * 784)
    local xt = diff:q_sample(x0, t, eps)
    -- the loss of our choosing: mean |eps - eps_theta|, and its gradient
    m:zero_grad()
@@ -50,6 +61,7 @@ for step = 1, cfg.steps do
       flat[i] = (v > 0 and 1 or v < 0 and -1 or 0) / n
    end
    m:backward(grad)
+   ddpm.dist.allreduce(m:flat_grads()):mul_(1 / ddpm.dist.size())                -- dist
    -- clip, warm-up, Adam, EMA                                   (Algorithm 1, line 5)
    local gnorm = core.clip_grad_norm(m:flat_grads(), cfg.grad_clip)
    local lr = cfg.lr * math.min((step - 1) / cfg.warmup, 1)

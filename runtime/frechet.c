@@ -11,6 +11,7 @@
  * Not here: the feature network, anything float32 beyond the input rows.
  */
 #include "frechet.h"
+#include "dist.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -125,6 +126,37 @@ int ddpm_gauss_merge(ddpm_gauss *a, const ddpm_gauss *b)
    absorb(a, b->n, b->mean, b->m2, delta);
    free(delta);
    return DDPM_OK;
+}
+
+int ddpm_gauss_allreduce(ddpm_gauss *g)
+{
+   if (ddpm_dist_size() == 1) return DDPM_OK;
+   const int D = g->D;
+   const size_t DD = (size_t)D * D;
+   ddpm_gauss *acc = ddpm_gauss_new(D), *part = ddpm_gauss_new(D);
+   int rc = acc && part ? DDPM_OK : ddpm_seterr(DDPM_ENOMEM, "gauss allreduce: out of memory");
+   /* every rank's rows merged in rank order, the same merges on every rank */
+   for (int r = 0; r < ddpm_dist_size() && rc == DDPM_OK; r++) {
+      double n = (double)g->n;
+      if (ddpm_dist_rank() == r) {
+         memcpy(part->mean, g->mean, (size_t)D * sizeof *g->mean);
+         memcpy(part->m2, g->m2, DD * sizeof *g->m2);
+      }
+      if ((rc = ddpm_dist_broadcast(&n, sizeof n, r)) != DDPM_OK ||
+          (rc = ddpm_dist_broadcast(part->mean, (int64_t)(D * sizeof *part->mean), r)) != DDPM_OK ||
+          (rc = ddpm_dist_broadcast(part->m2, (int64_t)(DD * sizeof *part->m2), r)) != DDPM_OK)
+         break;
+      part->n = (int64_t)n;
+      rc = ddpm_gauss_merge(acc, part);
+   }
+   if (rc == DDPM_OK) {
+      g->n = acc->n;
+      memcpy(g->mean, acc->mean, (size_t)D * sizeof *g->mean);
+      memcpy(g->m2, acc->m2, DD * sizeof *g->m2);
+   }
+   ddpm_gauss_free(acc);
+   ddpm_gauss_free(part);
+   return rc;
 }
 
 int ddpm_gauss_cov(const ddpm_gauss *g, double *cov)

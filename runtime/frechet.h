@@ -43,6 +43,10 @@ void ddpm_gauss_free(ddpm_gauss *g);    /* NULL is fine */
 int  ddpm_gauss_add(ddpm_gauss *g, const float *x, int64_t N);
 /* Merges b's rows into a (same D). */
 int  ddpm_gauss_merge(ddpm_gauss *a, const ddpm_gauss *b);
+/* Under mpirun: every rank's rows merged into g on every rank (the ranks'
+   statistics merged in rank order, identically everywhere); a collective.
+   Does nothing in a world of one. */
+int  ddpm_gauss_allreduce(ddpm_gauss *g);
 /* cov [D,D] <- m2 / (n - 1), the unbiased covariance (numpy's np.cov);
    DDPM_EINVAL when n < 2. */
 int  ddpm_gauss_cov(const ddpm_gauss *g, double *cov);

@@ -209,7 +209,8 @@ static void make_uuid(char out[33])
 
 /* ------------------------------------------------------------ dead runs */
 
-int64_t ddpm_proc_start_time(int64_t pid)
+/* Reads state (one letter) and start time of /proc/PID/stat; 0 or -1. */
+static int proc_stat(int64_t pid, char *state, int64_t *start)
 {
    char path[64], buf[1024];
    snprintf(path, sizeof path, "/proc/%lld/stat", (long long)(pid > 0 ? pid : (int64_t)getpid()));
@@ -220,32 +221,42 @@ int64_t ddpm_proc_start_time(int64_t pid)
    if (n <= 0) return -1;
    buf[n] = 0;
    /* "pid (comm) state ppid ..." — comm may hold spaces and ')', so count
-      fields from the last ')'; starttime is field 22, the 20th after it. */
+      fields from the last ')'; state is field 3, starttime field 22. */
    char *p = strrchr(buf, ')');
-   if (!p) return -1;
+   if (!p || p[1] != ' ' || !p[2]) return -1;
+   *state = p[2];
    for (int field = 2; field < 22; field++) {
       p = strchr(p + 1, ' ');
       if (!p) return -1;
    }
    char *end;
    long long v = strtoll(p + 1, &end, 10);
-   return end == p + 1 || v < 0 ? -1 : (int64_t)v;
+   if (end == p + 1 || v < 0) return -1;
+   *start = (int64_t)v;
+   return 0;
+}
+
+int64_t ddpm_proc_start_time(int64_t pid)
+{
+   char state;
+   int64_t start;
+   return proc_stat(pid, &state, &start) == 0 ? start : -1;
 }
 
 /* 1 when the process that ran a run is known to be gone: the run is of
-   this host and its pid no longer exists, or the pid now belongs to a
-   process that started at another time (the pid was reused). 0 when it
+   this host and its pid no longer exists (or is a zombie), or the pid now
+   belongs to a process that started at another time (the pid was reused). 0 when it
    lives or cannot be judged (another host, no pid recorded). */
 static int process_gone(const char *run_host, const char *my_host, int64_t pid, int64_t start)
 {
    if (!run_host || strcmp(run_host, my_host) != 0 || pid <= 0) return 0;
    if (pid > INT_MAX) return 1;
    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) return 1;
-   if (start > 0) {
-      int64_t now = ddpm_proc_start_time(pid);
-      if (now >= 0 && now != start) return 1;
-   }
-   return 0;
+   char state;
+   int64_t now;
+   if (proc_stat(pid, &state, &now) != 0) return 0;          /* no /proc: trust kill() */
+   if (state == 'Z' || state == 'X') return 1;                /* dead, not yet reaped */
+   return start > 0 && now != start;                          /* the pid was reused */
 }
 
 /* SQL: ddpm_run_gone(host, pid, proc_start) -> 0/1 (see process_gone). */

@@ -287,6 +287,10 @@ ddpm.show = require('ddpm.show')
 function ddpm.train(opt) return require('ddpm.train')(opt) end
 
 --- ddpm.save_grid(path, x [, nrow = 8, padding = 2]): x [N,C,H,W] in [-1,1] as a PNG grid.
-function ddpm.save_grid(path, x, nrow, padding) return core.save_grid(path, x, nrow or 8, padding or 2) end
+--- Under mpirun only rank 0 writes files; the other ranks do nothing here.
+function ddpm.save_grid(path, x, nrow, padding)
+   if core.dist_rank() ~= 0 then return end
+   return core.save_grid(path, x, nrow or 8, padding or 2)
+end
 
 return ddpm

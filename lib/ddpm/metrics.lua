@@ -173,9 +173,17 @@ end
 local memo = {}
 
 --- metrics.feature_stats(model, images) -> ddpm.GaussStats of the 84-d features.
+--- Under mpirun each rank takes a share of the images and the statistics
+--- are merged over the ranks (every rank gets the result).
 function metrics.feature_stats(model, images)
    local g = core.gauss_stats(metrics.FEATURES)
-   g:add(model:features(images))
+   if core.dist_size() > 1 then
+      local lo, hi = require('ddpm.dist').shard(images:size(1))
+      if hi > lo then g:add(model:features(images:narrow(1, lo + 1, hi - lo):contiguous())) end
+      g:allreduce()
+   else
+      g:add(model:features(images))
+   end
    return g
 end
 

@@ -31,6 +31,7 @@ original timestep}, per_example = {total bits/dim of each example}, n}.
 ]]
 local core = require 'ddpm.core'
 local progress = require 'ddpm.progress'
+local dist = require 'ddpm.dist'
 
 local M = {}
 
@@ -69,10 +70,19 @@ function M.nll(diff, model, data, opt, model_view)
    for k = 1, K do sum_t[k], sum_mse[k] = 0, 0 end
    local per, sum_prior = {}, 0
    local ropts = {mean_type = d.mean_type, var_type = d.var_type, clip = clip}
-   local bar = opt.progress ~= false and progress.new{total = nb * K, label = opt.label or 'nll'}
+   -- Under mpirun, batch bi goes to rank bi % size; its noise starts where it
+   -- starts in one process (every batch before it is full: 2 normals' worth
+   -- of counters per value, K draws per batch), so the bound is the same
+   -- for any number of ranks up to the order of its sums.
+   local R, NR = core.dist_rank(), core.dist_size()
+   local mine = 0
+   for bi = 0, nb - 1 do if bi % NR == R then mine = mine + 1 end end
+   local bar = opt.progress ~= false and R == 0 and progress.new{total = mine * K, label = opt.label or 'nll'}
+   local D
+   local done = 0
    local m = model_view(model, 'nll', d)
    local ok, err = pcall(function()
-      for bi = 0, nb - 1 do
+      for bi = R, nb - 1, NR do
          local i0 = bi * B
          local b = math.min(B, n - i0)
          local x0
@@ -84,6 +94,8 @@ function M.nll(diff, model, data, opt, model_view)
             x0 = data:batch(idx)
          end
          local sizes = x0:size()
+         D = D or sizes[2] * sizes[3] * sizes[4]
+         ectr = 2 * D * B * K * bi
          local total = core.prior_bpd(d.sched, x0)
          sum_prior = sum_prior + total:sum()
          for k = K - 1, 0, -1 do
@@ -98,7 +110,8 @@ function M.nll(diff, model, data, opt, model_view)
             sum_mse[k + 1] = sum_mse[k + 1] + mse:sum()
             total:add_(terms)
             eps:free(); xt:free(); terms:free(); mse:free()
-            if bar then bar:update(bi * K + (K - k)) end
+            done = done + 1
+            if bar then bar:update(done) end
          end
          for i = 1, b do per[i0 + i] = total[i] end
       end
@@ -106,6 +119,15 @@ function M.nll(diff, model, data, opt, model_view)
    m.done()
    if bar then bar:finish() end
    if not ok then error(err, 0) end
+   if NR > 1 then   -- every rank's sums; each example's total has one owner
+      local v = {sum_prior}
+      for k = 1, K do v[#v + 1] = sum_t[k]; v[#v + 1] = sum_mse[k] end
+      for i = 1, n do v[#v + 1] = per[i] or 0 end
+      v = dist.allreduce_numbers(v, 'sum')
+      sum_prior = v[1]
+      for k = 1, K do sum_t[k], sum_mse[k] = v[2 * k], v[2 * k + 1] end
+      for i = 1, n do per[i] = v[2 * K + 1 + i] end
+   end
    local r = {n = n, terms = {}, mse = {}, t = {}, per_example = per}
    local s, s2 = 0, 0
    for i = 1, n do s = s + per[i] end
@@ -119,7 +141,7 @@ function M.nll(diff, model, data, opt, model_view)
       r.mse[k] = sum_mse[k] / n
       r.t[k] = d.tmap[k]
    end
-   if opt.run then
+   if opt.run and R == 0 then
       local run, pre, step = opt.run, opt.prefix or 'nll', opt.step or 0
       run:metric(step, pre .. '_bpd', r.bpd)
       run:metric(step, pre .. '_prior', r.prior)

@@ -4,7 +4,7 @@ ddpm.progress — step/total, rate, ETA and loss for long loops, on stderr.
 On a terminal (and CI unset, TERM not dumb): one line redrawn at most every
 0.2 s. Otherwise: a plain line every `interval` seconds (30 by default,
 DDPMLUA_PROGRESS_INTERVAL) plus the first and the last. DDPMLUA_PROGRESS=0/1
-forces it off/on.
+forces it off/on. Under mpirun only rank 0 shows it.
 
    local p = progress.new{total = 1000, label = 'train'}
    p:update(step, {loss = 0.031, lr = 2e-4})
@@ -27,6 +27,7 @@ progress.fmt_time = fmt_time
 local function mode()
    local force = os.getenv('DDPMLUA_PROGRESS')
    if force == '0' then return 'off' end
+   if core.dist_rank() ~= 0 then return 'off' end   -- under mpirun rank 0 reports
    local tty = core.isatty(2) and os.getenv('TERM') ~= 'dumb' and not os.getenv('CI')
    if force == '1' then return tty and 'tty' or 'plain' end
    return tty and 'tty' or 'plain'
