@@ -32,6 +32,14 @@ progress. The ranks compare a digest of their parameters every
 check_every steps (100) and at each checkpoint. A run may resume with
 another N. docs/distributed.md has the details.
 
+A step whose loss or gradient norm is NaN or infinite is caught before Adam
+sees it. With nan = 'stop' (the default) the run stops there with an error
+naming the step and the batch's t, and ends 'failed' with that reason; its
+checkpoints stay as they were (parameters that are not finite are never
+checkpointed). With nan = 'skip' the step makes no Adam or EMA update, the
+metric nonfinite_skips counts such steps, and max_nonfinite (10) of them in a
+row stop the run.
+
 time_limit (seconds) ends training early, as a finished run, at the first
 step past it. Ctrl-C (or SIGTERM) finishes the current step, writes a checkpoint, marks the
 run 'interrupted' and returns with status 'interrupted'. A Lua error marks the
@@ -53,7 +61,7 @@ local known = {model = 1, diffusion = 1, data = 1, steps = 1, batch = 1, lr = 1,
    grad_clip = 1, ema_decay = 1, seed = 1, pad_to = 1, flip = 1, run = 1, db = 1, name = 1,
    experiment = 1, config = 1, sample_every = 1, sample_n = 1, sample_at_end = 1,
    checkpoint_every = 1, keep_checkpoints = 1, resume = 1, log_every = 1, progress = 1,
-   on_step = 1, max_nonfinite = 1, adam = 1, finish = 1, time_limit = 1, schedule_sampler = 1,
+   on_step = 1, max_nonfinite = 1, nan = 1, adam = 1, finish = 1, time_limit = 1, schedule_sampler = 1,
    schedule_sampler_opts = 1, check_every = 1}
 
 local function check(opt)
@@ -65,6 +73,9 @@ local function check(opt)
       error('train: diffusion = ddpm.diffusion{...} is required', 3)
    end
    if opt.data == nil then error('train: data (a ddpm.Dataset) is required', 3) end
+   if opt.nan ~= nil and opt.nan ~= 'stop' and opt.nan ~= 'skip' then
+      error(("train: nan must be 'stop' or 'skip', got %s"):format(tostring(opt.nan)), 3)
+   end
    local ss = opt.schedule_sampler
    if ss ~= nil and ss ~= 'uniform' and ss ~= 'loss-second-moment' and type(ss) ~= 'userdata' then
       error(("train: schedule_sampler must be 'uniform' or 'loss-second-moment' (or a core.tsampler), " ..
@@ -150,7 +161,7 @@ local function train(opt)
    local P = opt.pad_to or 0
    local C, H, W = shape[1], P > 0 and P or shape[2], P > 0 and P or shape[3]
    local log_every = opt.log_every or 1
-   local max_nonfinite = opt.max_nonfinite or 3
+   local nan_mode, max_nonfinite = opt.nan or 'stop', opt.max_nonfinite or 10
 
    local R, NR = core.dist_rank(), core.dist_size()
    local b = math.floor(B / NR)   -- this rank's share of each batch
@@ -198,7 +209,7 @@ local function train(opt)
    local lbuf = NR > 1 and core.zeros{B} or nil
    local bar = opt.progress ~= false and R == 0 and progress.new{total = steps, start = start,
                                                    label = 'train', time_limit = opt.time_limit}
-   local nonfinite, last_loss = 0, nil
+   local nonfinite, skipped, last_loss = 0, 0, nil
    local ckpts = {}
    local status = 'finished'
    local sseed = {t = core.mix_seed(seed, S_T), eps = core.mix_seed(seed, S_EPS),
@@ -207,8 +218,16 @@ local function train(opt)
    local function save_ckpt(step)
       local path = ckpt_path(run.dir, step)
       if NR > 1 then check_in_step(step, params, ema_params) end
+      local sp, se = params:sum(), ema_params:sum()   -- a float sum in double is finite iff all are
+      if sp - sp ~= 0 or se - se ~= 0 then
+         error(('train: the parameters%s are not finite at step %d; no checkpoint written; last ' ..
+                'good checkpoint: %s'):format(sp - sp ~= 0 and '' or ' of the EMA', step,
+                ckpts[#ckpts] or 'none'), 0)
+      end
       state.step = step
       if R == 0 then
+         -- every metric up to this step is committed before the file appears
+         run:flush()
          checkpoint.save(path, state)
          run:checkpoint(step, path)
       end
@@ -276,13 +295,25 @@ local function train(opt)
          end
          local gnorm = core.clip_grad_norm(grads, clip)
          local lr_t = warmup > 0 and lr * math.min((step - 1) / warmup, 1) or lr
-         if loss ~= loss or gnorm ~= gnorm or gnorm == math.huge then
-            nonfinite = nonfinite + 1
-            run:metric(step, 'nonfinite_skips', nonfinite)
+         if loss - loss ~= 0 or gnorm - gnorm ~= 0 then   -- NaN or ±inf
+            -- no Adam or EMA update from this batch: the parameters stay those
+            -- of step - 1, and the checkpoints on disk are left as they are
+            local ts = {}
+            for i = 1, #t do ts[i] = tostring(t[i]) end
+            local what = ('train: the loss or gradient norm is not finite at step %d (loss %s, grad ' ..
+                          'norm %s; t of the batch: %s)'):format(step, tostring(loss), tostring(gnorm),
+                          table.concat(ts, ','))
+            local last = ckpts[#ckpts] or 'none'
+            if nan_mode == 'stop' then
+               error(("%s; stopping (nan = 'skip' skips such steps); last good checkpoint: %s"):format(
+                  what, last), 0)
+            end
+            nonfinite, skipped = nonfinite + 1, skipped + 1
+            run:metric(step, 'nonfinite_skips', skipped)
+            if R == 0 then io.stderr:write(what .. '; step skipped\n') end
             if nonfinite >= max_nonfinite then
-               error(('loss is not finite at step %d (loss %s, grad norm %s) for %d steps in a row; ' ..
-                      'last checkpoint: %s'):format(step, tostring(loss), tostring(gnorm), nonfinite,
-                      ckpts[#ckpts] or 'none'), 0)
+               error(('%s; %d steps in a row were not finite (max_nonfinite = %d), stopping; last good ' ..
+                      'checkpoint: %s'):format(what, nonfinite, max_nonfinite, last), 0)
             end
          else
             nonfinite = 0
