@@ -79,8 +79,18 @@ tests/fixtures/unet_cifar.safetensors: $(FIXDEPS)
 	@mkdir -p $(dir $@)
 	$(PY) scripts/make_fixtures.py --config cifar --batch 1 --seed 1 --out $@
 
+# The FID Inception-v3 reference (python3-torchvision): random weights and every
+# stage's output; without torchvision, tests/c/test_inception.c skips and says why.
+INCEPTION_FIX := tests/fixtures/inception_ref.safetensors
+$(INCEPTION_FIX): scripts/torch_inception.py scripts/safetensors_io.py
+	@mkdir -p $(dir $@)
+	@if $(PY) -c 'import torchvision' 2>/dev/null; then \
+	   $(PY) scripts/torch_inception.py --seed 1 --batch 2 --size 32 \
+	      --weights tests/fixtures/inception_weights.safetensors --out $@; \
+	 else echo "python3-torchvision is not installed: the Inception parity test will skip"; fi
+
 test: test-deps
-	@$(MAKE) --no-print-directory ddpmlua $(CTEST_BIN) $(FIXTURES)
+	@$(MAKE) --no-print-directory ddpmlua $(CTEST_BIN) $(FIXTURES) $(INCEPTION_FIX)
 	@bash tests/run.sh
 
 demo: deps
