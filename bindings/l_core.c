@@ -3,7 +3,10 @@
  */
 #include "bind.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -48,6 +51,16 @@ static int l_term_width(lua_State *L)
    return 0;
 }
 
+/* cwd() -> the process's working directory (absolute), for storing the
+   paths a run names so that they resolve from any folder. */
+static int l_cwd(lua_State *L)
+{
+   char buf[PATH_MAX];
+   if (!getcwd(buf, sizeof buf)) return luaL_error(L, "cwd: %s", strerror(errno));
+   lua_pushstring(L, buf);
+   return 1;
+}
+
 /* mix_seed(seed, stream) -> an independent 53-bit seed (splitmix64), so one
    run seed gives separate streams for noise, timesteps, dropout, flips. */
 static int l_mix_seed(lua_State *L)
@@ -89,6 +102,7 @@ int luaopen_ddpm_core(lua_State *L)
       {"set_num_threads", l_set_num_threads},
       {"get_num_threads", l_get_num_threads},
       {"time", l_time}, {"isatty", l_isatty}, {"term_width", l_term_width},
+      {"cwd", l_cwd},
       {"mix_seed", l_mix_seed}, {"randint", l_randint},
       {NULL, NULL}
    };

@@ -161,6 +161,9 @@ static void sigint_disarm(lua_State *L)
 static int l_host_docall(lua_State *L);
 static int pmain(lua_State *L);
 
+/* The exit status a usage error asked for (2), set by msghandler. */
+static int usage_status, exit_usage;
+
 /* Frames below a chunk (pmain, host.docall) are the host's, not the user's. */
 static int is_host_frame(lua_State *L, lua_Debug *ar)
 {
@@ -193,6 +196,18 @@ static void add_frame(luaL_Buffer *b, lua_State *L, lua_Debug *ar)
 static int msghandler(lua_State *L)
 {
    if (lua_gethook(L) == stop_hook) lua_sethook(L, NULL, 0, 0);
+   /* A usage error (ddpm.cli.usage_error: {message =, exit_status =}) is the
+      user's mistake, not the program's: its one line, no traceback. */
+   if (lua_istable(L, 1)) {
+      lua_getfield(L, 1, "exit_status");
+      lua_getfield(L, 1, "message");
+      if (lua_isnumber(L, -2) && lua_type(L, -1) == LUA_TSTRING) {
+         int st = (int)lua_tointeger(L, -2);
+         usage_status = st > 0 && st < 126 ? st : 2;
+         return 1;
+      }
+      lua_pop(L, 2);
+   }
    if (lua_type(L, 1) != LUA_TSTRING && lua_type(L, 1) != LUA_TNUMBER) {
       lua_getglobal(L, "tostring");
       lua_pushvalue(L, 1);
@@ -234,6 +249,7 @@ static int docall(lua_State *L, int narg, int nres, int arm)
       ddpm_clearerr();   /* for kernel_took_interrupt */
       sigint_arm();
    }
+   usage_status = 0;
    int status = lua_pcall(L, narg, nres, base);
    if (arm) sigint_disarm(L);
    lua_remove(L, base);
@@ -244,6 +260,7 @@ static int report(lua_State *L, int status)
 {
    if (status != 0) {
       fflush(stdout);
+      if (usage_status) exit_usage = usage_status;
       const char *msg = lua_tostring(L, -1);
       if (ddpm_dist_size() > 1)   /* which rank of an MPI job said it */
          fprintf(stderr, "%s [rank %d]: %s\n", PROGNAME, ddpm_dist_rank(),
@@ -827,6 +844,9 @@ static int join_job(void)
 int main(int argc, char **argv)
 {
    ensure_passive_wait(argv);
+   /* Line by line also into a file or pipe: `run N (dir)` and progress must
+      be there while a run goes on, and after it is killed. */
+   setvbuf(stdout, NULL, _IOLBF, 0);
    if (join_job() != 0) return EXIT_FAILURE;
    lua_State *L = luaL_newstate();
    if (L == NULL) {
@@ -851,5 +871,5 @@ int main(int argc, char **argv)
    lua_close(L);
    fflush(stdout);
    if (ddpm_dist_finalize() != DDPM_OK) fprintf(stderr, "%s: %s\n", PROGNAME, ddpm_errmsg());
-   return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+   return failed ? (exit_usage ? exit_usage : EXIT_FAILURE) : EXIT_SUCCESS;
 }

@@ -14,7 +14,7 @@ local ablation = require 'ddpm.ablation'
 local defaults = {}
 for k, v in pairs(ablation.defaults) do defaults[k] = v end
 defaults.experiment = 'ablation_loss'
-defaults.mean_type, defaults.loss_type, defaults.var_type, defaults.name = 'eps', 'mse', 'fixedlarge', ''
+defaults.name = ''   -- each row sets its own mean_type, loss_type and var_type
 local cfg = ddpm.cli.parse(arg, defaults)
 
 local ids = ablation.run(cfg, {

@@ -18,7 +18,7 @@ local defaults = {}
 for k, v in pairs(ablation.defaults) do defaults[k] = v end
 defaults.experiment = 'ablation_sigma'
 defaults.fd_steps = 250
-defaults.mean_type, defaults.loss_type, defaults.var_type, defaults.name = 'eps', 'mse', 'fixedlarge', ''
+defaults.mean_type, defaults.loss_type, defaults.name = 'eps', 'mse', ''   -- each row sets var_type
 local cfg = ddpm.cli.parse(arg, defaults)
 
 local ids = ablation.run(cfg, {

@@ -74,8 +74,10 @@ else
       sample_n = cfg.sample_n, checkpoint_every = cfg.checkpoint_every,
       resume = cfg.resume ~= '' and cfg.resume or nil, finish = false,
    }
-   print(('%s at step %d; samples %s; checkpoint %s'):format(result.status, result.step or 0,
-         tostring(result.samples), tostring(result.checkpoint)))
+   local said = {('%s at step %d'):format(result.status, result.step or 0)}
+   if result.samples then said[#said + 1] = 'samples ' .. result.samples end
+   if result.checkpoint then said[#said + 1] = 'checkpoint ' .. result.checkpoint end
+   print(table.concat(said, '; '))
    if result.status ~= 'finished' then return end   -- interrupted: the run is marked already
    ema, step = result.ema, result.step
 end

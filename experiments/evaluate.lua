@@ -22,6 +22,9 @@ local cfg = ddpm.cli.parse(arg, {
    fd_n = 500, fd_steps = 0, fd_sampler = 'ancestral', eta = 0, seed = 1,
    nll_n = 0, nll_batch = 64, nll_steps = 0, data_dir = os.getenv('DDPMLUA_CIFAR10') or '',
    name = '',
+}, {
+   run = {'the run to evaluate (its id in --db)', int = true, min = 1},
+   weights = {'which weights of its checkpoint', choices = {'ema', 'raw'}},
 })
 if cfg.run < 1 then error('evaluate: --run=ID (a run in ' .. cfg.db .. ') is required', 0) end
 if cfg.weights ~= 'ema' and cfg.weights ~= 'raw' then error("evaluate: --weights must be 'ema' or 'raw'", 0) end

@@ -38,5 +38,8 @@ local result = ddpm.train{
    sample_every = cfg.sample_every, sample_n = cfg.sample_n, checkpoint_every = cfg.checkpoint_every,
    resume = cfg.resume ~= '' and cfg.resume or nil,
 }
-print(('%s at step %d; samples %s; checkpoint %s'):format(result.status, result.step or 0,
-      tostring(result.samples), tostring(result.checkpoint)))
+-- what there is: no grid with sample_n = 0 or after Ctrl-C
+local said = {('%s at step %d'):format(result.status, result.step or 0)}
+if result.samples then said[#said + 1] = 'samples ' .. result.samples end
+if result.checkpoint then said[#said + 1] = 'checkpoint ' .. result.checkpoint end
+print(table.concat(said, '; '))

@@ -9,7 +9,9 @@ the same sampler settings), side by side in run order, on white.
 local ddpm = require 'ddpm'
 local core = ddpm.core
 
-local cfg = ddpm.cli.parse(arg, {db = 'runs.db', experiment = 'ablation_loss', out = 'ablation.png', nrow = 3})
+local cfg = ddpm.cli.parse(arg, {db = 'runs.db', experiment = 'ablation_loss', out = 'ablation.png', nrow = 3},
+                           {out = {'the PNG to write', path = true},
+                            nrow = {'grids per row', int = true, min = 1}})
 local rl = core.runlog_open(cfg.db, {readonly = true})
 local rows = rl:query([[SELECT r.run_id, r.name, (SELECT a.path FROM artifacts a WHERE a.kind = 'sample_grid'
       AND (a.run_id = r.run_id OR a.run_id IN (SELECT c.run_id FROM runs c WHERE c.parent_run_id = r.run_id

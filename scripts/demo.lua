@@ -16,7 +16,7 @@ local cfg = ddpm.cli.parse(arg, {
    ch = 32, ch_mult = {1, 2, 2}, num_res_blocks = 1, attn_resolutions = {7}, dropout = 0.0,
    T = 1000, batch = 32, lr = 1e-3, warmup = 100, grad_clip = 1.0, seed = 1,
    steps = 100000, sample_n = 32, db = 'runs.db',
-})
+}, {minutes = {'training time budget in minutes (DDPMLUA_DEMO_MINUTES)', min = 0}})
 
 local t0 = core.time()
 local model = ddpm.unet{ch = cfg.ch, ch_mult = cfg.ch_mult, num_res_blocks = cfg.num_res_blocks,

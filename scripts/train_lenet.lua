@@ -24,6 +24,12 @@ local metrics = ddpm.metrics
 local cfg = ddpm.cli.parse(arg, {
    seed = 1, epochs = 12, batch = 64, lr = 2e-3, threads = 2,
    out = metrics.DEFAULT_CLASSIFIER, train = true, sanity = true,
+}, {
+   epochs = {'training epochs', int = true, min = 1},
+   threads = {'threads for OpenBLAS and OpenMP', int = true, min = 1},
+   out = {'the classifier file to write', path = true},
+   train = 'train the classifier (false: only check an existing one)',
+   sanity = 'check the classifier afterwards (test accuracy, FD of real images)',
 })
 core.set_num_threads(cfg.threads)
 

@@ -361,6 +361,7 @@ local function train(opt)
             bar = nil
             local path = save_ckpt(step)
             if R == 0 then io.stderr:write(('interrupted at step %d; checkpoint %s\n'):format(step, path)) end
+            result.checkpoint = path
             status = 'interrupted'
             return
          end

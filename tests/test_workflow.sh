@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# tests/test_workflow.sh — the everyday research workflow around a run:
+# flags checked before anything is recorded (one line, exit status 2), the
+# run folder made on first write, output that reaches a file while a run
+# goes on, a clean message after Ctrl-C/SIGTERM, runs that re-run and export
+# from any folder, and a failed run giving a failed exit status. Everything
+# happens in a temporary folder. Prints TAP and "N passed, N failed".
+
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$(pwd)
+D=${DDPMLUA:-./ddpmlua}
+[ -x "$D" ] || { echo "not ok 1 - $D is not built"; echo "0 passed, 1 failed"; exit 1; }
+D=$(cd "$(dirname "$D")" && pwd)/$(basename "$D")
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export DDPMLUA_NUM_THREADS=1 DDPMLUA_HISTORY=
+unset DDPMLUA_DB DDPMLUA_PARENT_RUN DDPMLUA_DEBUG
+
+n=0 failed=0 why=""
+pass() { n=$((n + 1)); echo "ok $n - $1"; }
+fail() {
+   n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"
+   [ -n "$why" ] && printf '%s\n' "$why" | sed 's/^/#   /'
+}
+t() { if [ -z "$why" ]; then pass "$1"; else fail "$1"; fi; why=""; }
+run() { "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?; out=$(cat "$tmp/out"); err=$(cat "$tmp/err"); }
+expect_rc() { [ "$rc" -eq "$1" ] || why+="exit status $rc, want $1; stderr: $err"$'\n'; }
+has_out() { grep -qF -- "$1" <<<"$out" || why+="stdout lacks '$1': $out"$'\n'; }
+lacks_out() { ! grep -qF -- "$1" <<<"$out" || why+="stdout has '$1': $out"$'\n'; }
+has_err() { grep -qF -- "$1" <<<"$err" || why+="stderr lacks '$1': $err"$'\n'; }
+same() { [ "$1" = "$2" ] || why+="$3: got '$1', want '$2'"$'\n'; }
+# usage_error WORDS...: one line on stderr, exit status 2, no traceback
+usage_error() {
+   expect_rc 2
+   [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] || why+="stderr is not one line: $err"$'\n'
+   grep -q 'traceback' <<<"$err" && why+="stderr has a traceback: $err"$'\n'
+   for w in "$@"; do has_err "$w"; done
+   return 0
+}
+nothing_recorded() {
+   [ ! -e "$1/runs.db" ] || why+="$1/runs.db exists: $(ls "$1")"$'\n'
+   [ ! -e "$1/runs" ] || why+="$1/runs/ exists: $(ls -R "$1/runs")"$'\n'
+}
+
+# Synthetic 8x8 IDX images for short real trainings.
+cat >"$tmp/mkidx.lua" <<'EOF'
+local n = 64
+local p = {string.char(0, 0, 8, 3, 0, 0, 0, n, 0, 0, 0, 8, 0, 0, 0, 8)}
+for i = 0, n - 1 do for y = 0, 7 do for x = 0, 7 do
+   p[#p + 1] = string.char(((x + y + i) % 4 == 0) and 255 or 0)
+end end end
+local f = assert(io.open(arg[1], 'wb')); f:write(table.concat(p)); f:close()
+EOF
+"$D" "$tmp/mkidx.lua" "$tmp/data.idx"
+cat >"$tmp/tiny.lua" <<'EOF'
+-- a short training on 8x8 images, with the usual script shape
+local ddpm = require 'ddpm'
+local cfg = ddpm.cli.parse(arg, {steps = 6, batch = 4, lr = 2e-3, seed = 1, T = 20, db = 'runs.db',
+   resume = '', data = '', sample_n = 0, wait = false, name = 'tiny', checkpoint_every = 3},
+   {data = {'IDX images', path = true}, wait = 'sleep before training (for signals)'})
+local m = ddpm.unet{ch = 8, groups = 4, ch_mult = {1, 2}, num_res_blocks = 1, attn_resolutions = {},
+                    in_ch = 1, out_ch = 1, resolution = 8, seed = cfg.seed}
+local run = ddpm.log.start{db = cfg.db, name = cfg.name, config = cfg, seed = cfg.seed}
+print(('run %d (%s)'):format(run.id, run.dir))
+if cfg.wait then while true do ddpm.core.randn({64, 64}, 1):free() end end
+local r = ddpm.train{model = m, diffusion = ddpm.diffusion{T = cfg.T}, data = ddpm.core.dataset_idx(cfg.data),
+   steps = cfg.steps, batch = cfg.batch, lr = cfg.lr, seed = cfg.seed, run = run, progress = false,
+   sample_n = cfg.sample_n, sample_every = 0, checkpoint_every = cfg.checkpoint_every,
+   resume = cfg.resume ~= '' and cfg.resume or nil}
+print(('%s at step %d; checkpoint %s'):format(r.status, r.step, tostring(r.checkpoint)))
+EOF
+
+W=$tmp/w
+mkdir -p "$W"
+cd "$W" || exit 2
+
+# ------------------------------------------------------------ flags checked first
+FM=$ROOT/experiments/fashion_mnist.lua
+run "$D" "$FM" --batch=-1
+usage_error "option --batch must be at least 1, got -1"; nothing_recorded "$W"
+t "--batch=-1: one line, exit status 2, no run row, no folder"
+run "$D" "$FM" --steps=1.5
+usage_error "option --steps expects an integer, got 1.5"; nothing_recorded "$W"
+t "--steps=1.5: one line, exit status 2, nothing recorded"
+run "$D" "$FM" --loss_type=foo
+usage_error "option --loss_type must be one of" "got 'foo'"; nothing_recorded "$W"
+t "--loss_type=foo: the allowed values, exit status 2, nothing recorded"
+run "$D" "$FM" --los_type=kl
+usage_error "unknown option --los_type" "did you mean --loss_type?"
+t "an unknown option says 'did you mean'"
+run "$D" "$FM" --mean_type=eps_
+usage_error "did you mean 'eps'?"
+t "a near-miss enum value says 'did you mean'"
+run "$D" "$FM" --steps=1.5 --debug
+expect_rc 1; has_err "stack traceback"
+t "--debug gives the traceback"
+run "$D" "$FM" --lr=abc
+usage_error "option --lr expects a number, got 'abc'"
+t "a number that is not one: one line"
+
+# ------------------------------------------------------------ --help
+for s in "$ROOT"/experiments/*.lua "$ROOT"/scripts/demo.lua "$ROOT"/scripts/train_lenet.lua \
+         "$ROOT"/scripts/ablation_figure.lua; do
+   run "$D" "$s" --help
+   expect_rc 0
+   # every option line has a description besides its default
+   bad=$(grep -E '^  --' <<<"$out" | grep -vE '^  --[A-Za-z_]+ +[^[ ].* \[default .*\]$')
+   [ -z "$bad" ] || why+="$(basename "$s"): options without a description: $bad"$'\n'
+   grep -qE '^  --[A-Za-z_]+ ' <<<"$out" || why+="$(basename "$s"): no options listed: $out"$'\n'
+done
+t "every script's --help describes each option and its default"
+run "$D" "$ROOT/experiments/ablation_loss.lua" --help
+lacks_out "--mean_type"; lacks_out "--loss_type"; lacks_out "--var_type"
+t "ablation_loss.lua offers no option that its rows override"
+run "$D" "$ROOT/experiments/ablation_sigma.lua" --help
+lacks_out "--var_type"; has_out "--loss_type"
+t "ablation_sigma.lua offers no --var_type (its rows set it)"
+
+# ------------------------------------------------------------ stdout while a run goes on
+"$D" "$tmp/tiny.lua" --data="$tmp/data.idx" --wait --name=waiting >"$tmp/log.txt" 2>"$tmp/log.err" &
+pid=$!
+for _ in $(seq 100); do grep -q '^run 1 (' "$tmp/log.txt" && break; sleep 0.1; done
+seen=$(cat "$tmp/log.txt")
+kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+grep -q '^run 1 (' <<<"$seen" || why+="the run line is not in the file while the run goes on: '$seen'"$'\n'
+grep -q '^run 1 (' "$tmp/log.txt" || why+="nor after kill -9"$'\n'
+t "stdout redirected to a file: the 'run N (dir)' line is there at once and after a kill"
+rm -rf "$W"/runs.db* "$W"/runs
+
+echo "$((n - failed)) passed, $failed failed"
+[ "$failed" -eq 0 ]
