@@ -34,7 +34,7 @@ BIND_OBJ    := $(BIND_SRC:%.c=$(BUILD)/%.o)
 CTEST_SRC   := $(wildcard tests/c/test_*.c)
 CTEST_BIN   := $(CTEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test-deps test fixtures demo bench asan install clean
+.PHONY: all deps test-deps test fixtures demo bench bench-mpi asan fuzz install clean
 
 # Reference outputs and gradients of the PyTorch U-Net (test-only; Debian's python3-torch).
 PY       := /usr/bin/python3
@@ -90,7 +90,7 @@ $(INCEPTION_FIX): scripts/torch_inception.py scripts/safetensors_io.py
 	 else echo "python3-torchvision is not installed: the Inception parity test will skip"; fi
 
 test: test-deps
-	@$(MAKE) --no-print-directory ddpmlua $(CTEST_BIN) $(FIXTURES) $(INCEPTION_FIX)
+	@$(MAKE) --no-print-directory ddpmlua $(CTEST_BIN) $(FUZZ_REPLAY) $(FIXTURES) $(INCEPTION_FIX)
 	@bash tests/run.sh
 
 demo: deps
@@ -102,7 +102,51 @@ bench: test-deps
 	@$(MAKE) --no-print-directory ddpmlua $(BENCH_BIN)
 	@bash scripts/bench.sh
 
+# Data parallelism on this machine: 1 rank x 2 threads, 1 x 1, 2 ranks x 1
+# (mpirun), and the sum of the CIFAR-10 gradient buffer over 2 ranks.
+bench-mpi: deps
+	@$(MAKE) --no-print-directory ddpmlua
+	@bash scripts/bench_mpi.sh
+
 include bench/Makefile.inc
+
+# Fuzzing: one libFuzzer harness per parser of outside bytes (tests/fuzz/),
+# built with clang into build-fuzz/ and run FUZZ_SECONDS each, no single
+# allocation over 256 MiB. New inputs land in build-fuzz/corpus/<target>,
+# failures in build-fuzz/crashers/<target>; copy those worth keeping into
+# tests/fuzz/corpus/ or tests/fuzz/crashers/, which `make test` replays.
+FUZZ_TARGETS := safetensors json idx cifar png metadata config
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang-14
+FUZZ_BUILD   := build-fuzz
+FUZZ_OPTS    ?= -malloc_limit_mb=256 -rss_limit_mb=2048 -timeout=20
+FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -fopenmp -Iruntime \
+                $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(BLAS_INC) \
+                -DDDPM_LUA_DIR='"$(CURDIR)/lib"'
+FUZZ_RT_OBJ  := $(RUNTIME_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(BUILD)/tests/test_fuzz_%)
+
+$(FUZZ_BUILD)/runtime/%.o: runtime/%.c $(wildcard runtime/*.h)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_RT_OBJ)
+	@echo "  LD    $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_RT_OBJ) $(LDLIBS)
+
+# The same harnesses with a replay main() and the normal compiler (make test).
+$(BUILD)/tests/test_fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/fuzz/replay.c tests/c/check.h $(RUNTIME_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(CFLAGS) -DFUZZ_TARGET='"$*"' -DDDPM_LUA_DIR='"$(CURDIR)/lib"' $(LDFLAGS) -o $@ \
+	   $< tests/fuzz/replay.c $(RUNTIME_OBJ) $(LDLIBS)
+
+fuzz: test-deps
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+	@bash tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \

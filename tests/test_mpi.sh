@@ -138,6 +138,15 @@ for np in 2 4; do
    t "$np ranks: one run row (world_size $np, threads per rank recorded), checkpoints by rank 0"
 done
 
+# threads per rank: bound ranks use their cores, unbound ones share the host's
+th=$(env -u DDPMLUA_NUM_THREADS mpirun --oversubscribe --bind-to none -np 2 "$D" -e \
+   "io.stderr:write('threads ', require('ddpm.core').get_num_threads(), '\\n')" 2>&1 | grep -c "^threads $(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))$")
+[ "$th" = 2 ] || why+="unbound ranks: $th of 2 use $(( $(nproc) / 2 )) threads"$'\n'
+th=$(env -u DDPMLUA_NUM_THREADS mpirun --bind-to core -np 1 "$D" -e \
+   "io.stderr:write('threads ', require('ddpm.core').get_num_threads(), '\\n')" 2>&1 | grep -c "^threads 1$")
+[ "$th" = 1 ] || why+="a rank bound to one core does not use 1 thread"$'\n'
+t "threads per rank: one per bound core; unbound ranks share the host's cores"
+
 # the loss-second-moment timestep sampler: its history is every rank's losses
 "${MPI[@]}" -np 1 "$D" tr.lua --sampler=loss-second-moment --steps=8 --ckpt=8 --out=is1.txt --db=is.db >is1.log 2>&1 ||
    why+="np 1 failed: $(tail -3 is1.log)"$'\n'

@@ -290,13 +290,16 @@ entry(S, 'ddpm.train', 'ddpm.train{model =, diffusion =, data =, steps =, batch 
                        '           grad_clip = 1, ema_decay = 0.9999, seed = 0, flip = false, pad_to = 0,\n' ..
                        "           db = 'runs.db', name =, config =, run =, resume =, time_limit =,\n" ..
                        '           sample_every =, sample_n = 64, checkpoint_every =, log_every = 1,\n' ..
-                       "           schedule_sampler = 'uniform' | 'loss-second-moment', ...} -> result",
+                       "           schedule_sampler = 'uniform' | 'loss-second-moment',\n" ..
+                       "           nan = 'stop' | 'skip', max_nonfinite = 10, ...} -> result",
    'Algorithm 1 with warm-up, gradient clipping, Adam, an EMA of the weights,\n' ..
    'run history (runs.db), checkpoints and sample grids. Every random choice of\n' ..
    'step s is a function of (seed, s), so resume = checkpoint continues bit for\n' ..
    'bit. Ctrl-C finishes the step, writes a checkpoint, marks the run\n' ..
    "'interrupted' and returns (a second Ctrl-C stops at once). result: status,\n" ..
-   'loss, step, run, model, ema, adam, checkpoint, samples.',
+   'loss, step, run, model, ema, adam, checkpoint, samples. A NaN or infinite\n' ..
+   "loss or gradient norm stops the run at that step (nan = 'skip': the step is\n" ..
+   'skipped and counted as the metric nonfinite_skips).',
    "r = ddpm.train{model = m, diffusion = diff, data = ddpm.data.fashion_mnist{},\n" ..
    "               steps = 500, batch = 32, db = 'runs.db', name = 'try'}")
 entry(S, 'ddpm.data.fashion_mnist', "ddpm.data.fashion_mnist{split = 'train' | 'test', dir =} -> Dataset",
@@ -326,6 +329,43 @@ entry(S, 'Dataset:permutation', 'd:permutation(seed, epoch [, t]) -> {1-based in
 entry(S, 'Dataset:label', 'd:label(i) -> 0..9 or nil', 'The label of image i (nil for a PNG folder).', 'd:label(1)')
 
 ---------------------------------------------------------------- run history
+
+S = 'Many processes (mpirun)'
+entry(S, 'ddpm.dist', 'ddpm.dist: rank, size, is_main, allreduce, allreduce_numbers, broadcast,\n' ..
+   'broadcast_string, barrier, same, shard, gather_rows, timeout',
+   'Data parallelism over MPI ranks. Under `mpirun -np N ddpmlua script.lua`\n' ..
+   'ddpm.train, diff:sample, diff:nll and FD-LeNet split their work over the\n' ..
+   'ranks by themselves; rank 0 alone writes files and the history. Without\n' ..
+   'mpirun it is a world of one and MPI is never started.',
+   'mpirun -np 2 ddpmlua experiments/fashion_mnist.lua --batch=64')
+entry(S, 'ddpm.dist.rank', 'ddpm.dist.rank() -> r', 'This process\'s rank, 0 .. size()-1 (0 without mpirun).',
+   'if ddpm.dist.rank() == 0 then print(loss) end')
+entry(S, 'ddpm.dist.size', 'ddpm.dist.size() -> N', 'The number of ranks (1 without mpirun).', 'ddpm.dist.size()')
+entry(S, 'ddpm.dist.is_main', 'ddpm.dist.is_main() -> bool', 'True on rank 0, the rank that writes.',
+   'if ddpm.dist.is_main() then ddpm.save_grid(path, x) end')
+entry(S, 'ddpm.dist.allreduce', "ddpm.dist.allreduce(t [, 'sum' | 'max' | 'min']) -> t",
+   'Reduces a contiguous float32 tensor over every rank, in place (a collective:\n' ..
+   'every rank calls it, in the same order).',
+   'ddpm.dist.allreduce(m:flat_grads()):mul_(1 / ddpm.dist.size())')
+entry(S, 'ddpm.dist.allreduce_numbers', "ddpm.dist.allreduce_numbers({a, b, ...} [, op]) -> {...}",
+   'Reduces Lua numbers (as float64) over every rank.', "local tot = ddpm.dist.allreduce_numbers({loss})[1]")
+entry(S, 'ddpm.dist.broadcast', 'ddpm.dist.broadcast(t [, root = 0]) -> t',
+   "Copies root's tensor into t on every rank.", 'ddpm.dist.broadcast(m:flat_params(), 0)')
+entry(S, 'ddpm.dist.broadcast_string', 'ddpm.dist.broadcast_string(s [, root = 0]) -> s',
+   "root's string on every rank.", "local path = ddpm.dist.broadcast_string(os.tmpname())")
+entry(S, 'ddpm.dist.barrier', 'ddpm.dist.barrier()', 'Waits until every rank has called it.', 'ddpm.dist.barrier()')
+entry(S, 'ddpm.dist.same', 'ddpm.dist.same(s) -> bool, first_differing_rank',
+   'Whether every rank passed the same string (compared by a digest).',
+   "assert(ddpm.dist.same(script_text))")
+entry(S, 'ddpm.dist.shard', 'ddpm.dist.shard(n) -> lo, hi',
+   "This rank's contiguous share [lo, hi) of 0 .. n-1 (the first n % size ranks\n" ..
+   'get one more).', 'local lo, hi = ddpm.dist.shard(batch)')
+entry(S, 'ddpm.dist.gather_rows', 'ddpm.dist.gather_rows(x, lo, sizes) -> full',
+   "Every rank's rows [lo, lo + x:size(1)) gathered into a [n, ...] tensor on\n" ..
+   'every rank (x is freed).', 'x = ddpm.dist.gather_rows(x, lo, {n, 1, 28, 28})')
+entry(S, 'ddpm.dist.timeout', 'ddpm.dist.timeout() -> seconds; ddpm.dist.set_timeout(s)',
+   'How long a collective waits for the other ranks before it fails (600 s, or\n' ..
+   'DDPMLUA_DIST_TIMEOUT).', 'ddpm.dist.set_timeout(120)')
 
 S = 'Run history'
 entry(S, 'ddpm.log.start', 'ddpm.log.start{db = \'runs.db\', name =, experiment =, config =, seed =,\n' ..
