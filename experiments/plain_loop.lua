@@ -3,7 +3,11 @@ Algorithm 1 written out as a plain loop, with a loss of your own: here the
 L1 norm of (eps - eps_theta) instead of L_simple's squared error. The script
 computes the loss and its gradient with respect to the model output in Lua
 and hands the gradient to m:backward; the optimiser, clipping and EMA are the
-same C calls ddpm.train makes. Every metric lands in runs.db.
+same C calls ddpm.train makes. Every metric lands in runs.db. (The same
+loss also fits ddpm.train{..., loss = function(out, eps, ctx) return loss,
+grad end}, which adds checkpoints and resuming.) ddpm.steps gives the loop
+ddpm.train's Ctrl-C: the step under way finishes and the run is marked
+'interrupted'.
 
    ddpmlua experiments/plain_loop.lua --steps=300
    mpirun -np 2 ddpmlua experiments/plain_loop.lua --steps=300    # data-parallel
@@ -36,7 +40,8 @@ local bar = ddpm.progress.new{total = cfg.steps, label = 'train'}
 local N = data:size()
 m:training()
 
-for step = 1, cfg.steps do
+-- Ctrl-C ends the loop after the current step and marks the run 'interrupted'
+for step in ddpm.steps{steps = cfg.steps, run = run} do
    -- x0 ~ q(x0), t ~ Uniform({0..T-1}), eps ~ N(0, I)          (Algorithm 1, lines 2-4)
    local idx = core.randint(cfg.batch, N, core.mix_seed(cfg.seed, 1), step * 1048576)
    for i = 1, #idx do idx[i] = idx[i] + 1 end
@@ -71,6 +76,7 @@ for step = 1, cfg.steps do
    bar:update(step, {loss = loss})
 end
 bar:finish()
+if run.status == 'interrupted' then return end
 
 local x = diff:sample(ema, {n = cfg.sample_n, shape = {1, 28, 28}, seed = cfg.seed})
 local path = run.dir .. '/samples.png'

@@ -178,7 +178,33 @@ end
 --- loss is the mean over x0's examples, the sampler's history is left to the
 --- caller (who has every rank's losses), and a fourth result is the whole
 --- batch's timesteps.
+---
+--- Without seeds (diff:loss(m, x0), or only some of them) every call draws
+--- new t and eps: the missing seeds are fixed (t 1, eps 2) and the missing
+--- counters advance with this diffusion's call count, so the same sequence
+--- of calls gives the same draws in every process.
+---
+--- rng.loss = function(out, eps, ctx) -> loss, grad_out [, losses] replaces
+--- the built-in objective: out is the model output, eps the noise, ctx =
+--- {x0 =, xt =, t =, model =, diffusion =}; it returns the loss (a number),
+--- its gradient with respect to out (a tensor of out's shape) and optionally
+--- the per-example losses (a tensor [N]). Not with rng.sampler.
 function Diffusion:loss(model, x0, rng)
+   rng = rng or {}
+   if type(rng) ~= 'table' then error('loss: options must be a table, got ' .. type(rng), 2) end
+   if not core.is_tensor(x0) then error('loss: x0 must be a ddpm.Tensor, got ' .. type(x0), 2) end
+   if rng.loss ~= nil and type(rng.loss) ~= 'function' then
+      error('loss: loss must be a function (out, eps, ctx) -> loss, grad_out, got ' .. type(rng.loss), 2)
+   end
+   if rng.loss and rng.sampler then error('loss: a custom loss cannot be combined with a timestep sampler', 2) end
+   if rng.t_counter == nil or rng.eps_counter == nil then
+      self._loss_calls = (self._loss_calls or 0) + 1
+   end
+   local calls = self._loss_calls or 0
+   local t_seed = rng.t_seed or 1
+   local eps_seed = rng.eps_seed or 2
+   local t_counter = rng.t_counter or (calls - 1) * 1048576
+   local eps_counter = rng.eps_counter or (calls - 1) * 4294967296
    local N = x0:size(1)
    local sizes = x0:size()
    local first, total = rng.first or 0, rng.total or N
@@ -193,9 +219,9 @@ function Diffusion:loss(model, x0, rng)
          error(('loss: the timestep sampler has T = %d, the diffusion T = %d'):format(
             rng.sampler:T(), self.T), 2)
       end
-      t, w = rng.sampler:sample(total, rng.t_seed, rng.t_counter or 0)
+      t, w = rng.sampler:sample(total, t_seed, t_counter)
    else
-      t = core.randint(total, self.T, rng.t_seed, rng.t_counter or 0)
+      t = core.randint(total, self.T, t_seed, t_counter)
    end
    if share then   -- this share's timesteps and weights
       t_all, t = t, {}
@@ -209,11 +235,24 @@ function Diffusion:loss(model, x0, rng)
    -- normal j of a draw takes counters c + 2j: example first + i starts at
    -- c + 2 * (first + i) * D, as in the whole batch
    local D = x0:numel() / N
-   local eps = core.randn(sizes, rng.eps_seed, (rng.eps_counter or 0) + 2 * first * D)
+   local eps = core.randn(sizes, eps_seed, eps_counter + 2 * first * D)
    local xt = core.q_sample(self.sched, x0, eps, t)
    local out = model:forward(xt, t)
    local loss, grad, losses
-   if not w and self.loss_type == 'mse' and self.mean_type == 'eps' and self.var_type:sub(1, 5) == 'fixed' then
+   if rng.loss then
+      loss, grad, losses = rng.loss(out, eps, {x0 = x0, xt = xt, t = t, model = model, diffusion = self})
+      if type(loss) ~= 'number' then
+         error(('loss: the custom loss returned %s as the loss, expected a number'):format(type(loss)), 2)
+      end
+      if not core.is_tensor(grad) or grad:shape_str() ~= out:shape_str() then
+         error(('loss: the custom loss must return the gradient with respect to the output, a tensor %s, ' ..
+                'got %s'):format(out:shape_str(), core.is_tensor(grad) and grad:shape_str() or type(grad)), 2)
+      end
+      if losses == nil then losses = core.full({N}, loss)
+      elseif not core.is_tensor(losses) or losses:numel() ~= N then
+         error(('loss: the custom loss\'s per-example losses must be a tensor of %d values'):format(N), 2)
+      end
+   elseif not w and self.loss_type == 'mse' and self.mean_type == 'eps' and self.var_type:sub(1, 5) == 'fixed' then
       loss, grad = core.loss_simple(out, eps)
       losses = core.loss_simple_per_example(out, eps)
    else

@@ -285,6 +285,7 @@ ddpm.show = require('ddpm.show')
 
 --- ddpm.train{model=, diffusion=, data=, steps=, batch=, ...}: see lib/ddpm/train.lua.
 function ddpm.train(opt) return require('ddpm.train')(opt) end
+ddpm.steps = require 'ddpm.loop'        -- for step in ddpm.steps{steps =, run =, on_stop =} do ... end
 
 --- ddpm.save_grid(path, x [, nrow = 8, padding = 2]): x [N,C,H,W] in [-1,1] as a PNG grid.
 --- Under mpirun only rank 0 writes files; the other ranks do nothing here.

@@ -12,6 +12,11 @@ progress and a clean Ctrl-C.
       schedule_sampler = 'uniform',         -- or 'loss-second-moment'
    }
 
+loss = function(out, eps, ctx) return loss, grad_out end replaces L_simple
+(or the diffusion's loss_type) with an objective of your own (diff:loss has
+the details); everything else (clipping, Adam, EMA, checkpoints, Ctrl-C, the
+run history) stays as it is.
+
 schedule_sampler = 'loss-second-moment' draws t by importance from the loss
 history (Improved DDPM sec. 3.3; diff:tsampler, options through
 schedule_sampler_opts = {history = 10, uniform_prob = 0.001}); its history is
@@ -62,7 +67,7 @@ local known = {model = 1, diffusion = 1, data = 1, steps = 1, batch = 1, lr = 1,
    experiment = 1, config = 1, sample_every = 1, sample_n = 1, sample_at_end = 1,
    checkpoint_every = 1, keep_checkpoints = 1, resume = 1, log_every = 1, progress = 1,
    on_step = 1, max_nonfinite = 1, nan = 1, adam = 1, finish = 1, time_limit = 1, schedule_sampler = 1,
-   schedule_sampler_opts = 1, check_every = 1}
+   schedule_sampler_opts = 1, check_every = 1, loss = 1}
 
 local function check(opt)
    for k in pairs(opt) do
@@ -73,6 +78,13 @@ local function check(opt)
       error('train: diffusion = ddpm.diffusion{...} is required', 3)
    end
    if opt.data == nil then error('train: data (a ddpm.Dataset) is required', 3) end
+   if opt.loss ~= nil and type(opt.loss) ~= 'function' then
+      error('train: loss must be a function (out, eps, ctx) -> loss, grad_out [, losses], got ' ..
+            type(opt.loss), 3)
+   end
+   if opt.loss and opt.schedule_sampler and opt.schedule_sampler ~= 'uniform' then
+      error('train: a custom loss cannot be combined with an importance timestep sampler', 3)
+   end
    if opt.nan ~= nil and opt.nan ~= 'stop' and opt.nan ~= 'skip' then
       error(("train: nan must be 'stop' or 'skip', got %s"):format(tostring(opt.nan)), 3)
    end
@@ -277,7 +289,8 @@ local function train(opt)
          model:set_dropout_seed(core.mix_seed(sseed.drop, step), first)
          local loss, losses, t, t_all = diff:loss(model, x0, {t_seed = sseed.t,
             t_counter = (step - 1) * 1048576, eps_seed = sseed.eps,
-            eps_counter = (step - 1) * 4294967296, sampler = tsampler, first = first, total = B})
+            eps_counter = (step - 1) * 4294967296, sampler = tsampler, first = first, total = B,
+            loss = opt.loss})
          local stop_all
          if NR > 1 then
             -- one sum of the gradients over the ranks, then every rank's
