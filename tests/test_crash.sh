@@ -133,7 +133,7 @@ for k in range(KILLS):
         mark, nth = 'FLUSH-BEGIN', rng.randint(2, STEPS // EVERY - 1)
     else:
         mark, nth = 'CKPT-END', rng.randint(2, STEPS // EVERY - 1)
-    delay = rng.uniform(0, 0.004 if target != 'checkpoint row' else 0.001)
+    delay = rng.uniform(0, {'step': 0.004, 'checkpoint': 0.004}.get(target, 0.0005))
     p = subprocess.Popen([exe, os.path.join(tmp, 'train.lua'), db, '-', os.path.join(tmp, 'x.st'),
                           idx, '-'], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                          bufsize=1)
