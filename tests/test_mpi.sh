@@ -269,6 +269,38 @@ done
 [ -s ev1.txt ] || why+="no output"$'\n'
 t "diff:sample (ancestral, DDIM; bit for bit), diff:nll (per example bit for bit, sums 1e-12) and FD-LeNet statistics (1e-5) shard over 1, 2, 3 ranks"
 
+# ------------------------------------------------------------ an experiment script
+
+# experiments/cifar_linear.lua on CIFAR-10 binary files written here: train,
+# NLL and sample files, on 1 and on 2 ranks
+mkdir -p cifar
+"$D" -e '
+for _, name in ipairs{"data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"} do
+   local f = assert(io.open("cifar/" .. name .. ".bin", "wb"))
+   for r = 0, 5 do
+      local px = {}
+      for i = 0, 3071 do px[i + 1] = string.char((i * 3 + r * 29 + #name * 7) % 256) end
+      f:write(string.char(r), table.concat(px))
+   end
+   f:close()
+end'
+ROOT=$(cd "$OLDPWD" && pwd)
+CARGS=(--ch=32 --ch_mult=1,2 --num_res_blocks=1 --attn_resolutions=16 --T=20 --steps=3 --batch=2 --warmup=1
+       --sample_n=0 --checkpoint_every=0 --nll_batch=2 --nll_n=4 --eval_samples=3 --eval_batch=2 --data_dir=cifar)
+for np in 1 2; do
+   "${MPI[@]}" -np $np "$D" "$ROOT/experiments/cifar_linear.lua" "${CARGS[@]}" --db=cifar$np.db >cifar$np.log 2>&1 ||
+      why+="np $np: $(tail -5 cifar$np.log)"$'\n'
+   r=$(sqlite3 cifar$np.db "SELECT status || ' ' || world_size FROM runs")
+   [ "$r" = "finished $np" ] || why+="np $np: run '$r'"$'\n'
+done
+b1=$(sqlite3 cifar1.db "SELECT value FROM metrics_v WHERE key = 'nll_bpd'")
+b2=$(sqlite3 cifar2.db "SELECT value FROM metrics_v WHERE key = 'nll_bpd'")
+awk -v a="$b1" -v b="$b2" 'BEGIN {d = a - b; if (d < 0) d = -d; exit !(a > 0 && d <= 1e-4 * a)}' ||
+   why+="NLL: 1 rank $b1, 2 ranks $b2"$'\n'
+n2=$(ls runs/*/eval-samples/*.png 2>/dev/null | wc -l)
+[ "$n2" -ge 6 ] || why+="$n2 sample files in all (3 a run expected)"$'\n'
+t "experiments/cifar_linear.lua on 2 ranks: finished, world_size 2, the NLL of 1 rank (1e-4), its sample files"
+
 # ------------------------------------------------------------ ddpm.dist
 
 cat >api.lua <<'EOF'
