@@ -115,7 +115,7 @@ include bench/Makefile.inc
 # allocation over 256 MiB. New inputs land in build-fuzz/corpus/<target>,
 # failures in build-fuzz/crashers/<target>; copy those worth keeping into
 # tests/fuzz/corpus/ or tests/fuzz/crashers/, which `make test` replays.
-FUZZ_TARGETS := safetensors json idx cifar png metadata config
+FUZZ_TARGETS := safetensors json idx cifar png metadata config npz
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang-14
 FUZZ_BUILD   := build-fuzz

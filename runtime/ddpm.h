@@ -397,6 +397,11 @@ const char *ddpm_st_metadata(const ddpm_st_file *f, const char *key);
 int  ddpm_st_metadata_count(const ddpm_st_file *f);
 const char *ddpm_st_metadata_key(const ddpm_st_file *f, int i);
 
+/* Writes buf [len] to path atomically: a temp file in the same folder,
+   fsync, rename; on failure the old file is untouched and the message,
+   prefixed "<what>: ", names the path and the failing step. */
+int ddpm_file_write_atomic(const char *path, const void *buf, size_t len, const char *what);
+
 /* Writes float32 tensors atomically (temp file, fsync, rename, fsync dir).
    names[i], ndims[i], shapes[i] (ndims[i] values), data[i]; optional
    metadata as meta_n key/value pairs. Names must be unique. */

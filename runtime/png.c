@@ -26,13 +26,13 @@
 
 /* ------------------------------------------------------------------ write */
 
-/* Writes all of buf to path via a temp file in the same directory. */
-static int write_atomic(const char *path, const void *buf, size_t len)
+/* ddpm.h: the one atomic writer of whole buffers (PNG, .npz). */
+int ddpm_file_write_atomic(const char *path, const void *buf, size_t len, const char *what)
 {
    const char *slash = strrchr(path, '/');
    const char *base = slash ? slash + 1 : path;
    int dlen = slash ? (int)(slash - path) : 0;
-   if (!*base) return ddpm_seterr(DDPM_EINVAL, "png: path '%s' names a directory, not a file", path);
+   if (!*base) return ddpm_seterr(DDPM_EINVAL, "%s: path '%s' names a directory, not a file", what, path);
 
    size_t tlen = strlen(path) + 48;
    char *tmp = malloc(tlen);
@@ -40,7 +40,7 @@ static int write_atomic(const char *path, const void *buf, size_t len)
    if (!tmp || !dir) {
       free(tmp);
       free(dir);
-      return ddpm_seterr(DDPM_ENOMEM, "png: out of memory writing %s", path);
+      return ddpm_seterr(DDPM_ENOMEM, "%s: out of memory writing %s", what, path);
    }
    if (slash) snprintf(dir, (size_t)dlen + 2, "%.*s", dlen ? dlen : 1, dlen ? path : "/");
    else snprintf(dir, 2, ".");
@@ -54,7 +54,7 @@ static int write_atomic(const char *path, const void *buf, size_t len)
    }
    if (fd < 0) {
       int e = errno;
-      ddpm_seterr(DDPM_EIO, "png: cannot write %s: cannot create a file in %s (%s)", path, dir,
+      ddpm_seterr(DDPM_EIO, "%s: cannot write %s: cannot create a file in %s (%s)", what, path, dir,
                   strerror(e));
       free(tmp);
       free(dir);
@@ -80,7 +80,7 @@ static int write_atomic(const char *path, const void *buf, size_t len)
    if (!e && rename(tmp, path) != 0) { e = errno; step = "rename"; }
    if (e) {
       unlink(tmp);
-      ddpm_seterr(DDPM_EIO, "png: cannot write %s: %s failed after %zu of %zu bytes (%s)", path,
+      ddpm_seterr(DDPM_EIO, "%s: cannot write %s: %s failed after %zu of %zu bytes (%s)", what, path,
                   step, len - left, len, strerror(e));
       free(tmp);
       free(dir);
@@ -150,7 +150,7 @@ int ddpm_png_write(const char *path, const uint8_t *pixels, int C, int H, int W)
       return DDPM_EIO;
    }
    free(inter);
-   rc = write_atomic(path, mem, size);
+   rc = ddpm_file_write_atomic(path, mem, size, "png");
    free(mem);
    return rc;
 }
