@@ -11,12 +11,21 @@ Ctrl-C handling of ddpm.train.
 The first Ctrl-C (or SIGTERM) lets the current step finish; the loop then
 ends, on_stop(step) runs (write a checkpoint there), the run is marked
 'interrupted' and a line says so on stderr. A second Ctrl-C stops at once,
-as anywhere else. Without Ctrl-C the loop runs steps start+1 .. steps and
+as anywhere else. Under mpirun the ranks stop after the same step. Without Ctrl-C the loop runs steps start+1 .. steps and
 leaves the run as it is (the script finishes it).
 
 What it is not: ddpm.train. The body is yours; this only owns the stop.
 ]]
 local host = package.preload['ddpm.host'] and require('ddpm.host') or nil
+
+-- Whether to stop now. Under mpirun the ranks agree (any rank asked), so
+-- that all leave the loop after the same step.
+local function stop_agreed()
+   local core = require 'ddpm.core'
+   local asked = host.stop_requested()
+   if core.dist_size() == 1 then return asked end
+   return core.dist_allreduce_numbers({asked and 1 or 0}, 'max')[1] > 0
+end
 
 --- ddpm.steps{steps =, start = 0, run = nil, on_stop = nil} -> an iterator
 --- over step numbers start+1 .. steps that ends early after Ctrl-C.
@@ -37,9 +46,11 @@ local function steps(opt)
       if not armed then
          if host then host.graceful(true) end
          armed = true
-      elseif host and host.stop_requested() then
+      elseif host and stop_agreed() then
          host.graceful(false)
-         io.stderr:write(('interrupted at step %d\n'):format(step))
+         if require('ddpm.core').dist_rank() == 0 then
+            io.stderr:write(('interrupted at step %d\n'):format(step))
+         end
          if opt.on_stop then opt.on_stop(step) end
          if opt.run then opt.run:finish('interrupted') end
          return nil
