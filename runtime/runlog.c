@@ -47,8 +47,20 @@ double runlog_mono_now(void)
    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Errors of the file itself (disk full, I/O, read-only, locked, corrupt)
+   name the file, so a message read far from the call says which one. */
+int runlog_file_error(int code)
+{
+   code &= 0xff;
+   return code == SQLITE_FULL || code == SQLITE_IOERR || code == SQLITE_READONLY ||
+          code == SQLITE_CANTOPEN || code == SQLITE_CORRUPT || code == SQLITE_NOTADB ||
+          code == SQLITE_BUSY || code == SQLITE_LOCKED || code == SQLITE_PERM;
+}
+
 int runlog_sql_error(ddpm_runlog *rl, const char *what)
 {
+   if (runlog_file_error(sqlite3_errcode(rl->db)) && strcmp(what, rl->path) != 0)
+      return ddpm_seterr(DDPM_ESQL, "%s: %s: %s", what, rl->path, sqlite3_errmsg(rl->db));
    return ddpm_seterr(DDPM_ESQL, "%s: %s", what, sqlite3_errmsg(rl->db));
 }
 

@@ -46,6 +46,7 @@ struct ddpm_runlog {
 /* runlog.c */
 double runlog_wall_now(void);
 double runlog_mono_now(void);
+int runlog_file_error(int code);   /* SQLITE_FULL, IOERR, READONLY, BUSY...: the file's fault */
 int runlog_sql_error(ddpm_runlog *rl, const char *what);
 int runlog_exec_plain(ddpm_runlog *rl, const char *what, const char *sql);
 void runlog_rollback(ddpm_runlog *rl);

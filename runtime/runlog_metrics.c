@@ -148,11 +148,13 @@ int ddpm_runlog_flush(ddpm_runlog *rl)
    for (int i = 0; i < rl->nnames; i++)
       if (rl->names[i].fresh) rl->names[i].id = 0, rl->names[i].fresh = 0;
    size_t n = rl->nrows;
+   const char *file = runlog_file_error(code) ? rl->path : NULL;
    if (code == SQLITE_CONSTRAINT) {
       /* A run deleted meanwhile, say: no retry can succeed. */
       rl->nrows = 0;
       rl->nknown = 0;
       return ddpm_seterr(DDPM_ESQL, "flush: %s (%zu metric rows dropped)", msg, n);
    }
-   return ddpm_seterr(DDPM_ESQL, "flush: %s (%zu metric rows kept for the next flush)", msg, n);
+   return ddpm_seterr(DDPM_ESQL, "flush: %s%s%s (%zu metric rows kept for the next flush)",
+                      file ? file : "", file ? ": " : "", msg, n);
 }

@@ -7,7 +7,7 @@ set -eu
 want="build-essential pkg-config libluajit-5.1-dev luajit libopenblas-dev libopenblas0-openmp libpng-dev libsqlite3-dev sqlite3 zlib1g-dev libedit-dev libplplot-dev plplot-driver-cairo openmpi-bin libopenmpi-dev"
 for extra in "$@"; do
   case "$extra" in
-    test) want="$want python3-torch python3-torchvision perl dataset-fashion-mnist chromium" ;;
+    test) want="$want python3-torch python3-torchvision perl dataset-fashion-mnist chromium strace" ;;
     data) want="$want dataset-fashion-mnist" ;;
     *) echo "setup.sh: unknown component '$extra' (expected test or data)" >&2; exit 2 ;;
   esac

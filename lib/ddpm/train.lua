@@ -404,8 +404,13 @@ local function train(opt)
    xbuf:free()
    result.loss = last_loss
    if not ok then
-      run:finish('failed', tostring(err))
       result.status = 'failed'
+      -- a full or failing database must not hide why the run stopped
+      local okf, ferr = pcall(run.finish, run, 'failed', tostring(err))
+      if not okf then
+         io.stderr:write(('train: run %s could not be marked failed in %s: %s\n'):format(
+            tostring(run.id), tostring(run.db_path), tostring(ferr)))
+      end
       error(err, 0)
    end
    result.status = status
