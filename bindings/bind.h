@@ -28,6 +28,7 @@ void l_plot_register(lua_State *L);
 void l_lenet_register(lua_State *L);
 void l_tsampler_register(lua_State *L);
 void l_dist_register(lua_State *L);
+void l_inception_register(lua_State *L);
 
 /* Tensor userdata: holds one reference; NULL after t:free(). */
 typedef struct l_tensor { ddpm_tensor *t; } l_tensor;

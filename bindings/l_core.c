@@ -119,5 +119,6 @@ int luaopen_ddpm_core(lua_State *L)
    l_lenet_register(L);
    l_tsampler_register(L);
    l_dist_register(L);
+   l_inception_register(L);
    return 1;
 }

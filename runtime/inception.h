@@ -77,6 +77,15 @@ int ddpm_inception_stage_shape(int stage, int H, int W, int *c, int *h, int *w);
 int ddpm_inception_stage(ddpm_inception *m, int stage, float *out, const float *in, int N,
                          int H, int W);
 
+/* The Inception Score of logits [N,K] (Salimans et al. 2016, as its
+   original code computes it): the images are cut into `splits` consecutive
+   parts; in each, exp(mean over images of KL(p(y|x) || p(y))) with p(y|x)
+   the softmax of an image's logits and p(y) the split's mean of them; mean
+   and std (ddof 0) over the splits. The standard is 10 splits of 50,000.
+   DDPM_EINVAL when a split would be empty or a logit is not finite. */
+int ddpm_inception_score(double *mean, double *std, const float *logits, int64_t N, int K,
+                         int splits);
+
 #ifdef __cplusplus
 }
 #endif
