@@ -12,14 +12,19 @@
 #include <string.h>
 
 /* Bytes allocated since the last full GC: big tensors are invisible to Lua's
-   own accounting (the userdata is 8 bytes), so we step the collector. */
+   own accounting (the userdata is 8 bytes), so temporaries such as those of
+   ((x + 1) * 2 - x) / 3 would wait for a collection that Lua's small heap
+   never asks for. A full collection runs once the tensors made since the
+   last one pass 16 MB and the size of Lua's own heap: the memory held by
+   dead temporaries stays bounded, and the collector's work (proportional to
+   the Lua heap) stays at most about one byte traversed per tensor byte. */
 static size_t l_heap_bytes;
-#define L_HEAP_THRESHOLD ((size_t)512 << 20)
+#define L_HEAP_MIN ((size_t)16 << 20)
 
 void l_track(lua_State *L, const ddpm_tensor *t)
 {
    l_heap_bytes += (size_t)ddpm_tensor_numel(t) * sizeof(float);
-   if (l_heap_bytes > L_HEAP_THRESHOLD) {
+   if (l_heap_bytes > L_HEAP_MIN && l_heap_bytes > (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024) {
       l_heap_bytes = 0;
       lua_gc(L, LUA_GCCOLLECT, 0);
    }
