@@ -742,7 +742,7 @@ struct smain {
 static int is_command(char **argv, int script)
 {
    static const char *const cmds[] = {"runs", "show", "compare", "plot", "sql", "rerun",
-                                      "export", "report", NULL};
+                                      "export", "report", "fid", NULL};
    if (script != 1) return 0;
    for (int i = 0; cmds[i]; i++)
       if (strcmp(argv[script], cmds[i]) == 0) {

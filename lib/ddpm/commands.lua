@@ -9,6 +9,7 @@ ddpm.commands — `ddpmlua <command> ...` over the run history (runs.db):
    ddpmlua rerun RUN [--threads N] [--dry-run]
    ddpmlua export RUN DIR
    ddpmlua report RUN [-o report.html] [--smooth N] [--log]
+   ddpmlua fid DIR_OR_RUN [--ref stats.npz] [--weights PATH] [--save stats.npz]
 
 Every command takes --db PATH (default runs.db) and -h. RUN is a run id, a
 uuid (or a unique prefix of one, 6+ hex digits) or 'last'. A mistake of the
@@ -1145,9 +1146,13 @@ cmd.report = {
    end,
 }
 
+-- FID and IS of a folder of PNGs or a run's samples (lib/ddpm/cmd_fid.lua)
+cmd.fid = require('ddpm.cmd_fid').command{fail = fail, open_db = open_db, resolve = resolve,
+                                          query = query}
+
 ---------------------------------------------------------------- main
 
-local ORDER = {'runs', 'show', 'compare', 'plot', 'sql', 'rerun', 'export', 'report'}
+local ORDER = {'runs', 'show', 'compare', 'plot', 'sql', 'rerun', 'export', 'report', 'fid'}
 
 local function usage_all()
    local lines = {'commands over the run history (runs.db, or --db PATH):'}

@@ -221,6 +221,8 @@ end
 function fid.folder(dir, opt)
    opt = opt or {}
    local ddpm = require 'ddpm'
+   local ref, own_ref = opt.ref, false
+   if type(ref) == 'string' then ref, own_ref = fid.load_ref(ref), true end   -- fail before the work
    local d = ddpm.data.png_dir(dir, 3)
    local N = d:size()
    if N < 2 then error(("fid: '%s' holds %d PNG image(s); FID needs at least 2"):format(dir, N), 2) end
@@ -234,9 +236,10 @@ function fid.folder(dir, opt)
       x:free()
       if opt.log then opt.log(acc:count(), N) end
    end
-   local r = acc:result{ref = opt.ref, splits = opt.splits, warn = opt.warn}
+   local r = acc:result{ref = ref, splits = opt.splits, warn = opt.warn}
    if opt.save then fid.save_ref(opt.save, acc:stats()) end
    acc:free()
+   if own_ref then ref:free() end
    return r
 end
 
