@@ -120,13 +120,14 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang-14
 FUZZ_BUILD   := build-fuzz
 FUZZ_OPTS    ?= -malloc_limit_mb=256 -rss_limit_mb=2048 -timeout=20
-FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
-                -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -fopenmp -Iruntime \
+FUZZ_CFLAGS  := -O1 -g -march=native -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fno-sanitize-recover=undefined -Wno-psabi -Wno-pass-failed -std=c11 -D_GNU_SOURCE -fopenmp -Iruntime \
                 $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(BLAS_INC) \
                 -DDDPM_LUA_DIR='"$(CURDIR)/lib"'
 FUZZ_RT_OBJ  := $(RUNTIME_SRC:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(BUILD)/tests/test_fuzz_%)
+.SECONDARY: $(FUZZ_RT_OBJ)
 
 $(FUZZ_BUILD)/runtime/%.o: runtime/%.c $(wildcard runtime/*.h)
 	@mkdir -p $(dir $@)

@@ -14,6 +14,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,13 +181,41 @@ fail:
    return NULL;
 }
 
+/* The most decompressed bytes the file behind f can hold: its size when zlib
+   reads it through as plain bytes, else 1032 per compressed byte (deflate's
+   largest expansion: a 258-byte match in as little as 2 bits). A header
+   that declares more is refused before anything is allocated. */
+static int64_t idx_capacity(gzFile f, const char *path)
+{
+   struct stat st;
+   if (stat(path, &st) != 0 || st.st_size < 0) return 0;
+   int64_t size = (int64_t)st.st_size;
+   if (gzdirect(f)) return size;
+   return size > INT64_MAX / 1032 ? INT64_MAX : size * 1032;
+}
+
+/* The message for a header that declares more bytes than the file holds. */
+static void idx_too_big(gzFile f, const char *path, const char *what, int64_t need)
+{
+   struct stat st;
+   long long size = stat(path, &st) == 0 ? (long long)st.st_size : -1;
+   if (gzdirect(f))
+      ddpm_seterr(DDPM_EFORMAT, "%s: offset %lld: file ends inside the %s (the header declares "
+                  "%lld bytes in all, the file has %lld); truncated?", path, size, what,
+                  (long long)need, size);
+   else
+      ddpm_seterr(DDPM_EFORMAT, "%s: the header declares %lld bytes in all, more than this %lld-byte "
+                  "gzip file can hold (deflate expands at most 1032-fold); truncated?", path,
+                  (long long)need, size);
+}
+
 ddpm_dataset *ddpm_dataset_read_idx(const char *images_path, const char *labels_path)
 {
    if (!images_path || !*images_path) {
       ddpm_seterr(DDPM_EINVAL, "dataset_read_idx: no images path");
       return NULL;
    }
-   uint32_t idims[3], ldims[1];
+   uint32_t idims[3], ldims[1] = {0};
    gzFile fi = idx_open(images_path, 3, idims, "images");
    if (!fi) return NULL;
    gzFile fl = NULL;
@@ -209,6 +238,14 @@ ddpm_dataset *ddpm_dataset_read_idx(const char *images_path, const char *labels_
                   "%s: offset 4: header declares %lld images of %ux%u = %lld bytes, over the "
                   "%lld-byte limit", images_path, (long long)N, (unsigned)idims[1],
                   (unsigned)idims[2], (long long)(N * per), (long long)DDPM_DATASET_MAX_BYTES);
+      goto fail;
+   }
+   if (16 + N * per > idx_capacity(fi, images_path)) {
+      idx_too_big(fi, images_path, "pixel data", 16 + N * per);
+      goto fail;
+   }
+   if (fl && 8 + (int64_t)ldims[0] > idx_capacity(fl, labels_path)) {
+      idx_too_big(fl, labels_path, "labels", 8 + (int64_t)ldims[0]);
       goto fail;
    }
    if (fl && ldims[0] != idims[0]) {

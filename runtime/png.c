@@ -239,6 +239,19 @@ static int begin_read(png_image *img, FILE **fp, const char *path)
       fclose(f);
       return DDPM_EFORMAT;
    }
+   /* Each row costs at least a filter byte and W/8 bytes (1-bit pixels)
+      before deflate, which expands at most 1032-fold: a header declaring more
+      than the file can hold is refused before the pixels are allocated. */
+   struct stat st = {0};
+   uint64_t rows = (uint64_t)img->height * (1 + ((uint64_t)img->width + 7) / 8);
+   if (fstat(fileno(f), &st) != 0 || rows > 1032 * (uint64_t)st.st_size) {
+      ddpm_seterr(DDPM_EFORMAT, "png_read %s: image is %ux%u, more than this %lld-byte file can "
+                  "hold (truncated?)", path, (unsigned)img->width, (unsigned)img->height,
+                  (long long)st.st_size);
+      png_image_free(img);
+      fclose(f);
+      return DDPM_EFORMAT;
+   }
    *fp = f;
    return DDPM_OK;
 }

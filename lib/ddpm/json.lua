@@ -10,6 +10,8 @@ false, null).
 ]]
 local json = {}
 
+local MAX_DEPTH = 200   -- nesting of { and [ that decode accepts
+
 local escapes = {['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
                  ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t'}
 
@@ -70,6 +72,21 @@ function json.decode(s)
    local pos = 1
    local function err(what) error(('json: %s at byte %d'):format(what, pos), 0) end
    local function ws() pos = s:find('[^ \t\r\n]', pos) or #s + 1 end
+   local function hex4(at)
+      local h = s:sub(at, at + 3)
+      if not h:match('^%x%x%x%x$') then pos = at; err('bad \\u escape (4 hex digits expected)') end
+      return tonumber(h, 16)
+   end
+   local function utf8(code)
+      if code < 0x80 then return string.char(code)
+      elseif code < 0x800 then return string.char(0xC0 + math.floor(code / 64), 0x80 + code % 64)
+      elseif code < 0x10000 then
+         return string.char(0xE0 + math.floor(code / 4096), 0x80 + math.floor(code / 64) % 64, 0x80 + code % 64)
+      end
+      return string.char(0xF0 + math.floor(code / 262144), 0x80 + math.floor(code / 4096) % 64,
+                         0x80 + math.floor(code / 64) % 64, 0x80 + code % 64)
+   end
+   local depth = 0
    local function str()
       local out, i = {}, pos + 1
       while true do
@@ -81,23 +98,37 @@ function json.decode(s)
             local map = {n = '\n', t = '\t', r = '\r', b = '\b', f = '\f', ['"'] = '"', ['\\'] = '\\', ['/'] = '/'}
             if map[e] then out[#out + 1] = map[e]; i = i + 2
             elseif e == 'u' then
-               local code = tonumber(s:sub(i + 2, i + 5), 16) or err('bad \\u escape')
-               if code < 128 then out[#out + 1] = string.char(code)
-               elseif code < 2048 then out[#out + 1] = string.char(192 + math.floor(code / 64), 128 + code % 64)
-               else out[#out + 1] = string.char(224 + math.floor(code / 4096), 128 + math.floor(code / 64) % 64, 128 + code % 64) end
+               local code = hex4(i + 2)
                i = i + 6
+               if code >= 0xD800 and code < 0xDC00 then        -- a UTF-16 pair (RFC 8259 §7)
+                  local lo = s:sub(i, i + 1) == '\\u' and hex4(i + 2)
+                  if not lo or lo < 0xDC00 or lo >= 0xE000 then pos = i; err('unpaired surrogate in \\u escape') end
+                  code = 0x10000 + (code - 0xD800) * 1024 + (lo - 0xDC00)
+                  i = i + 6
+               elseif code >= 0xDC00 and code < 0xE000 then
+                  pos = i - 6; err('unpaired surrogate in \\u escape')
+               end
+               out[#out + 1] = utf8(code)
             else err('bad escape') end
          else out[#out + 1] = c; i = i + 1 end
       end
    end
    local value
+   local function nest(v)   -- leaves one level of { or [ with its value
+      depth = depth - 1
+      return v
+   end
    function value()
       ws()
       local c = s:sub(pos, pos)
+      if (c == '{' or c == '[') and depth >= MAX_DEPTH then
+         err(('nesting deeper than %d'):format(MAX_DEPTH))
+      end
       if c == '{' then
          local t = {}
+         depth = depth + 1
          pos = pos + 1; ws()
-         if s:sub(pos, pos) == '}' then pos = pos + 1; return t end
+         if s:sub(pos, pos) == '}' then pos = pos + 1; return nest(t) end
          while true do
             ws()
             if s:sub(pos, pos) ~= '"' then err('expected a key') end
@@ -106,18 +137,19 @@ function json.decode(s)
             pos = pos + 1
             t[k] = value(); ws()
             local d = s:sub(pos, pos); pos = pos + 1
-            if d == '}' then return t end
+            if d == '}' then return nest(t) end
             if d ~= ',' then err("expected ',' or '}'") end
          end
       elseif c == '[' then
          local t, n = {}, 0
+         depth = depth + 1
          pos = pos + 1; ws()
-         if s:sub(pos, pos) == ']' then pos = pos + 1; return t end
+         if s:sub(pos, pos) == ']' then pos = pos + 1; return nest(t) end
          while true do
             n = n + 1
             t[n] = value(); ws()
             local d = s:sub(pos, pos); pos = pos + 1
-            if d == ']' then return t end
+            if d == ']' then return nest(t) end
             if d ~= ',' then err("expected ',' or ']'") end
          end
       elseif c == '"' then return str()
@@ -127,8 +159,11 @@ function json.decode(s)
       else
          local num = s:match('^-?%d+%.?%d*[eE]?[-+]?%d*', pos)
          if not num or num == '' then err('unexpected character') end
+         local x = tonumber(num)
+         -- out of float64 range: encode would write null, so it could not round-trip
+         if not x or x == math.huge or x == -math.huge then err('bad number') end
          pos = pos + #num
-         return tonumber(num) or err('bad number')
+         return x
       end
    end
    local v = value()

@@ -216,6 +216,41 @@ static void test_idx_corrupt(void)
 }
 
 /* A damaged gzip stream: a byte flipped mid-file, and the file cut short. */
+/* A header that declares more pixels than the file could hold, plain or
+   gzip (at most 1032 bytes per compressed byte), is refused before the
+   pixel buffer is allocated; a file that does hold them reads. */
+static void test_idx_size_bound(void)
+{
+   uint8_t h[16 + 64] = {0, 0, 8, 3};
+   put_be32(h + 4, 60000); put_be32(h + 8, 28); put_be32(h + 12, 28);
+   write_bytes(tpath("short.idx"), h, sizeof h);
+   expect_fail(ddpm_dataset_read_idx(tpath("short.idx"), NULL), "short.idx", "header declares",
+               "60000 images declared in 80 plain bytes");
+   write_gz(tpath("short.idx.gz"), h, sizeof h);
+   expect_fail(ddpm_dataset_read_idx(tpath("short.idx.gz"), NULL), "short.idx.gz", "gzip file can hold",
+               "60000 images declared in a gzip file of ~60 bytes");
+   uint8_t l[8 + 4] = {0, 0, 8, 1};
+   put_be32(l + 4, 60000);
+   size_t il;
+   uint8_t *img = make_idx_images(4, 2, 2, 0, &il);
+   write_bytes(tpath("four.idx"), img, il);
+   write_bytes(tpath("short_lab.idx"), l, sizeof l);
+   expect_fail(ddpm_dataset_read_idx(tpath("four.idx"), tpath("short_lab.idx")), "short_lab.idx",
+               "header declares", "60000 labels declared in 12 bytes");
+   free(img);
+   /* 256 black 32x32 images: 262 KB that gzip packs into well under 1 KB */
+   size_t zl = 16 + 256 * 32 * 32;
+   uint8_t *z = calloc(zl, 1);
+   z[2] = 8; z[3] = 3;
+   put_be32(z + 4, 256); put_be32(z + 8, 32); put_be32(z + 12, 32);
+   write_gz(tpath("black.idx.gz"), z, zl);
+   ddpm_dataset *d = ddpm_dataset_read_idx(tpath("black.idx.gz"), NULL);
+   CHECK(d && d->N == 256 && d->pixels[0] == 0, "a gzip file that holds what it declares reads (%s)",
+         d ? "ok" : ddpm_errmsg());
+   ddpm_dataset_free(d);
+   free(z);
+}
+
 static void test_idx_gzip_damage(void)
 {
    size_t il;
@@ -594,6 +629,7 @@ int main(void)
    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 2; }
    test_idx_roundtrip();
    test_idx_corrupt();
+   test_idx_size_bound();
    test_idx_gzip_damage();
    test_cifar();
    test_png_dir();

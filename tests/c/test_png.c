@@ -306,6 +306,25 @@ static void test_read_errors(void)
    size_t hl = make_png(huge, 100000, 100000, 8, 0, raw, 2);
    write_bytes(tpath("huge.png"), huge, hl);
    expect_read_fail("huge.png", DDPM_EFORMAT, "limit", "100000x100000 declared");
+   /* 16384 x 16384 RGB (805 MB of pixels) declared in a 60-byte file: inside
+      the side limit, but more than the file can hold; refused from the
+      header rather than after allocating the pixels. */
+   hl = make_png(huge, 16384, 16384, 8, 2, raw, 2);
+   write_bytes(tpath("bomb.png"), huge, hl);
+   expect_read_fail("bomb.png", DDPM_EFORMAT, "can hold", "16384x16384 declared in a tiny file");
+   /* ... while a highly compressible image that the file does hold reads */
+   enum { BW = 1024, BH = 1024 };
+   uint8_t *zeros = calloc((size_t)BH * (BW + 1), 1);
+   uint8_t *zpng = malloc((size_t)BH * (BW + 1) + 256);
+   size_t zl = make_png(zpng, BW, BH, 8, 0, zeros, (size_t)BH * (BW + 1));
+   write_bytes(tpath("zeros.png"), zpng, zl);
+   uint8_t *zp = NULL;
+   int zh = 0, zw = 0;
+   CHECK(ddpm_png_read(tpath("zeros.png"), 1, &zp, &zh, &zw) == DDPM_OK && zh == BH && zw == BW &&
+         zp[0] == 0 && zp[BH * BW - 1] == 0, "a 1024x1024 black PNG of %zu bytes reads", zl);
+   free(zp);
+   free(zeros);
+   free(zpng);
 
    /* reading into a buffer of the wrong size */
    uint8_t buf[90];
