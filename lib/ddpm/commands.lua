@@ -219,6 +219,15 @@ end
 
 local function basename(p) return p and (p:match('([^/]+)$') or p) end
 
+-- The last part of a stored path as a file name inside a folder of ours:
+-- fallback where it is empty, '.' or '..' or holds a control character (a
+-- run's path comes from a database that anyone may have written).
+local function file_name(p, fallback)
+   local b = p and p:match('([^/]+)/*$')
+   if not b or b == '.' or b == '..' or b:find('[%z\1-\31\127]') then return fallback end
+   return b
+end
+
 -- Display width of UTF-8 text (one column per code point).
 local function width(s)
    local _, cont = s:gsub('[\128-\191]', '')
@@ -230,14 +239,26 @@ local function pad(s, w, right)
    return right and (fill .. s) or (s .. fill)
 end
 
+-- Stored text as the terminal shows it: control characters (C0, DEL and the
+-- C1 range U+0080..U+009F) become escapes such as \n, \x1b and \u{9b}, so a
+-- run's name or error cannot move the cursor, clear the screen or retitle the
+-- window. keep_tabs leaves tabs (tracebacks).
+local function visible(v, keep_tabs)
+   local s = tostring(v):gsub('[%z\1-\31\127]', function(c)
+      if c == '\t' then return keep_tabs and c or '\\t' end
+      if c == '\n' then return '\\n' end
+      return ('\\x%02x'):format(c:byte())
+   end)
+   return (s:gsub('\194([\128-\159])', function(c) return ('\\u{%x}'):format(c:byte()) end))
+end
+commands.visible = visible
+
 -- One cell: numbers formatted, control characters made visible, long text cut.
 local function cell(v, fmt, maxw)
    local s
    if v == nil then s = ''
    elseif type(v) == 'number' then s = (fmt or num)(v)
-   else
-      s = tostring(v):gsub('\r?\n', '\\n'):gsub('\t', '\\t'):gsub('[%z\1-\31\127]', '?')
-   end
+   else s = visible(v) end
    if maxw and maxw > 0 and width(s) > maxw then
       local cut, w = {}, 0
       for ch in s:gmatch('[%z\1-\127\194-\244][\128-\191]*') do
@@ -504,7 +525,7 @@ end
 
 local function kv(out, key, value)
    if value == nil or value == '' then return end
-   out:write(('%-12s %s\n'):format(key, value))
+   out:write(('%-12s %s\n'):format(key, visible(value)))
 end
 
 cmd.show = {
@@ -517,7 +538,7 @@ cmd.show = {
       local id = resolve(rl, pos[1], db)
       local r = get_run(rl, id)
       local out = io.stdout
-      out:write(('run %d%s\n'):format(r.run_id, r.name and ('  ' .. r.name) or ''))
+      out:write(('run %d%s\n'):format(r.run_id, r.name and ('  ' .. visible(r.name)) or ''))
       kv(out, 'uuid', r.uuid)
       kv(out, 'status', r.status)
       kv(out, 'experiment', r.experiment)
@@ -545,7 +566,9 @@ cmd.show = {
       end
       if r.error_text and r.error_text ~= '' then
          out:write('\nerror\n')
-         for line in (r.error_text .. '\n'):gmatch('([^\n]*)\n') do out:write('  ', line, '\n') end
+         for line in (r.error_text .. '\n'):gmatch('([^\n]*)\n') do
+            out:write('  ', visible(line, true), '\n')
+         end
       end
 
       local cfg = commands.flatten_config(r.config_json)
@@ -747,7 +770,7 @@ cmd.compare = {
          local steps = sorted_keys(common or {})
          out:write('\n')
          if #steps == 0 then
-            out:write(("%s: no step logged by all runs\n"):format(k))
+            out:write(("%s: no step logged by all runs\n"):format(visible(k)))
          else
             local shown = thin(steps, nrows)
             cols = {plot.is_per_t(k) and 't' or 'step'}
@@ -952,13 +975,13 @@ cmd.rerun = {
          if not os.execute('mkdir -p ' .. shell_quote(tmpdir) .. ' 2>/dev/null') then
             fail('cannot make a temporary directory %s', tmpdir)
          end
-         script = tmpdir .. '/' .. basename(r.script_path)
+         script = tmpdir .. '/' .. file_name(r.script_path, 'script.lua')
          write_file(script, r.script_text)
       end
       local env = decode_config(r.env_json)
       local threads = o.threads or env.threads
       if o.threads == 0 then fail('--threads must be at least 1') end
-      local words = {'DDPMLUA_PARENT_RUN=' .. r.uuid, 'DDPMLUA_DB=' .. shell_quote(db)}
+      local words = {'DDPMLUA_PARENT_RUN=' .. shell_quote(r.uuid), 'DDPMLUA_DB=' .. shell_quote(db)}
       if threads then words[#words + 1] = 'DDPMLUA_NUM_THREADS=' .. math.floor(threads) end
       words[#words + 1] = shell_quote(self_exe())
       for _, a in ipairs(pre) do words[#words + 1] = shell_quote(a) end
@@ -983,7 +1006,7 @@ cmd.rerun = {
          end
       end
       local before = query(rl, 'SELECT coalesce(max(run_id), 0) AS n FROM runs')[1].n
-      io.stderr:write(('rerun: run %d (%s), seed %s, %s thread%s\n'):format(id, basename(r.script_path),
+      io.stderr:write(('rerun: run %d (%s), seed %s, %s thread%s\n'):format(id, visible(basename(r.script_path)),
          num(r.seed), threads and num(threads) or 'default', threads == 1 and '' or 's'))
       io.stdout:flush()
       io.stderr:flush()
@@ -1057,17 +1080,21 @@ cmd.export = {
          os.execute('mkdir -p ' .. shell_quote(dir) .. ' 2>/dev/null')
          if not is_dir(dir) then fail("cannot make the directory '%s'", dir) end
       end
-      local script = basename(r.script_path)
+      local script = file_name(r.script_path, 'script.lua')
+      if script == 'config.json' or script == 'run.json' or script == 'README.md' then
+         script = 'script-' .. script
+      end
       write_file(dir .. '/' .. script, r.script_text)
       write_file(dir .. '/config.json', r.config_json .. '\n')
       local ck = query(rl, 'SELECT step, path, sha256, bytes FROM checkpoints WHERE run_id = :id ' ..
                            'ORDER BY step DESC LIMIT 1', {id = id})[1]
       local ck_name, ck_note
       if ck then
-         ck_name = basename(ck.path)
+         ck_name = file_name(ck.path, 'checkpoint.safetensors')
          local ok, err = copy_file(ck.path, dir .. '/' .. ck_name)
          if not ok then
-            ck_note = ('the last checkpoint (step %d, %s) could not be copied: %s'):format(ck.step, ck.path, err)
+            ck_note = visible(('the last checkpoint (step %d, %s) could not be copied: %s'):format(ck.step,
+                              ck.path, err))
             io.stderr:write('export: warning: ', ck_note, '\n')
             ck_name = nil
          end
@@ -1078,7 +1105,7 @@ cmd.export = {
       if env.threads then words[#words + 1] = 'DDPMLUA_NUM_THREADS=' .. num(env.threads) end
       words[#words + 1] = 'ddpmlua'
       for _, a in ipairs(pre) do words[#words + 1] = shell_quote(a) end
-      words[#words + 1] = script
+      words[#words + 1] = script:match('^[%w_./=:,+-]+$') and script or shell_quote(script)
       for _, a in ipairs(post) do words[#words + 1] = a:match('^[%w_./=:,+-]+$') and a or shell_quote(a) end
       local rerun = table.concat(words, ' ')
       local meta = {run_id = r.run_id, uuid = r.uuid, name = r.name, experiment = r.experiment,
@@ -1091,7 +1118,7 @@ cmd.export = {
                                               bytes = ck.bytes} or nil}
       write_file(dir .. '/run.json', json.encode(meta) .. '\n')
       local lines = {
-         ('# Run %d%s, exported by ddpmlua'):format(r.run_id, r.name and (' (' .. r.name .. ')') or ''),
+         ('# Run %d%s, exported by ddpmlua'):format(r.run_id, r.name and (' (' .. visible(r.name) .. ')') or ''),
          '',
          'Re-run it from this directory (same script, arguments, seed and thread count):',
          '',
@@ -1114,8 +1141,10 @@ cmd.export = {
       lines[#lines + 1] = '- `run.json`: the run record (uuid, seed, argv, git commit, host, versions)'
       lines[#lines + 1] = ''
       lines[#lines + 1] = ('Original run: %s, seed %s, status %s, started %s on %s%s.'):format(
-         r.uuid, num(r.seed), r.status, os.date('%Y-%m-%d %H:%M', math.floor(r.start_time)), r.host or '?',
-         r.git_commit and (', git ' .. r.git_commit:sub(1, 12) .. (r.git_dirty == 1 and ' (dirty)' or '')) or '')
+         visible(r.uuid), num(r.seed), visible(r.status), os.date('%Y-%m-%d %H:%M', math.floor(r.start_time)),
+         visible(r.host or '?'), r.git_commit and (', git ' .. visible(r.git_commit:sub(1, 12)) ..
+         (r.git_dirty == 1 and ' (dirty)' or '')) or '')
+      for i, l in ipairs(lines) do lines[i] = visible(l, true) end   -- stored text stays text
       write_file(dir .. '/README.md', table.concat(lines, '\n') .. '\n')
       io.stdout:write(('exported run %d to %s: %s, config.json, %srun.json, README.md\n'):format(
          id, dir, script, ck_name and (ck_name .. ', ') or ''))

@@ -26,9 +26,14 @@ local MAX_IMAGE_BYTES = 16 * 1048576
 
 ---------------------------------------------------------------- helpers
 
+-- Stored text as HTML text: markup characters as entities, and control
+-- characters other than tab and newline (which HTML does not allow) shown as
+-- escapes such as \x1b, as the terminal tables show them.
 local function esc(s)
-   return (tostring(s):gsub('[&<>"\']', {['&'] = '&amp;', ['<'] = '&lt;', ['>'] = '&gt;',
-                                           ['"'] = '&quot;', ["'"] = '&#39;'}))
+   s = tostring(s):gsub('[%z\1-\8\11-\31\127]', function(c) return ('\\x%02x'):format(c:byte()) end)
+   s = s:gsub('\194([\128-\159])', function(c) return ('\\u{%x}'):format(c:byte()) end)
+   return (s:gsub('[&<>"\']', {['&'] = '&amp;', ['<'] = '&lt;', ['>'] = '&gt;',
+                                ['"'] = '&quot;', ["'"] = '&#39;'}))
 end
 
 local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
