@@ -151,6 +151,34 @@ run "$D" rerun 2 --dry-run --db "$DB"
 grep -qF "'x; touch $tmp/PWNED; #'" "$tmp/out" || why+="the uuid is not quoted in: $out"$'\n'
 t "rerun: a hostile uuid is quoted, nothing of it runs"
 
+# ------------------------------------------------------------ checkpoints
+# a run named ../../x keeps its files under runs/<uuid>/ beside runs.db
+mkdir -p "$tmp/train/a/b"
+python3 - "$tmp/train/idx" <<'EOF'
+import sys
+with open(sys.argv[1], 'wb') as f:
+    f.write(b'\0\0\x08\x03' + (16).to_bytes(4, 'big') + (8).to_bytes(4, 'big') * 2)
+    f.write(bytes((i * 37) % 256 for i in range(16 * 64)))
+EOF
+cat >"$tmp/train/t.lua" <<'EOF'
+local ddpm = require 'ddpm'
+local m = ddpm.unet{ch = 8, groups = 4, ch_mult = {1, 2}, num_res_blocks = 1, attn_resolutions = {4},
+                    in_ch = 1, out_ch = 1, resolution = 8}
+local r = ddpm.train{model = m, diffusion = ddpm.diffusion{T = 10}, data = ddpm.core.dataset_idx(arg[2]),
+   steps = 2, batch = 4, db = arg[1], name = '../../../x', experiment = '../..', progress = false,
+   sample_n = 4, checkpoint_every = 1}
+print(r.checkpoint)
+EOF
+before=$(cd "$tmp" && find . -path ./chrome -prune -o -print | sort)
+run "$D" "$tmp/train/t.lua" "$tmp/train/a/b/runs.db" "$tmp/train/idx"
+expect_rc 0 "training a run named ../../../x"
+after=$(cd "$tmp" && find . -path ./chrome -prune -o -print | sort)
+new=$(comm -13 <(echo "$before") <(echo "$after") | grep -v '^\./\(out\|err\)$' |
+      grep -v '^\./train/a/b/runs\.db\(-wal\|-shm\)\?$' | grep -vE '^\./train/a/b/runs(/[0-9a-f]{32}(/[^/]+)?)?$')
+[ -z "$new" ] || why+="files outside runs/<uuid>/: $new"$'\n'
+case "$out" in "$tmp/train/a/b/runs/"*/ckpt-00000002.safetensors) ;; *) why+="checkpoint at $out"$'\n' ;; esac
+t "a run named ../../../x writes its checkpoints and samples under runs/<uuid>/ only"
+
 echo "1..$n"
 echo "$((n - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]
