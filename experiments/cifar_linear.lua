@@ -17,7 +17,11 @@ After training, the EMA weights are evaluated as the paper does (Table 1):
   samples, FID 3.17, IS 9.46), plus a 64-image grid; both are artifacts.
 --eval_from=path skips training and evaluates a checkpoint (its EMA) or a
 model file (e.g. diffusers' google/ddpm-cifar10-32
-diffusion_pytorch_model.safetensors, which loads unchanged).
+diffusion_pytorch_model.safetensors, which loads unchanged). A checkpoint
+or model file written by ddpmlua carries its model and diffusion settings:
+--eval_from and --resume take them from the file, and a flag that
+contradicts it is an error (--override=var_type,... lets diffusion flags
+win, and the run records it).
 
 Needs the CIFAR-10 binary batches (cifar-10-binary.tar.gz unpacked to
 cifar-10-batches-bin/): --data_dir=... or DDPMLUA_CIFAR10=....
@@ -28,7 +32,7 @@ cifar-10-batches-bin/): --data_dir=... or DDPMLUA_CIFAR10=....
 ]]
 local ddpm = require 'ddpm'
 
-local cfg = ddpm.cli.parse(arg, {
+local cfg, given = ddpm.cli.parse(arg, {
    name = 'cifar_linear',
    data_dir = os.getenv('DDPMLUA_CIFAR10') or '',
    -- model (unet2d16b2)
@@ -43,18 +47,35 @@ local cfg = ddpm.cli.parse(arg, {
    sample_every = 10000, sample_n = 64, checkpoint_every = 5000, db = 'runs.db', resume = '',
    -- evaluation (EMA weights)
    nll_n = 10000, nll_train_n = 0, nll_batch = 100, eval_samples = 50000, eval_batch = 250,
-   eval_steps = 0, eval_from = '',
+   eval_steps = 0, eval_from = '', override = '',
 })
 
+-- a checkpoint or model file knows its model and process: take them from it
+local from = cfg.eval_from ~= '' and cfg.eval_from or cfg.resume ~= '' and cfg.resume or nil
+local overridden = {}
+if from then
+   local file
+   file, overridden = ddpm.checkpoint.configure(cfg, from, given, cfg.override)
+   local s = file.data_shape
+   if s and (s[1] ~= 3 or s[2] ~= 32 or s[3] ~= 32) then
+      ddpm.cli.usage_error('%s was trained on %sx%sx%s images; this script trains and evaluates 3x32x32 (CIFAR-10)',
+                           from, s[1], s[2], s[3])
+   end
+end
+
 local data = ddpm.data.cifar10{dir = cfg.data_dir ~= '' and cfg.data_dir or nil, split = 'train'}
-local model = ddpm.unet{ch = cfg.ch, ch_mult = cfg.ch_mult, num_res_blocks = cfg.num_res_blocks,
-                        attn_resolutions = cfg.attn_resolutions, dropout = cfg.dropout,
-                        in_ch = 3, out_ch = 3, resolution = 32, seed = cfg.seed}
 local diffusion = ddpm.diffusion{schedule = cfg.schedule, T = cfg.T, beta_start = cfg.beta_start,
                                  beta_end = cfg.beta_end, mean_type = cfg.mean_type,
                                  var_type = cfg.var_type, loss_type = cfg.loss_type}
+local model = ddpm.unet{ch = cfg.ch, ch_mult = cfg.ch_mult, num_res_blocks = cfg.num_res_blocks,
+                        attn_resolutions = cfg.attn_resolutions, dropout = cfg.dropout,
+                        in_ch = 3, out_ch = diffusion:out_channels(3), resolution = 32, seed = cfg.seed}
 local run = ddpm.log.start{db = cfg.db, name = cfg.name, config = cfg, seed = cfg.seed}
 print(('run %d (%s): %s'):format(run.id, run.dir, tostring(model)))
+if #overridden > 0 then
+   run:tag('override', table.concat(overridden, ','))
+   print(('the flags for %s override %s'):format(table.concat(overridden, ', '), from))
+end
 
 local ema, step
 if cfg.eval_from ~= '' then

@@ -47,12 +47,14 @@ rl:close()
 if not ck then error(('evaluate: run %d has no checkpoint to evaluate'):format(cfg.run), 0) end
 local rc = ddpm.json.decode(row.config_json)
 
-local model = ddpm.load_unet(ck.path, {prefix = cfg.weights == 'ema' and 'ema.' or nil, strict = false})
+-- the checkpoint describes its model, process and images; older ones leave
+-- the process to the run's recorded config
+local model, diff, info = ddpm.load_unet(ck.path, {prefix = cfg.weights == 'ema' and 'ema.' or nil, strict = false})
 model:evaluate()
 local mc = model:config()
-local diff = ddpm.diffusion{schedule = rc.schedule, T = rc.T, beta_start = rc.beta_start,
-                            beta_end = rc.beta_end, mean_type = rc.mean_type, var_type = rc.var_type,
-                            loss_type = rc.loss_type}
+diff = diff or ddpm.diffusion{schedule = rc.schedule, T = rc.T, beta_start = rc.beta_start,
+                              beta_end = rc.beta_end, mean_type = rc.mean_type, var_type = rc.var_type,
+                              loss_type = rc.loss_type}
 local steps = cfg.fd_steps > 0 and cfg.fd_steps or diff.T
 
 cfg.parent_name = row.name
@@ -63,7 +65,8 @@ run:tag('checkpoint', ck.path)
 io.stderr:write(('evaluating run %d (%s) at step %d, %s weights: %s\n'):format(cfg.run, row.name, ck.step,
                 cfg.weights, ck.path))
 
-local fashion = mc.in_ch == 1 and mc.resolution == 28
+local shape = info.data_shape or {mc.in_ch, mc.resolution, mc.resolution}
+local fashion = shape[1] == 1 and shape[2] == 28 and shape[3] == 28
 if cfg.nll_n > 0 then
    local test = fashion and ddpm.data.fashion_mnist{split = 'test'}
                 or ddpm.data.cifar10{dir = cfg.data_dir ~= '' and cfg.data_dir or nil, split = 'test'}

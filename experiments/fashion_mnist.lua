@@ -8,7 +8,7 @@ level, attention at 7x7). A few hours give clean samples of every class.
 ]]
 local ddpm = require 'ddpm'
 
-local cfg = ddpm.cli.parse(arg, {
+local cfg, given = ddpm.cli.parse(arg, {
    name = 'fashion_mnist',
    -- model
    ch = 32, ch_mult = {1, 2, 2}, num_res_blocks = 1, attn_resolutions = {7}, dropout = 0.0,
@@ -21,13 +21,16 @@ local cfg = ddpm.cli.parse(arg, {
    -- bookkeeping
    sample_every = 5000, sample_n = 64, checkpoint_every = 1000, db = 'runs.db', resume = '',
 })
+-- a checkpoint knows its model and process: --resume takes them from it, and
+-- a flag that contradicts it is an error
+if cfg.resume ~= '' then ddpm.checkpoint.configure(cfg, cfg.resume, given) end
 
-local model = ddpm.unet{ch = cfg.ch, ch_mult = cfg.ch_mult, num_res_blocks = cfg.num_res_blocks,
-                        attn_resolutions = cfg.attn_resolutions, dropout = cfg.dropout,
-                        in_ch = 1, out_ch = 1, resolution = 28, seed = cfg.seed}
 local diffusion = ddpm.diffusion{schedule = cfg.schedule, T = cfg.T, beta_start = cfg.beta_start,
                                  beta_end = cfg.beta_end, mean_type = cfg.mean_type,
                                  var_type = cfg.var_type, loss_type = cfg.loss_type}
+local model = ddpm.unet{ch = cfg.ch, ch_mult = cfg.ch_mult, num_res_blocks = cfg.num_res_blocks,
+                        attn_resolutions = cfg.attn_resolutions, dropout = cfg.dropout,
+                        in_ch = 1, out_ch = diffusion:out_channels(1), resolution = 28, seed = cfg.seed}
 local run = ddpm.log.start{db = cfg.db, name = cfg.name, config = cfg, seed = cfg.seed}
 print(('run %d (%s): %s, %d parameters'):format(run.id, run.dir, tostring(model), model:num_params()))
 

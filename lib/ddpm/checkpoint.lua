@@ -9,11 +9,173 @@ step needs (data order, timesteps, noise, dropout masks) is derived from
 
 A checkpoint is also a model file: m:load(path, {strict = false}) loads the raw
 weights, m:load(path, {prefix = 'ema.', strict = false}) the EMA.
+
+Checkpoints and model files (m:save) describe themselves in their metadata
+(docs/model-files.md):
+   ddpmlua.unet_config       the U-Net's config (ddpm.unet{...} rebuilds it)
+   ddpmlua.diffusion_config  schedule, T, beta_start, beta_end, mean_type,
+                             var_type, loss_type, clip (when known)
+   ddpmlua.data_shape        [C, H, W] of the training images (when known)
+   diffusers.unet_config     the same U-Net as diffusers' UNet2DModel config
+   diffusers.scheduler_config  the process as diffusers' DDPMScheduler config
+so ddpm.load_unet, --eval_from, --resume and evaluate.lua rebuild the model
+and the process from the file alone (checkpoint.configure).
 ]]
 local core = require 'ddpm.core'
 local json = require 'ddpm.json'
 
 local checkpoint = {}
+
+---------------------------------------------------------------- self-description
+
+--- checkpoint.diffusion_config(diff) -> the table that rebuilds diff with
+--- ddpm.diffusion{...} (a respaced process gives its original's).
+function checkpoint.diffusion_config(diff)
+   while diff.parent do diff = diff.parent end
+   return {schedule = diff.schedule_name, T = diff.base_T or diff.T, beta_start = diff.beta_start,
+           beta_end = diff.beta_end, mean_type = diff.mean_type, var_type = diff.var_type,
+           loss_type = diff.loss_type, clip = diff.clip}
+end
+
+local DIFFUSERS_VAR = {fixedlarge = 'fixed_large', fixedsmall = 'fixed_small', learned = 'learned',
+                       learned_range = 'learned_range'}
+local DIFFUSERS_PRED = {eps = 'epsilon', xstart = 'sample', v = 'v_prediction'}
+
+-- The U-Net config as diffusers' UNet2DModel would write it (config.json).
+local function diffusers_unet(c)
+   local down, up, blocks = {}, {}, {}
+   local n = #c.ch_mult
+   for i = 1, n do
+      local res = c.resolution / 2 ^ (i - 1)
+      local attn = false
+      for _, r in ipairs(c.attn_resolutions) do attn = attn or r == res end
+      down[i] = attn and 'AttnDownBlock2D' or 'DownBlock2D'
+      up[n + 1 - i] = attn and 'AttnUpBlock2D' or 'UpBlock2D'
+      blocks[i] = c.ch * c.ch_mult[i]
+   end
+   return {_class_name = 'UNet2DModel', sample_size = c.resolution, in_channels = c.in_ch,
+           out_channels = c.out_ch, block_out_channels = blocks, layers_per_block = c.num_res_blocks,
+           down_block_types = down, up_block_types = up, act_fn = 'silu', norm_num_groups = c.groups,
+           norm_eps = c.eps, dropout = c.dropout, time_embedding_type = 'positional',
+           flip_sin_to_cos = false, freq_shift = 1, downsample_padding = 0, center_input_sample = false,
+           mid_block_scale_factor = 1}
+end
+
+local function diffusers_scheduler(d)
+   local sched = ({linear = 'linear', scaled_linear = 'scaled_linear', quad = 'scaled_linear',
+                   squaredcos_cap_v2 = 'squaredcos_cap_v2', cosine = 'squaredcos_cap_v2'})[d.schedule]
+   return {_class_name = 'DDPMScheduler', num_train_timesteps = d.T, beta_start = d.beta_start,
+           beta_end = d.beta_end, beta_schedule = sched or d.schedule,
+           variance_type = DIFFUSERS_VAR[d.var_type] or d.var_type,
+           prediction_type = DIFFUSERS_PRED[d.mean_type] or d.mean_type, clip_sample = d.clip ~= false}
+end
+
+--- checkpoint.describe(model [, diff, data_shape]) -> the metadata strings
+--- that make a file self-describing (see above).
+function checkpoint.describe(model, diff, data_shape)
+   local c = model:config()
+   local meta = {['ddpmlua.unet_config'] = json.encode(c),
+                 ['diffusers.unet_config'] = json.encode(diffusers_unet(c))}
+   if diff then
+      local d = checkpoint.diffusion_config(diff)
+      meta['ddpmlua.diffusion_config'] = json.encode(d)
+      meta['diffusers.scheduler_config'] = json.encode(diffusers_scheduler(d))
+   end
+   if data_shape then meta['ddpmlua.data_shape'] = json.encode(data_shape) end
+   return meta
+end
+
+--- checkpoint.read_config(path) -> {unet =, diffusion =, data_shape =,
+--- checkpoint = true when it is a training checkpoint}; a field is nil when
+--- the file does not record it (a diffusers file, an older checkpoint).
+function checkpoint.read_config(path)
+   local tensors, meta = core.load_safetensors(path)
+   local has_ema = tensors['ema.conv_in.weight'] ~= nil
+   for _, t in pairs(tensors) do t:free() end
+   local function field(k)
+      local s = meta[k]
+      if not s or s == '' then return nil end
+      local ok, v = pcall(json.decode, s)
+      if not ok then error(('%s: metadata %s is not JSON: %s'):format(path, k, tostring(v)), 3) end
+      return v
+   end
+   return {unet = field('ddpmlua.unet_config'), diffusion = field('ddpmlua.diffusion_config'),
+           data_shape = field('ddpmlua.data_shape'), checkpoint = meta.format == 'ddpmlua.checkpoint/1',
+           ema = has_ema, meta = meta}
+end
+
+local MODEL_KEYS = {'ch', 'ch_mult', 'num_res_blocks', 'attn_resolutions', 'dropout'}
+local DIFF_KEYS = {'schedule', 'T', 'beta_start', 'beta_end', 'mean_type', 'var_type', 'loss_type'}
+
+local function same(a, b)
+   if type(a) == 'number' and type(b) == 'number' then
+      return math.abs(a - b) <= 1e-6 * math.max(math.abs(a), math.abs(b))
+   end
+   if type(a) == 'table' and type(b) == 'table' then
+      if #a ~= #b then return false end
+      for i = 1, #a do if not same(a[i], b[i]) then return false end end
+      return true
+   end
+   return a == b
+end
+
+local function show(v)
+   if type(v) == 'table' then return table.concat(v, ',') end
+   return tostring(v)
+end
+
+--- checkpoint.configure(cfg, path [, given, override]) -> the file's config
+--- (read_config). A script's cfg takes the model and diffusion settings the
+--- file records (ch, ch_mult, num_res_blocks, attn_resolutions, dropout,
+--- schedule, T, beta_start, beta_end, mean_type, var_type, loss_type: those
+--- cfg has). given = the set of keys typed on the command line
+--- (ddpm.cli.parse's second result): one that contradicts the file is a
+--- usage error, unless override (a set, or a comma-separated string) names
+--- it, and then the typed value wins (only diffusion settings: the weights
+--- fix the model). Returns the file's config and the list of overridden keys.
+function checkpoint.configure(cfg, path, given, override)
+   local cli = require 'ddpm.cli'
+   local ok, fc = pcall(checkpoint.read_config, path)
+   if not ok then cli.usage_error('%s', tostring(fc)) end
+   given = given or {}
+   if type(override) == 'string' then
+      local set = {}
+      for k in override:gmatch('[^,%s]+') do set[k] = true end
+      override = set
+   end
+   override = override or {}
+   local used = {}
+   local function take(src, keys, may_override)
+      if not src then return end
+      for _, k in ipairs(keys) do
+         if cfg[k] ~= nil and src[k] ~= nil then
+            if given[k] and not same(cfg[k], src[k]) then
+               if override[k] and may_override then
+                  used[#used + 1] = k
+               else
+                  cli.usage_error('--%s=%s contradicts %s, which was made with %s = %s; leave the flag out%s',
+                     k, show(cfg[k]), path, k, show(src[k]),
+                     may_override and (' or pass --override=' .. k .. ' to evaluate with it anyway') or
+                     ' (the weights fix the model)')
+               end
+            else
+               cfg[k] = src[k]
+            end
+         end
+      end
+   end
+   take(fc.unet, MODEL_KEYS, false)
+   take(fc.diffusion, DIFF_KEYS, true)
+   for k in pairs(override) do
+      local known = false
+      for _, d in ipairs(DIFF_KEYS) do known = known or d == k end
+      if not known then
+         cli.usage_error('--override=%s: only diffusion settings (%s) can be overridden', k,
+                         table.concat(DIFF_KEYS, ', '))
+      end
+   end
+   return fc, used
+end
 
 local function named_views(flat, info, prefix, out)
    for _, p in ipairs(info) do
@@ -22,8 +184,9 @@ local function named_views(flat, info, prefix, out)
 end
 
 --- checkpoint.save(path, state): state = {model=, ema=, adam=, step=, seed=,
---- run_id=, config= [, tsampler=]} (ema a ddpm.UNet, adam a core Adam,
---- tsampler a core.tsampler).
+--- run_id=, config= [, tsampler=, diffusion=, data_shape=]} (ema a ddpm.UNet,
+--- adam a core Adam, tsampler a core.tsampler, diffusion a ddpm.Diffusion,
+--- data_shape {C, H, W}).
 function checkpoint.save(path, st)
    local info = st.model._c:param_info()
    local tensors = {}
@@ -42,8 +205,8 @@ function checkpoint.save(path, st)
       run_id = st.run_id and ('%d'):format(st.run_id) or '',
       run_uuid = st.run_uuid or '',
       config = json.encode(st.config or {}),
-      ['ddpmlua.unet_config'] = json.encode(st.model:config()),
    }
+   for k, v in pairs(checkpoint.describe(st.model, st.diffusion, st.data_shape)) do meta[k] = v end
    core.save_safetensors(path, tensors, meta)
 end
 
@@ -77,6 +240,16 @@ function checkpoint.load(path, st)
       end
       local ok, err = pcall(st.tsampler.set_state, st.tsampler, ts)
       if not ok then error(('checkpoint: %s: %s'):format(path, tostring(err)), 2) end
+   end
+   local hd = meta['ddpmlua.diffusion_config'] and json.decode(meta['ddpmlua.diffusion_config'])
+   if hd and st.diffusion then
+      local want_d = checkpoint.diffusion_config(st.diffusion)
+      for _, k in ipairs(DIFF_KEYS) do
+         if not same(hd[k], want_d[k]) then
+            error(('checkpoint: %s was trained with %s = %s, this run has %s = %s'):format(
+               path, k, show(hd[k]), k, show(want_d[k])), 2)
+         end
+      end
    end
    for _, t in pairs(tensors) do t:free() end
    return {step = tonumber(meta.step), seed = tonumber(meta.seed), run_id = tonumber(meta.run_id),

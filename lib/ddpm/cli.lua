@@ -75,6 +75,10 @@ cli.options = {
    eval_samples = {'samples written as PNG files for FID/IS (0: none)', int = true, min = 0},
    eval_batch = {'samples per sampling batch', int = true, min = 1},
    eval_steps = {'sampling steps for eval_samples (0: all T)', int = true, min = 0},
+   fid_n = {'samples for FID and IS (0: none)', int = true, min = 0},
+   fid_ref = {'reference statistics for FID (.npz)', path = true},
+   fid_weights = {'Inception weights for FID (DDPMLUA_INCEPTION)', path = true},
+   override = 'diffusion settings (comma-separated) whose flags win over the checkpoint\'s',
 }
 
 local UsageError = {}
@@ -205,8 +209,9 @@ function cli.usage(defaults, extra)
    return table.concat(lines, '\n')
 end
 
---- cli.parse(args, defaults [, spec]) -> a new table: defaults overridden by
---- args, every value checked. Raises a usage error (see above) on a bad one.
+--- cli.parse(args, defaults [, spec]) -> cfg, given: a new table (defaults
+--- overridden by args, every value checked) and the set of keys args gave.
+--- Raises a usage error (see above) on a bad one.
 function cli.parse(args, defaults, extra)
    local cfg = {}
    for k, v in pairs(defaults) do
@@ -223,6 +228,7 @@ function cli.parse(args, defaults, extra)
    for _, a in ipairs(args) do
       if a == '--debug' then cli.debug = true end
    end
+   local given = {}
    local i = 1
    while i <= #args do
       local a = args[i]
@@ -257,6 +263,7 @@ function cli.parse(args, defaults, extra)
             end
          end
          cfg[key] = v
+         given[key] = true
       end
       i = i + 1
    end
@@ -264,7 +271,7 @@ function cli.parse(args, defaults, extra)
       local s = spec_of(k, extra)
       if s.path and type(v) == 'string' and v ~= '' then cfg[k] = absolute(v) end
    end
-   return cfg
+   return cfg, given
 end
 
 return cli

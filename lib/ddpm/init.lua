@@ -221,10 +221,25 @@ end
 function UNet:flat_params() return self._c:flat(false) end
 function UNet:flat_grads() return self._c:flat(true) end
 
---- m:save(path): safetensors under the diffusers UNet2DModel names, with the config.
-function UNet:save(path)
+--- m:save(path [, {diffusion = diff, data_shape = {C, H, W}}]): safetensors
+--- under the diffusers UNet2DModel names, with the model's config (and the
+--- process and image shape when given) in the metadata, also as diffusers'
+--- UNet2DModel and DDPMScheduler configs: ddpm.load_unet rebuilds both.
+function UNet:save(path, opt)
    check_self(self, 'save')
-   self._c:save(path)
+   if opt ~= nil and type(opt) ~= 'table' then error('save: options must be a table', 2) end
+   opt = opt or {}
+   if opt.diffusion ~= nil and (type(opt.diffusion) ~= 'table' or not opt.diffusion.sched) then
+      error('save: diffusion must be a ddpm.diffusion{...}', 2)
+   end
+   local tensors = {}
+   local flat = self:flat_params()
+   for _, p in ipairs(self._c:param_info()) do
+      tensors[p.name] = flat:narrow(1, p.offset + 1, p.numel):view(p.shape)
+   end
+   local meta = require('ddpm.checkpoint').describe(self, opt.diffusion, opt.data_shape)
+   meta.format = 'pt'
+   core.save_safetensors(path, tensors, meta)
 end
 
 --- m:load(path [, {prefix = '', strict = true}]): loads a diffusers-named
@@ -247,22 +262,40 @@ function UNet:__tostring()
               c.resolution, c.resolution, c.in_ch, c.out_ch, self._c:num_params(), self._c:num_tensors())
 end
 
---- ddpm.load_unet(path [, opt]): a model built from the config stored in a
---- file that m:save (or a training checkpoint) wrote, with its weights loaded;
---- opt goes to m:load, e.g. {prefix = 'ema.', strict = false} for a
---- checkpoint's EMA.
+--- ddpm.load_unet(path [, opt]) -> model, diffusion, info: the model built
+--- from the config stored in a file that m:save or a training checkpoint
+--- wrote, with its weights loaded; the diffusion process it was trained
+--- with (nil when the file does not record it); info = {data_shape =,
+--- checkpoint =, unet =, diffusion =} (checkpoint.read_config). opt goes to
+--- m:load; opt.ema = true loads a checkpoint's EMA ({prefix = 'ema.',
+--- strict = false}).
 function ddpm.load_unet(path, opt)
-   local tensors, meta = core.load_safetensors(path)
-   local js = meta['ddpmlua.unet_config']
-   if not js then
+   if type(path) ~= 'string' then error('load_unet: path must be a string, got ' .. type(path), 2) end
+   if opt ~= nil and type(opt) ~= 'table' then error('load_unet: options must be a table', 2) end
+   for k in pairs(opt or {}) do
+      if k ~= 'prefix' and k ~= 'strict' and k ~= 'ema' then
+         error(("load_unet: unknown option '%s' (known: ema, prefix, strict)"):format(tostring(k)), 2)
+      end
+   end
+   local ok, info = pcall(require('ddpm.checkpoint').read_config, path)
+   if not ok then error('load_unet: ' .. tostring(info), 2) end
+   if not info.unet then
       error(('load_unet: %s has no ddpmlua.unet_config metadata; build the model with ddpm.unet{...} and call m:load(path)'):format(path), 2)
    end
-   local cfg = require('ddpm.json').decode(js)
+   local cfg = info.unet
    cfg.seed = nil
-   tensors = nil
+   local lo = {}
+   for k, v in pairs(opt or {}) do lo[k] = v end
+   if lo.ema then
+      if not info.ema then error(('load_unet: %s has no EMA weights (ema.*)'):format(path), 2) end
+      lo.prefix, lo.strict, lo.ema = 'ema.', false, nil
+   elseif info.checkpoint and lo.strict == nil then
+      lo.strict = false   -- the checkpoint's other tensors (EMA, Adam) are not the model's
+   end
    local m = ddpm.unet(cfg)
-   m:load(path, opt)
-   return m
+   m:load(path, lo)
+   local diff = info.diffusion and ddpm.diffusion(info.diffusion) or nil
+   return m, diff, info
 end
 
 ---------------------------------------------------------------- submodules

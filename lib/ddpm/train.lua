@@ -195,7 +195,8 @@ local function train(opt)
    if tsampler == 'loss-second-moment' then tsampler = diff:tsampler(opt.schedule_sampler_opts)
    elseif tsampler == 'uniform' then tsampler = nil end
    local state = {model = model, ema = ema, adam = adam, seed = seed, run_id = run.id,
-                  run_uuid = run.uuid, config = run.config, tsampler = tsampler}
+                  run_uuid = run.uuid, config = run.config, tsampler = tsampler,
+                  diffusion = diff, data_shape = {C, H, W}}
 
    local start = 0
    if opt.resume then

@@ -159,6 +159,144 @@ function tests.steps_helper_ends_a_plain_loop_interrupted()
    T.assert_error(function() ddpm.steps{steps = 1.5} end, 'steps must be a non-negative integer')
 end
 
+---------------------------------------------------------------- self-describing files
+
+local exe = (function() local a, i = arg, 0; while a[i - 1] do i = i - 1 end; return a[i] end)()
+
+local function sh(cmd)
+   local p = io.popen(cmd .. ' 2>&1; echo "rc=$?"')
+   local out = p:read('*a')
+   p:close()
+   return tonumber(out:match('rc=(%d+)%s*$')), out
+end
+
+local function query(db, sql, params)
+   local rl = ddpm.log.open(db)
+   local rows = rl:query(sql, params)
+   rl:close()
+   return rows
+end
+
+-- CIFAR-10 binary files (1 label byte + 3072 pixel bytes per record)
+local CIFAR = tmp .. '/cifar'
+do
+   os.execute('mkdir -p ' .. CIFAR)
+   local function write(name, seed)
+      local f = assert(io.open(CIFAR .. '/' .. name, 'wb'))
+      for r = 0, 3 do
+         local parts = {string.char((r + seed) % 10)}
+         for c = 0, 2 do
+            for y = 0, 31 do
+               local row = {}
+               for x = 0, 31 do row[x + 1] = string.char((x * (c + 1) * 3 + y * (r + 2) + seed * 17) % 256) end
+               parts[#parts + 1] = table.concat(row)
+            end
+         end
+         f:write(table.concat(parts))
+      end
+      f:close()
+   end
+   for i = 1, 5 do write(('data_batch_%d.bin'):format(i), i) end
+   write('test_batch.bin', 9)
+end
+local CDB = tmp .. '/cifar.db'
+local COMMON = ('--data_dir=%s --db=%s --nll_batch=4 --eval_samples=0 --sample_n=0'):format(CIFAR, CDB)
+
+local function last_run(db)
+   return query(db, 'SELECT run_id, status, config_json FROM runs ORDER BY run_id DESC LIMIT 1')[1]
+end
+local function nll_of(db, id)
+   local r = query(db, "SELECT value FROM metrics_v WHERE run_id = :id AND key = 'nll_bpd'", {id = id})[1]
+   return r and r.value
+end
+
+local ckpt_run
+local ckpt   -- the checkpoint of a small, T = 20 CIFAR-10 run
+local function trained()
+   if ckpt then return ckpt end
+   local rc, out = sh(('%s experiments/cifar_linear.lua %s --ch=32 --ch_mult=1,2 --num_res_blocks=1 ' ..
+      '--attn_resolutions=16 --T=20 --var_type=fixedsmall --steps=3 --batch=2 --warmup=1 --checkpoint_every=0 ' ..
+      '--nll_n=4'):format(exe, COMMON))
+   T.assert_eq(rc, 0, out)
+   local run = last_run(CDB)
+   ckpt = query(CDB, 'SELECT path FROM checkpoints WHERE run_id = :id ORDER BY step DESC', {id = run.run_id})[1].path
+   ckpt_run = run.run_id
+   return ckpt
+end
+
+function tests.checkpoints_describe_their_model_process_and_images()
+   local path = trained()
+   local m, diff, info = ddpm.load_unet(path, {ema = true})
+   local c = m:config()
+   T.assert_eq({c.ch, c.ch_mult, c.num_res_blocks, c.attn_resolutions, c.in_ch, c.resolution},
+               {32, {1, 2}, 1, {16}, 3, 32})
+   T.assert_eq({diff.T, diff.var_type, diff.mean_type, diff.loss_type, diff.schedule_name},
+               {20, 'fixedsmall', 'eps', 'mse', 'linear'})
+   T.assert_eq(info.data_shape, {3, 32, 32})
+   -- what a diffusers user reads
+   local _, meta = ddpm.load_safetensors(path)
+   local u, s = json.decode(meta['diffusers.unet_config']), json.decode(meta['diffusers.scheduler_config'])
+   T.assert_eq({u._class_name, u.sample_size, u.block_out_channels, u.layers_per_block, u.down_block_types},
+               {'UNet2DModel', 32, {32, 64}, 1, {'DownBlock2D', 'AttnDownBlock2D'}})
+   T.assert_eq({s._class_name, s.num_train_timesteps, s.variance_type, s.prediction_type, s.beta_schedule},
+               {'DDPMScheduler', 20, 'fixed_small', 'epsilon', 'linear'})
+   -- the EMA loaded is the checkpoint's EMA
+   local t = ddpm.load_safetensors(path)
+   T.assert_eq((m:param('conv_in.weight') - t['ema.conv_in.weight']):abs():max(), 0)
+   -- a model file written by m:save carries the same
+   m:save(tmp .. '/model.safetensors', {diffusion = diff, data_shape = {3, 32, 32}})
+   local m2, d2, i2 = ddpm.load_unet(tmp .. '/model.safetensors')
+   T.assert_eq(d2.T, 20)
+   T.assert_eq(i2.data_shape, {3, 32, 32})
+   T.assert_eq((m2:flat_params() - m:flat_params()):abs():max(), 0)
+   T.assert_error(function() ddpm.load_unet(path, {ema = true, bogus = 1}) end, 'bogus')
+end
+
+function tests.eval_from_rebuilds_model_and_process_from_the_checkpoint()
+   local path = trained()
+   local want = nll_of(CDB, ckpt_run)
+   -- no architecture or diffusion flag: everything comes from the file
+   local rc, out = sh(('%s experiments/cifar_linear.lua %s --nll_n=4 --eval_from=%s'):format(exe, COMMON, path))
+   T.assert_eq(rc, 0, out)
+   local r = last_run(CDB)
+   T.assert_eq(nll_of(CDB, r.run_id), want, 'the same NLL as the training run')
+   local cfg = json.decode(r.config_json)
+   T.assert_eq({cfg.ch, cfg.T, cfg.var_type}, {32, 20, 'fixedsmall'}, 'the run records the settings it used')
+   -- a contradicting flag: one line, exit status 2, no run recorded
+   local n = #query(CDB, 'SELECT run_id FROM runs')
+   rc, out = sh(('%s experiments/cifar_linear.lua %s --nll_n=4 --T=1000 --eval_from=%s'):format(exe, COMMON, path))
+   T.assert_eq(rc, 2, out)
+   T.assert_true(out:find('--T=1000 contradicts', 1, true) and out:find('T = 20', 1, true), out)
+   T.assert_true(not out:find('traceback', 1, true), out)
+   T.assert_eq(#query(CDB, 'SELECT run_id FROM runs'), n, 'no run row')
+   rc, out = sh(('%s experiments/cifar_linear.lua %s --ch=128 --eval_from=%s'):format(exe, COMMON, path))
+   T.assert_eq(rc, 2, out)
+   T.assert_true(out:find('the weights fix the model', 1, true), out)
+   -- an explicit override is recorded
+   rc, out = sh(('%s experiments/cifar_linear.lua %s --nll_n=4 --var_type=fixedlarge --override=var_type ' ..
+                 '--eval_from=%s'):format(exe, COMMON, path))
+   T.assert_eq(rc, 0, out)
+   r = last_run(CDB)
+   T.assert_eq(json.decode(r.config_json).var_type, 'fixedlarge')
+   T.assert_eq(query(CDB, "SELECT value FROM run_tags WHERE run_id = :id AND key = 'override'", {id = r.run_id})[1].value,
+               'var_type')
+   T.assert_true(nll_of(CDB, r.run_id) ~= want, 'another variance, another bound')
+end
+
+function tests.resume_takes_the_settings_from_the_checkpoint()
+   local path = trained()
+   local rc, out = sh(('%s experiments/cifar_linear.lua %s --nll_n=0 --steps=4 --resume=%s'):format(exe, COMMON, path))
+   T.assert_eq(rc, 0, out)
+   T.assert_true(out:find('resumed from', 1, true), out)
+   T.assert_eq(last_run(CDB).status, 'finished')
+   -- train.lua refuses a process other than the checkpoint's
+   local m, diff = ddpm.load_unet(path)
+   local st = {model = m, diffusion = ddpm.diffusion{T = 1000}}
+   T.assert_error(function() ddpm.checkpoint.load(path, st) end, 'trained with T = 20')
+   st.diffusion = diff
+   T.assert_eq(ddpm.checkpoint.load(path, st).step, 3)
+end
+
 ---------------------------------------------------------------- memory
 
 -- The loop of 1000 ((x + 1) * 2 - x) / 3 on a 1.5 MB tensor, in a fresh
