@@ -15,6 +15,11 @@ After training, the EMA weights are evaluated as the paper does (Table 1):
   respaces to K steps, 0 = all T), written one PNG each to
   <run dir>/eval-samples/ for an external FID/IS tool (the paper: 50000
   samples, FID 3.17, IS 9.46), plus a 64-image grid; both are artifacts.
+- FID and IS (--fid_n samples, e.g. 50000, against --fid_ref statistics,
+  e.g. of the training set): the FID Inception-v3 of the runtime on the same
+  EMA samples (as 8-bit images), metrics fid, is, is_std, fid_n. The weights
+  are the user's (--fid_weights or DDPMLUA_INCEPTION; docs/fid.md); they and
+  the reference are checked before training starts.
 --eval_from=path skips training and evaluates a checkpoint (its EMA) or a
 model file (e.g. diffusers' google/ddpm-cifar10-32
 diffusion_pytorch_model.safetensors, which loads unchanged). A checkpoint
@@ -48,7 +53,18 @@ local cfg, given = ddpm.cli.parse(arg, {
    -- evaluation (EMA weights)
    nll_n = 10000, nll_train_n = 0, nll_batch = 100, eval_samples = 50000, eval_batch = 250,
    eval_steps = 0, eval_from = '', override = '',
+   fid_n = 0, fid_ref = '', fid_weights = '',
 })
+
+-- FID / IS: the weights and the reference are checked now, not after training
+local fid_acc, fid_ref
+if cfg.fid_n > 0 then
+   if cfg.fid_ref == '' then error('--fid_n needs --fid_ref=stats.npz (reference statistics, docs/fid.md)', 0) end
+   fid_ref = ddpm.fid.load_ref(cfg.fid_ref)
+   fid_acc = ddpm.fid.accumulator{weights = cfg.fid_weights ~= '' and cfg.fid_weights or nil}
+   local warn = ddpm.fid.sample_warning(cfg.fid_n)
+   if warn then io.stderr:write('warning: ', warn, '\n') end
+end
 
 -- a checkpoint or model file knows its model and process: take them from it
 local from = cfg.eval_from ~= '' and cfg.eval_from or cfg.resume ~= '' and cfg.resume or nil
@@ -116,19 +132,21 @@ for _, split in ipairs{{'test', cfg.nll_n, 'nll'}, {'train', cfg.nll_train_n, 'n
    end
 end
 
--- samples for FID / IS, one PNG each, and a grid
-if cfg.eval_samples > 0 then
+-- samples for FID / IS, one PNG each (eval_samples) and into the FID statistics (fid_n), and a grid
+local n_samples = math.max(cfg.eval_samples, cfg.fid_n)
+if n_samples > 0 then
    local dir = run.dir .. '/eval-samples'
-   os.execute(("mkdir -p '%s'"):format(dir))
+   if cfg.eval_samples > 0 then os.execute(("mkdir -p '%s'"):format(dir)) end
    local done = 0
-   while done < cfg.eval_samples do
-      local b = math.min(cfg.eval_batch, cfg.eval_samples - done)
+   while done < n_samples do
+      local b = math.min(cfg.eval_batch, n_samples - done)
       local x = diffusion:sample(ema, {n = b, shape = {3, 32, 32}, seed = ddpm.core.mix_seed(cfg.seed, 1000 + done),
                                        steps = cfg.eval_steps > 0 and cfg.eval_steps or nil,
-                                       label = ('samples %d-%d/%d'):format(done + 1, done + b, cfg.eval_samples)})
-      for i = 1, b do
+                                       label = ('samples %d-%d/%d'):format(done + 1, done + b, n_samples)})
+      for i = 1, math.min(b, cfg.eval_samples - done) do
          ddpm.save_grid(('%s/%06d.png'):format(dir, done + i - 1), x:narrow(1, i, 1), 1, 0)
       end
+      if fid_acc and done < cfg.fid_n then fid_acc:add(x:narrow(1, 1, math.min(b, cfg.fid_n - done))) end
       if done == 0 then
          local grid = run.dir .. '/eval-grid.png'
          ddpm.save_grid(grid, x:narrow(1, 1, math.min(64, b)))
@@ -138,9 +156,19 @@ if cfg.eval_samples > 0 then
       x:free()
       done = done + b
    end
-   run:artifact(step, 'sample_dir', dir, {n = cfg.eval_samples, ema = true, sampler = 'ancestral',
-                                          steps = cfg.eval_steps > 0 and cfg.eval_steps or cfg.T,
-                                          format = 'png, one image per file'})
-   print(('%d samples in %s'):format(cfg.eval_samples, dir))
+   if cfg.eval_samples > 0 then
+      run:artifact(step, 'sample_dir', dir, {n = cfg.eval_samples, ema = true, sampler = 'ancestral',
+                                             steps = cfg.eval_steps > 0 and cfg.eval_steps or cfg.T,
+                                             format = 'png, one image per file'})
+      print(('%d samples in %s'):format(cfg.eval_samples, dir))
+   end
+end
+if fid_acc then
+   local r = fid_acc:result{ref = fid_ref, warn = false}
+   run:metrics(step, {fid = r.fid, is = r.is, is_std = r.is_std, fid_n = r.n})
+   print(('FID %.4f, IS %.4f +- %.4f (%d EMA samples against %s)'):format(r.fid, r.is or 0/0,
+         r.is_std or 0/0, r.n, cfg.fid_ref))
+   fid_acc:free()
+   fid_ref:free()
 end
 run:finish('finished')

@@ -312,6 +312,7 @@ ddpm.dist = require 'ddpm.dist'         -- data parallelism under mpirun (rank, 
 ddpm.runs = require('ddpm.commands').runs   -- ddpm.runs{db=, status=, last=, ...}: run rows
 ddpm.checkpoint = require 'ddpm.checkpoint'
 ddpm.metrics = require('ddpm.metrics')
+ddpm.fid = require('ddpm.fid')           -- FID and Inception Score (FID Inception-v3, user-supplied weights)
 ddpm.ablation = setmetatable({}, {__index = function(_, k) return require('ddpm.ablation')[k] end})
 ddpm.cli = require 'ddpm.cli'
 ddpm.show = require('ddpm.show')
