@@ -41,7 +41,7 @@ run:metric(result.step or 0, 'demo_wall_seconds', wall)
 run:flush()
 print(('\n%s after %d training steps in %.1f minutes (total with sampling).'):format(
    result.status, result.step or 0, wall / 60))
-print('samples (EMA weights, 1000 ancestral steps): ' .. tostring(result.samples))
+print(('samples (EMA weights, %d ancestral steps): %s'):format(cfg.T, tostring(result.samples)))
 print('checkpoint: ' .. tostring(result.checkpoint))
 print(('run %d in %s; its loss curve:'):format(run.id, cfg.db))
 print(('  sqlite3 -box %s "SELECT step, value AS loss FROM metrics_v WHERE run_id = %d AND key = \'loss\' AND step %% 100 = 0"')
