@@ -455,24 +455,42 @@ static void maxpool3s2(float *out, const float *in, int C, int H, int W)
 }
 
 /* 3x3, stride 1, padding 1: the average over the cells inside the image
-   (TensorFlow's, not counting the padding), or the max (is_max). */
+   (TensorFlow's, not counting the padding), or the max (is_max). Separable:
+   a pass along rows, then along columns. */
 static void pool3s1(float *out, const float *in, int C, int H, int W, int is_max)
 {
+   float hs[H * W];
    for (int c = 0; c < C; c++) {
       const float *p = in + (size_t)c * H * W;
       float *o = out + (size_t)c * H * W;
       for (int y = 0; y < H; y++) {
-         const int y0 = y > 0 ? y - 1 : 0, y1 = y < H - 1 ? y + 1 : H - 1;
-         for (int x = 0; x < W; x++) {
-            const int x0 = x > 0 ? x - 1 : 0, x1 = x < W - 1 ? x + 1 : W - 1;
-            float v = is_max ? -FLT_MAX : 0.0f;
-            for (int yy = y0; yy <= y1; yy++)
-               for (int xx = x0; xx <= x1; xx++) {
-                  const float a = p[yy * W + xx];
-                  if (is_max) v = a > v ? a : v;
-                  else v += a;
-               }
-            o[y * W + x] = is_max ? v : v / (float)((y1 - y0 + 1) * (x1 - x0 + 1));
+         const float *r = p + y * W;
+         float *h = hs + y * W;
+         if (W == 1) { h[0] = r[0]; continue; }
+         if (is_max) {
+            h[0] = fmaxf(r[0], r[1]);
+            for (int x = 1; x < W - 1; x++) h[x] = fmaxf(fmaxf(r[x - 1], r[x]), r[x + 1]);
+            h[W - 1] = fmaxf(r[W - 2], r[W - 1]);
+         } else {
+            h[0] = r[0] + r[1];
+            for (int x = 1; x < W - 1; x++) h[x] = r[x - 1] + r[x] + r[x + 1];
+            h[W - 1] = r[W - 2] + r[W - 1];
+         }
+      }
+      for (int y = 0; y < H; y++) {
+         const float *a = hs + (y > 0 ? y - 1 : y) * W, *m = hs + y * W;
+         const float *b = hs + (y < H - 1 ? y + 1 : y) * W;
+         float *d = o + y * W;
+         const int ny = (y > 0) + 1 + (y < H - 1);
+         if (is_max) {
+            for (int x = 0; x < W; x++) d[x] = fmaxf(fmaxf(a[x], m[x]), b[x]);
+         } else {
+            /* a row outside the image adds nothing (a and b then alias m) */
+            const float ea = y > 0 ? 1.0f : 0.0f, eb = y < H - 1 ? 1.0f : 0.0f;
+            for (int x = 0; x < W; x++) {
+               const int nx = (x > 0) + 1 + (x < W - 1);
+               d[x] = (ea * a[x] + m[x] + eb * b[x]) / (float)(ny * nx);
+            }
          }
       }
    }
