@@ -16,7 +16,8 @@ local d = ddpm.diffusion{}
 local function per_step(opt)
    local best = math.huge
    for _ = 1, 2 do
-      local o = {n = B, shape = {3, 32, 32}, seed = 1, steps = opt.steps, sampler = opt.sampler, eta = opt.eta}
+      local o = {n = B, shape = {3, 32, 32}, seed = 1, steps = opt.steps, sampler = opt.sampler, eta = opt.eta,
+                 progress = false}
       local t0 = core.time()
       local x = d:sample(m, o)
       best = math.min(best, core.time() - t0)

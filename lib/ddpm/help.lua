@@ -397,6 +397,25 @@ entry(S, 'ddpm.log.open', "ddpm.log.open(path = 'runs.db' [, {write = true}]) ->
    'error) unless write = true. A run whose process is gone reads as crashed.',
    "ddpm.log.open('runs.db'):query('SELECT count(*) AS n FROM runs')")
 
+---------------------------------------------------------------- FID and IS
+
+S = 'FID and Inception Score'
+entry(S, 'ddpm.fid.accumulator', 'ddpm.fid.accumulator{weights = path, net = m, chunk = 100} -> acc',
+   'FID/IS statistics over batches: acc:add(x) with samples x [N,3,H,W] in\n' ..
+   '[-1,1] (quantized to 8 bits as PNGs store them), then acc:result{ref =\n' ..
+   "'stats.npz', splits = 10} -> {n, fid, is, is_std, warning}. The weights are\n" ..
+   'the FID Inception-v3 converted by scripts/convert_inception.py (default\n' ..
+   'ddpm.fid.weights_path(); docs/fid.md). Fewer than 2048 samples warn.',
+   "acc = ddpm.fid.accumulator(); acc:add(x); print(acc:result{ref = 'cifar10_train.npz'}.fid)")
+entry(S, 'ddpm.fid.folder', 'ddpm.fid.folder(dir, {ref =, weights =, save =, splits = 10}) -> result',
+   'FID and IS of every PNG in a folder (as `ddpmlua fid DIR` prints them);\n' ..
+   'save writes the folder\'s statistics (.npz: mu, sigma, n) as a reference.',
+   "r = ddpm.fid.folder('samples/', {ref = 'cifar10_train.npz'})")
+entry(S, 'ddpm.fid.load_ref', 'ddpm.fid.load_ref(path) -> GaussStats, n_known',
+   'Reference statistics: an .npz with mu [2048] and sigma [2048,2048] as\n' ..
+   'published, or ddpmlua\'s own; ddpm.fid.distance(g1, g2) is the FID.',
+   "g = ddpm.fid.load_ref('cifar10_train.npz')")
+
 ---------------------------------------------------------------- core ops
 
 S = 'Core diffusion ops (ddpm.core)'
