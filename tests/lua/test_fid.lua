@@ -179,6 +179,11 @@ function tests.bad_inputs_are_clear_errors()
    T.assert_error(function() acc:add(ddpm.zeros(2, 3, 32)) end, 'got [2,3,32]')
    T.assert_error(function() acc:add(ddpm.zeros(2, 3, 4, 4)) end, 'too small')
    T.assert_error(function() acc.net:forward(ddpm.zeros(2, 4, 32, 32)) end, 'expected RGB images')
+   -- a folder of PNGs of two sizes: the error names the odd file
+   os.execute('mkdir -p ' .. tmp .. '/mixed')
+   ddpm.save_grid(tmp .. '/mixed/a.png', samples(9, 1), 1, 0)
+   ddpm.save_grid(tmp .. '/mixed/b.png', ddpm.zeros(1, 3, 16, 16), 1, 0)
+   T.assert_error(function() fid.folder(tmp .. '/mixed', {net = acc.net}) end, 'b.png')
    -- too few samples: an error below 2, a warning naming the number below 2048
    local one = fid.accumulator{net = acc.net}
    one:add(samples(8, 1))
