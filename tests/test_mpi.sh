@@ -269,6 +269,36 @@ done
 [ -s ev1.txt ] || why+="no output"$'\n'
 t "diff:sample (ancestral, DDIM; bit for bit), diff:nll (per example bit for bit, sums 1e-12) and FD-LeNet statistics (1e-5) shard over 1, 2, 3 ranks"
 
+# FID/IS: each rank runs the Inception network on its share of every chunk
+WEIGHTS=$(cd "$OLDPWD" && pwd)/tests/fixtures/inception_weights.safetensors
+if [ -f "$WEIGHTS" ]; then
+   cat >fid.lua <<'EOF'
+local ddpm = require 'ddpm'
+local acc = ddpm.fid.accumulator{weights = arg[1], chunk = 4}
+local x = ddpm.core.rand({7, 3, 16, 16}, 9) * 2 - 1
+acc:add(x)
+acc:add(x:narrow(1, 1, 3))
+local r = acc:result{splits = 2, warn = false}
+local g = acc:stats()
+if ddpm.dist.is_main() then
+   print(('%d %.17g %.17g %.17g %.17g'):format(r.n, r.is, r.is_std, g:mean():sum(), g:cov():sum()))
+end
+EOF
+   for np in 1 2 3; do
+      "${MPI[@]}" -np $np "$D" fid.lua "$WEIGHTS" >fid$np.txt 2>fid$np.log || why+="np $np: $(tail -3 fid$np.log)"$'\n'
+   done
+   for np in 2 3; do
+      # the float32 network on other batch compositions: logits agree to ~1e-8
+      # relative; IS within 1e-6, its spread within 1e-7, feature statistics 1e-9
+      paste fid1.txt fid$np.txt | awk '{ if ($1 != 10 || $6 != 10) bad = 1
+         split("1e-6 1e-7 1e-9 1e-9", tol, " ")
+         for (i = 2; i <= 5; i++) { a = $i; b = $(i + 5); d = a - b; if (d < 0) d = -d; s = a < 0 ? -a : a
+            if (i == 3) s = 1
+            if (d > tol[i - 1] * s) bad = 1 } } END { exit bad }' || why+="np $np: $(paste fid1.txt fid$np.txt)"$'\n'
+   done
+   t "FID/IS statistics: 2 and 3 ranks share the Inception work and agree with 1 rank"
+fi
+
 # ------------------------------------------------------------ an experiment script
 
 # experiments/cifar_linear.lua on CIFAR-10 binary files written here: train,

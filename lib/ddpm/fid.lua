@@ -17,10 +17,16 @@ rounded to 256 levels (x:to_8bit()), then mapped to [0, 1] and resized to
 co-moment (ddpm.GaussStats: mergeable, and reducible over MPI ranks with
 g:allreduce()); the logits are kept for the Inception Score (10 splits).
 
+Under mpirun every rank calls acc:add with the same images (diff:sample
+gives every rank all samples); each rank runs the network on its share of
+every chunk, and acc:result / acc:stats merge the statistics and gather the
+logits (in the images' order) on every rank.
+
 The weights are the user's: ddpmlua downloads nothing. fid.weights_help()
 says which file to get and how to convert it.
 ]]
 local core = require 'ddpm.core'
+local dist = require 'ddpm.dist'
 
 local fid = {}
 
@@ -125,7 +131,8 @@ function fid.accumulator(opt)
    opt = opt or {}
    local net = opt.net or fid.inception(opt.weights)
    return setmetatable({net = net, own = opt.net == nil, g = core.gauss_stats(fid.FEATURES),
-                        logits = {}, n = 0, chunk = opt.chunk or 100}, Acc)
+                        logits = {}, at = {}, n = 0, chunk = opt.chunk or 100,
+                        ranks = core.dist_size()}, Acc)
 end
 
 local function check_images(x, what)
@@ -145,43 +152,55 @@ local function check_images(x, what)
    return s
 end
 
---- acc:add(x [, {range = '-1,1' | '0,1'}]): x [N,3,H,W]; '-1,1' (the default) are
---- samples, quantized to 8 bits as a PNG stores them.
+-- features and logits of images [b,3,H,W] (range '-1,1': quantized to 8 bits first)
+local function run_net(net, part, unit)
+   if unit then return net:forward(part) end
+   local q = part:to_8bit()
+   local u = (q + 1) / 2
+   local f, l = net:forward(u)
+   q:free(); u:free()
+   return f, l
+end
+
+--- acc:add(x [, {range = '-1,1' | '0,1', shard = true}]): x [N,3,H,W]; '-1,1' (the
+--- default) are samples, quantized to 8 bits as a PNG stores them. Under mpirun
+--- with shard (the default), x must be the same on every rank (as diff:sample
+--- returns it): each rank runs the network on its share of the rows and the
+--- features and logits are gathered, so every rank holds the statistics one
+--- process would, bit for bit. shard = false: each rank adds its own x (merge
+--- the statistics with acc:stats():allreduce()).
 function Acc:add(x, opt)
    local s = check_images(x, 'fid add')
    local unit = opt and opt.range == '0,1'
+   local shard = dist.size() > 1 and not (opt and opt.shard == false)
    for i = 1, s[1], self.chunk do
       local b = math.min(self.chunk, s[1] - i + 1)
-      local part = x:narrow(1, i, b)
-      local u, q
-      if unit then
-         u = part
+      local f, l
+      if shard then
+         local lo, hi = dist.shard(b)
+         local fl, ll
+         if hi > lo then fl, ll = run_net(self.net, x:narrow(1, i + lo, hi - lo), unit) end
+         f = dist.gather_rows(fl, lo, {b, fid.FEATURES})
+         l = dist.gather_rows(ll, lo, {b, fid.CLASSES})
       else
-         q = part:to_8bit()
-         u = (q + 1) / 2
+         f, l = run_net(self.net, x:narrow(1, i, b), unit)
       end
-      local f, l = self.net:forward(u)
       self.g:add(f)
       self.logits[#self.logits + 1] = l
       f:free()
-      if q then q:free(); u:free() end
       self.n = self.n + b
    end
 end
 
 function Acc:count() return self.n end
-function Acc:stats() return self.g end
+function Acc:stats() self:sync(); return self.g end
 
---- All logits so far as one tensor [n,1008].
+--- All logits so far as one tensor [n,1008] (under mpirun: every rank's, in order).
 function Acc:all_logits()
    local ddpm = require 'ddpm'
    local all = ddpm.zeros(self.n, fid.CLASSES)
-   local at = 1
-   for _, l in ipairs(self.logits) do
-      local k = l:size(1)
-      all:narrow(1, at, k):copy(l)
-      at = at + k
-   end
+   for j, l in ipairs(self.logits) do all:narrow(1, self.at[j], l:size(1)):copy(l) end
+   if self.ranks > 1 then require('ddpm.dist').allreduce(all, 'sum') end
    return all
 end
 
@@ -191,9 +210,10 @@ function Acc:result(opt)
    opt = opt or {}
    local n = self.n
    if n < 2 then error(('fid: %d image(s); FID and IS need at least 2'):format(n), 2) end
+   self:sync()
    local r = {n = n, splits = opt.splits or 10}
    r.warning = fid.sample_warning(n)
-   if r.warning and opt.warn ~= false then io.stderr:write('warning: ', r.warning, '\n') end
+   if r.warning and opt.warn ~= false and core.dist_rank() == 0 then io.stderr:write('warning: ', r.warning, '\n') end
    if opt.ref then
       local ref, own = opt.ref, false
       if type(ref) == 'string' then ref = fid.load_ref(ref); own = true end
