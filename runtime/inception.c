@@ -73,7 +73,8 @@ struct ddpm_inception {
    conv conv[DDPM_INCEPTION_CONVS];
    int nconv;
    block blk[11];
-   float *fc;                   /* [1008, 2048] (fc.bias is checked but unused) */
+   float *fc;                   /* [2048, 1008]: fc.weight transposed (fc.bias is checked but unused) */
+   float *fc_work;              /* ddpm_gemm_fast's work space for the logits */
    /* sizes of the per-thread buffers */
    size_t act_floats, tmp_floats, scratch_floats, wino_floats, gemm_floats, full_floats;
    thr *thr;
@@ -362,8 +363,16 @@ ddpm_inception *ddpm_inception_load_st(const ddpm_st_file *f)
    if (rc == DDPM_OK) {
       int64_t fs[2] = { DDPM_INCEPTION_CLASSES, DDPM_INCEPTION_FEATURES }, bs[1] = { DDPM_INCEPTION_CLASSES };
       int i = find_tensor(f, "fc.weight", 2, fs);
+      const size_t nfc = (size_t)DDPM_INCEPTION_CLASSES * DDPM_INCEPTION_FEATURES;
+      float *w = i < 0 ? NULL : malloc(nfc * sizeof *w);
+      m->fc_work = malloc(ddpm_gemm_fast_work_floats(0, DDPM_INCEPTION_CLASSES,
+                                                     DDPM_INCEPTION_FEATURES) * sizeof *m->fc_work);
       rc = i < 0 ? DDPM_EFORMAT
-                 : ddpm_st_read_f32(f, i, m->fc, (size_t)DDPM_INCEPTION_CLASSES * DDPM_INCEPTION_FEATURES);
+         : !w || !m->fc_work ? ddpm_seterr(DDPM_ENOMEM, "inception: out of memory")
+         : ddpm_st_read_f32(f, i, w, nfc);
+      for (size_t k = 0; rc == DDPM_OK && k < nfc; k++)   /* [1008,2048] -> [2048,1008] */
+         m->fc[k % DDPM_INCEPTION_FEATURES * DDPM_INCEPTION_CLASSES + k / DDPM_INCEPTION_FEATURES] = w[k];
+      free(w);
       if (rc == DDPM_OK && find_tensor(f, "fc.bias", 1, bs) < 0) rc = DDPM_EFORMAT;
    }
    if (rc != DDPM_OK) {
@@ -390,6 +399,7 @@ void ddpm_inception_free(ddpm_inception *m)
    free_threads(m);
    free(m->conv[0].w);
    free(m->fc);
+   free(m->fc_work);
    free(m);
 }
 
@@ -701,11 +711,15 @@ static int thread_num(void)
 }
 
 /* logits [N,1008] = features [N,2048] . fc^T */
+/* On the runtime's micro-kernel: each logit is one sum over k in order, so
+   an image's logits do not depend on the batch it came in (OpenBLAS's
+   blocking would make them depend on N, and the Inception Score on how the
+   images were split into batches or MPI ranks). */
 static void logits_of(const ddpm_inception *m, float *logits, const float *features, int N)
 {
-   ddpm_gemm(0, 1, N, DDPM_INCEPTION_CLASSES, DDPM_INCEPTION_FEATURES, 1.0f, features,
-             DDPM_INCEPTION_FEATURES, m->fc, DDPM_INCEPTION_FEATURES, 0.0f, logits,
-             DDPM_INCEPTION_CLASSES);
+   ddpm_gemm_fast(0, 0, N, DDPM_INCEPTION_CLASSES, DDPM_INCEPTION_FEATURES, 1.0f, features,
+                  DDPM_INCEPTION_FEATURES, m->fc, DDPM_INCEPTION_CLASSES, 0.0f, logits,
+                  DDPM_INCEPTION_CLASSES, m->fc_work);
 }
 
 int ddpm_inception_stage(ddpm_inception *m, int stage, float *out, const float *in, int N,

@@ -19,8 +19,9 @@ g:allreduce()); the logits are kept for the Inception Score (10 splits).
 
 Under mpirun every rank calls acc:add with the same images (diff:sample
 gives every rank all samples); each rank runs the network on its share of
-every chunk, and acc:result / acc:stats merge the statistics and gather the
-logits (in the images' order) on every rank.
+every chunk, and the chunk's features and logits are gathered (exactly, in
+the images' order) on every rank, so every rank holds the statistics one
+process would, bit for bit.
 
 The weights are the user's: ddpmlua downloads nothing. fid.weights_help()
 says which file to get and how to convert it.
@@ -131,8 +132,7 @@ function fid.accumulator(opt)
    opt = opt or {}
    local net = opt.net or fid.inception(opt.weights)
    return setmetatable({net = net, own = opt.net == nil, g = core.gauss_stats(fid.FEATURES),
-                        logits = {}, at = {}, n = 0, chunk = opt.chunk or 100,
-                        ranks = core.dist_size()}, Acc)
+                        logits = {}, n = 0, chunk = opt.chunk or 100}, Acc)
 end
 
 local function check_images(x, what)
@@ -193,14 +193,17 @@ function Acc:add(x, opt)
 end
 
 function Acc:count() return self.n end
-function Acc:stats() self:sync(); return self.g end
+function Acc:stats() return self.g end
 
 --- All logits so far as one tensor [n,1008] (under mpirun: every rank's, in order).
 function Acc:all_logits()
    local ddpm = require 'ddpm'
    local all = ddpm.zeros(self.n, fid.CLASSES)
-   for j, l in ipairs(self.logits) do all:narrow(1, self.at[j], l:size(1)):copy(l) end
-   if self.ranks > 1 then require('ddpm.dist').allreduce(all, 'sum') end
+   local at = 1
+   for _, l in ipairs(self.logits) do
+      all:narrow(1, at, l:size(1)):copy(l)
+      at = at + l:size(1)
+   end
    return all
 end
 
@@ -210,7 +213,6 @@ function Acc:result(opt)
    opt = opt or {}
    local n = self.n
    if n < 2 then error(('fid: %d image(s); FID and IS need at least 2'):format(n), 2) end
-   self:sync()
    local r = {n = n, splits = opt.splits or 10}
    r.warning = fid.sample_warning(n)
    if r.warning and opt.warn ~= false and core.dist_rank() == 0 then io.stderr:write('warning: ', r.warning, '\n') end

@@ -171,9 +171,10 @@ int main(void)
    }
    /* image 2 alone */
    if (N >= 2) {
-      float f1[2048];
-      ddpm_inception_forward(m, f1, NULL, x + (size_t)3 * H * W, 1, H, W);
-      CHECK(!memcmp(f1, feat + 2048, sizeof f1), "an image's features do not depend on the batch");
+      float f1[2048], l1[1008];
+      ddpm_inception_forward(m, f1, l1, x + (size_t)3 * H * W, 1, H, W);
+      CHECK(!memcmp(f1, feat + 2048, sizeof f1) && !memcmp(l1, logits + 1008, sizeof l1),
+            "an image's features and logits do not depend on the batch (bits)");
    }
    /* a different input size resizes too (no crash, finite) */
    {
