@@ -288,15 +288,10 @@ EOF
       "${MPI[@]}" -np $np "$D" fid.lua "$WEIGHTS" >fid$np.txt 2>fid$np.log || why+="np $np: $(tail -3 fid$np.log)"$'\n'
    done
    for np in 2 3; do
-      # the float32 network on other batch compositions: logits agree to ~1e-8
-      # relative; IS within 1e-6, its spread within 1e-7, feature statistics 1e-9
-      paste fid1.txt fid$np.txt | awk '{ if ($1 != 10 || $6 != 10) bad = 1
-         split("1e-6 1e-7 1e-9 1e-9", tol, " ")
-         for (i = 2; i <= 5; i++) { a = $i; b = $(i + 5); d = a - b; if (d < 0) d = -d; s = a < 0 ? -a : a
-            if (i == 3) s = 1
-            if (d > tol[i - 1] * s) bad = 1 } } END { exit bad }' || why+="np $np: $(paste fid1.txt fid$np.txt)"$'\n'
+      # every chunk's features and logits are gathered in order: one process's bits
+      [ -s fid1.txt ] && cmp -s fid1.txt fid$np.txt || why+="np $np: $(paste fid1.txt fid$np.txt)"$'\n'
    done
-   t "FID/IS statistics: 2 and 3 ranks share the Inception work and agree with 1 rank"
+   t "FID/IS statistics: 2 and 3 ranks share the Inception work and give 1 rank's result bit for bit"
 fi
 
 # ------------------------------------------------------------ an experiment script
