@@ -52,9 +52,19 @@ local rc = ddpm.json.decode(row.config_json)
 local model, diff, info = ddpm.load_unet(ck.path, {prefix = cfg.weights == 'ema' and 'ema.' or nil, strict = false})
 model:evaluate()
 local mc = model:config()
-diff = diff or ddpm.diffusion{schedule = rc.schedule, T = rc.T, beta_start = rc.beta_start,
-                              beta_end = rc.beta_end, mean_type = rc.mean_type, var_type = rc.var_type,
-                              loss_type = rc.loss_type}
+-- The process is the evaluated run's own when its config records one: a run
+-- may evaluate weights another run trained (an ablation's sigma rows share
+-- one training, tag weights_from_run), and that checkpoint describes the
+-- training run's process, not this run's.
+if rc.T or rc.var_type or rc.schedule then
+   diff = ddpm.diffusion{schedule = rc.schedule, T = rc.T, beta_start = rc.beta_start,
+                         beta_end = rc.beta_end, mean_type = rc.mean_type, var_type = rc.var_type,
+                         loss_type = rc.loss_type}
+end
+if not diff then
+   error(('evaluate: neither run %d\'s config nor its checkpoint %s describes the diffusion process'):format(
+      cfg.run, ck.path), 0)
+end
 local steps = cfg.fd_steps > 0 and cfg.fd_steps or diff.T
 
 cfg.parent_name = row.name
