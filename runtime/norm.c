@@ -7,7 +7,8 @@
  * backward never recomputes them; inference may pass mean = rstd = NULL.
  * gamma / beta may be NULL (read as 1 / 0).
  * The fused variants of kernels.h (GroupNorm + SiLU + dropout in one pass,
- * and their backward) follow the plain ones.
+ * and their backward) follow the plain ones; both directions share one
+ * statistics routine and one backward routine (group_backward).
  * Not here: shape checks (the U-Net and the bindings make them), running
  * statistics, other norms.
  */
@@ -19,6 +20,28 @@
 
 /* Below this many floats per call a parallel region costs more than it saves. */
 #define PAR_MIN 32768
+
+/* Elements per dropout-mask chunk in the fused loops. */
+#define KEEP_CHUNK 256
+
+/* Mean and biased variance of one [M] block in double. Two passes: the block
+   is small enough to stay in cache, and E[x^2] - E[x]^2 would lose the
+   variance of activations far from 0. */
+static void block_moments(const float *x, int64_t M, double *mu_out, double *var_out)
+{
+   double s = 0;
+   #pragma omp simd reduction(+:s)
+   for (int64_t i = 0; i < M; i++) s += x[i];
+   const double mu = M > 0 ? s / (double)M : 0.0;
+   double ss = 0;
+   #pragma omp simd reduction(+:ss)
+   for (int64_t i = 0; i < M; i++) {
+      double d = (double)x[i] - mu;
+      ss += d * d;
+   }
+   *mu_out = mu;
+   *var_out = M > 0 ? ss / (double)M : 0.0;
+}
 
 void ddpm_groupnorm_forward(float *out, float *mean, float *rstd, const float *in,
                             const float *gamma, const float *beta,
@@ -32,19 +55,8 @@ void ddpm_groupnorm_forward(float *out, float *mean, float *rstd, const float *i
       /* A group's channels are adjacent in NCHW: one contiguous block. */
       const float *x = in + ng * M;   /* [cpg, HW] */
       float *y = out + ng * M;
-      /* Two passes in double: the block is small enough to stay in cache, and
-         E[x^2] - E[x]^2 would lose the variance of activations far from 0. */
-      double s = 0;
-      #pragma omp simd reduction(+:s)
-      for (int64_t i = 0; i < M; i++) s += x[i];
-      const double mu = M > 0 ? s / (double)M : 0.0;
-      double ss = 0;
-      #pragma omp simd reduction(+:ss)
-      for (int64_t i = 0; i < M; i++) {
-         double d = (double)x[i] - mu;
-         ss += d * d;
-      }
-      const double var = M > 0 ? ss / (double)M : 0.0;
+      double mu, var;
+      block_moments(x, M, &mu, &var);
       const double rs = 1.0 / sqrt(var + (double)eps);
       if (mean) mean[ng] = (float)mu;
       if (rstd) rstd[ng] = (float)rs;
@@ -65,17 +77,121 @@ void ddpm_groupnorm_forward(float *out, float *mean, float *rstd, const float *i
    }
 }
 
+/* SiLU's derivative at v: s (1 + v e s), s = sigmoid(v), e = exp(-v) (see act.c). */
+static inline float silu_grad(float v)
+{
+   float e = ddpm_vexpf(-v);
+   float s = 1.0f / (1.0f + e);
+   return s * (1.0f + v * (e * s));
+}
+
 /*
- * With xhat = (x - mean) * rstd and dxhat = dy * gamma, over the M elements
- * of a group:
+ * The backward of one (example n, group g) block of y = drop(act(gn(x))),
+ * the one place the GroupNorm gradient is written. With xhat = (x - mean) *
+ * rstd, dn the gradient at the norm's output (dy * keep * act'(v), v the
+ * recomputed pre-activation) and dxhat = dn * gamma, over the M elements:
  *   dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
- *   dgamma[c] += sum dy * xhat,   dbeta[c] += sum dy.
- * Both group means come from the per-channel sums of dy and dy * (x - mean),
- * so one pass over the block gives every reduction and a second writes dx.
- *
- * The parallel loop is over groups, with examples inside: a thread then owns
- * the dgamma/dbeta entries of its groups, so there are no atomics and the sums
- * do not depend on the thread count. G = 32 in the model keeps every core busy.
+ *   dgamma[c] += sum dn * xhat,   dbeta[c] += sum dn.
+ * Both group means come from the per-channel sums of dn and dn * (x - mean),
+ * so pass 1 gives every reduction (and writes dn to work when it differs
+ * from dy) and pass 2 writes dx = (accumulate ? dx : 0) + add + d in, with
+ * the per-channel sums of d in into dsum. The mean is m_hi + m_lo (m_lo = 0
+ * for the plain kernel's single float). x, dy, work, dx, add point at the
+ * block ([cpg, HW]); dsum at the image's row [C]. work may be NULL when
+ * neither SiLU nor dropout is on.
+ */
+static void group_backward(float *dx, int accumulate, float *dgamma, float *dbeta, float *dsum,
+                           float *work, const float *dy, const float *x, const float *add,
+                           float m_hi, float m_lo, double rs, const float *gamma,
+                           const float *beta, int n, int g, int C, int cpg, int HW, int silu,
+                           ddpm_dropout drop)
+{
+   const float p = drop.p;
+   const int64_t M = (int64_t)cpg * HW;
+   /* where pass 2 reads the gradient at the norm's output */
+   const float *dn = (silu || p > 0.0f) ? work : dy;
+   double s_dxhat = 0, s_dxhat_xhat = 0;
+   for (int cc = 0; cc < cpg; cc++) {
+      const int c = g * cpg + cc;
+      const float gm = gamma ? gamma[c] : 1.0f;
+      const float a = (float)(rs * gm), b = beta ? beta[c] : 0.0f;
+      const float *xc = x + (int64_t)cc * HW;
+      const float *dyc = dy + (int64_t)cc * HW;
+      float *wc = work ? work + (int64_t)cc * HW : NULL;
+      const uint64_t i0 = ((drop.first + (uint64_t)n) * C + c) * (uint64_t)HW;
+      double sa = 0, sb = 0;
+      for (int k0 = 0; k0 < HW; k0 += KEEP_CHUNK) {
+         const int len = HW - k0 < KEEP_CHUNK ? HW - k0 : KEEP_CHUNK;
+         const float *xs = xc + k0, *ds = dyc + k0;
+         if (p > 0.0f) {
+            float keep[KEEP_CHUNK];
+            float *ws = wc + k0;
+            ddpm_dropout_keep(keep, i0 + k0, len, p, drop.seed);
+            #pragma omp simd
+            for (int i = 0; i < len; i++) ws[i] = ds[i] * keep[i];
+            ds = ws;
+         }
+         if (silu) {
+            float *ws = wc + k0;
+            #pragma omp simd
+            for (int i = 0; i < len; i++)
+               ws[i] = ds[i] * silu_grad(((xs[i] - m_hi) - m_lo) * a + b);
+            ds = ws;
+         }
+         #pragma omp simd reduction(+:sa, sb)
+         for (int i = 0; i < len; i++) {
+            sa += ds[i];
+            sb += (double)ds[i] * (double)((xs[i] - m_hi) - m_lo);
+         }
+      }
+      if (dbeta) dbeta[c] += (float)sa;
+      if (dgamma) dgamma[c] += (float)(sb * rs);
+      s_dxhat += gm * sa;
+      s_dxhat_xhat += gm * sb * rs;
+   }
+   if (!dx) return;
+   /* dx = dn * (rstd*gamma[c]) + (x - mean) * k1 + k0 */
+   const float k1 = (float)(-rs * rs * s_dxhat_xhat / (double)M);
+   const float k0 = (float)(-rs * s_dxhat / (double)M);
+   for (int cc = 0; cc < cpg; cc++) {
+      const int c = g * cpg + cc;
+      const float a = (float)(rs * (gamma ? gamma[c] : 1.0f));
+      const float *xc = x + (int64_t)cc * HW;
+      const float *dnc = dn + (int64_t)cc * HW;
+      float *dxc = dx + (int64_t)cc * HW;
+      const float *ac = add ? add + (int64_t)cc * HW : NULL;
+      double s = 0;
+      if (ac) {
+         #pragma omp simd reduction(+:s)
+         for (int i = 0; i < HW; i++) {
+            float v = dnc[i] * a + ((xc[i] - m_hi) - m_lo) * k1 + k0;
+            s += v;
+            dxc[i] = (accumulate ? dxc[i] + ac[i] : ac[i]) + v;
+         }
+      } else if (accumulate) {
+         #pragma omp simd reduction(+:s)
+         for (int i = 0; i < HW; i++) {
+            float v = dnc[i] * a + ((xc[i] - m_hi) - m_lo) * k1 + k0;
+            s += v;
+            dxc[i] += v;
+         }
+      } else {
+         #pragma omp simd reduction(+:s)
+         for (int i = 0; i < HW; i++) {
+            float v = dnc[i] * a + ((xc[i] - m_hi) - m_lo) * k1 + k0;
+            s += v;
+            dxc[i] = v;
+         }
+      }
+      if (dsum) dsum[c] = (float)s;
+   }
+}
+
+/*
+ * The parallel loops of both backward kernels are over groups, with examples
+ * inside: a thread then owns the dgamma/dbeta (and dsum) entries of its
+ * groups, so there are no atomics and the sums do not depend on the thread
+ * count. G = 32 in the model keeps every core busy.
  */
 void ddpm_groupnorm_backward(float *din, float *dgamma, float *dbeta,
                              const float *dout, const float *in,
@@ -86,81 +202,16 @@ void ddpm_groupnorm_backward(float *din, float *dgamma, float *dbeta,
    const int cpg = C / G;
    const int64_t M = (int64_t)cpg * HW;
    #pragma omp parallel for schedule(static) if ((int64_t)N * C * HW > PAR_MIN)
-   for (int g = 0; g < G; g++) {
+   for (int g = 0; g < G; g++)
       for (int n = 0; n < N; n++) {
          const int64_t ng = (int64_t)n * G + g;
-         const float *x = in + ng * M;    /* [cpg, HW] */
-         const float *dy = dout + ng * M;
-         const float m = mean[ng];
-         const double rs = rstd[ng];
-         double s_dxhat = 0, s_dxhat_xhat = 0;
-         for (int cc = 0; cc < cpg; cc++) {
-            const int c = g * cpg + cc;
-            const float *xc = x + (int64_t)cc * HW;
-            const float *dyc = dy + (int64_t)cc * HW;
-            double a = 0, b = 0;
-            #pragma omp simd reduction(+:a, b)
-            for (int i = 0; i < HW; i++) {
-               a += dyc[i];
-               b += (double)dyc[i] * ((double)xc[i] - m);
-            }
-            if (dbeta) dbeta[c] += (float)a;
-            if (dgamma) dgamma[c] += (float)(b * rs);
-            const double gm = gamma ? gamma[c] : 1.0;
-            s_dxhat += gm * a;
-            s_dxhat_xhat += gm * b * rs;
-         }
-         if (!din) continue;
-         float *dx = din + ng * M;
-         /* dx = dy * (rstd*gamma[c]) + (x - mean) * k1 + k0 */
-         const float k1 = (float)(-rs * rs * s_dxhat_xhat / (double)M);
-         const float k0 = (float)(-rs * s_dxhat / (double)M);
-         for (int cc = 0; cc < cpg; cc++) {
-            const int c = g * cpg + cc;
-            const float a = (float)(rs * (gamma ? gamma[c] : 1.0f));
-            const float *xc = x + (int64_t)cc * HW;
-            const float *dyc = dy + (int64_t)cc * HW;
-            float *dxc = dx + (int64_t)cc * HW;
-            #pragma omp simd
-            for (int i = 0; i < HW; i++) dxc[i] += dyc[i] * a + (xc[i] - m) * k1 + k0;
-         }
+         group_backward(din ? din + ng * M : NULL, 1, dgamma, dbeta, NULL, NULL,
+                        dout + ng * M, in + ng * M, NULL, mean[ng], 0.0f, rstd[ng], gamma,
+                        NULL, n, g, C, cpg, HW, 0, DDPM_NO_DROPOUT);
       }
-   }
 }
 
 /* ------------------------------------------------------------ fused (kernels.h) */
-
-/* Elements per dropout-mask chunk in the fused loops. */
-#define KEEP_CHUNK 256
-
-/* SiLU's derivative at v: s (1 + v e s), s = sigmoid(v), e = exp(-v) (see act.c). */
-static inline float silu_grad(float v)
-{
-   float e = ddpm_vexpf(-v);
-   float s = 1.0f / (1.0f + e);
-   return s * (1.0f + v * (e * s));
-}
-
-/* Mean and rstd of one [M] block, in double (two passes, as above); the mean
-   is returned as float hi + lo so x - mean stays exact near the mean. */
-static void block_stats(const float *x, int64_t M, float eps, float *m_hi, float *m_lo,
-                        float *rs_out)
-{
-   double s = 0;
-   #pragma omp simd reduction(+:s)
-   for (int64_t i = 0; i < M; i++) s += x[i];
-   const double mu = M > 0 ? s / (double)M : 0.0;
-   double ss = 0;
-   #pragma omp simd reduction(+:ss)
-   for (int64_t i = 0; i < M; i++) {
-      double d = (double)x[i] - mu;
-      ss += d * d;
-   }
-   const double var = M > 0 ? ss / (double)M : 0.0;
-   *m_hi = (float)mu;
-   *m_lo = (float)(mu - (double)*m_hi);
-   *rs_out = (float)(1.0 / sqrt(var + (double)eps));
-}
 
 /*
  * Statistics live in mean as hi/lo pairs: mean[2*ng], mean[2*ng + 1] (so
@@ -185,7 +236,11 @@ void ddpm_gn_act_forward(float *out, float *mean, float *rstd, int use_stats, co
       if (use_stats) {
          m_hi = mean[2 * ng]; m_lo = mean[2 * ng + 1]; rs = rstd[ng];
       } else {
-         block_stats(x, M, eps, &m_hi, &m_lo, &rs);
+         double mu, var;
+         block_moments(x, M, &mu, &var);
+         m_hi = (float)mu;
+         m_lo = (float)(mu - (double)m_hi);
+         rs = (float)(1.0 / sqrt(var + (double)eps));
          mean[2 * ng] = m_hi; mean[2 * ng + 1] = m_lo; rstd[ng] = rs;
       }
       const int g = (int)(ng % G), n = (int)(ng / G);
@@ -227,12 +282,8 @@ void ddpm_gn_act_forward(float *out, float *mean, float *rstd, int use_stats, co
 }
 
 /*
- * The backward of drop(act(gn(x))): dn = dout * keep * act'(v) with v the
- * recomputed pre-activation, then the GroupNorm backward of ddpm_groupnorm_
- * backward on dn. Pass 1 writes dn to work and gathers the per-channel sums;
- * pass 2 writes din. Parallel over groups with the images inside, so every
- * dgamma/dbeta/dsum entry has one owner and the bits do not depend on the
- * thread count.
+ * The backward of drop(act(gn(x))): group_backward on every block, the mean
+ * read back as the forward's hi/lo pair.
  */
 void ddpm_gn_act_backward(float *din, int accumulate, float *dgamma, float *dbeta, float *dsum,
                           float *work, const float *dout, const float *in, const float *mean,
@@ -240,95 +291,15 @@ void ddpm_gn_act_backward(float *din, int accumulate, float *dgamma, float *dbet
                           const float *add, int N, int C, int HW, int G, int silu,
                           ddpm_dropout drop)
 {
-   const float p = drop.p;
-   const uint64_t seed = drop.seed;
    const int cpg = C / G;
    const int64_t M = (int64_t)cpg * HW;
    #pragma omp parallel for schedule(static) if ((int64_t)N * C * HW > PAR_MIN)
-   for (int g = 0; g < G; g++) {
+   for (int g = 0; g < G; g++)
       for (int n = 0; n < N; n++) {
          const int64_t ng = (int64_t)n * G + g;
-         const float *x = in + ng * M;
-         const float *dy = dout + ng * M;
-         float *dn = work + ng * M;
-         const float m_hi = mean[2 * ng], m_lo = mean[2 * ng + 1];
-         const double rs = rstd[ng];
-         double s_dxhat = 0, s_dxhat_xhat = 0;
-         for (int cc = 0; cc < cpg; cc++) {
-            const int c = g * cpg + cc;
-            const float gm = gamma ? gamma[c] : 1.0f;
-            const float a = (float)(rs * gm), b = beta ? beta[c] : 0.0f;
-            const float *xc = x + (int64_t)cc * HW;
-            const float *dyc = dy + (int64_t)cc * HW;
-            float *dnc = dn + (int64_t)cc * HW;
-            const uint64_t i0 = ((drop.first + (uint64_t)n) * C + c) * (uint64_t)HW;
-            double sa = 0, sb = 0;
-            for (int k0 = 0; k0 < HW; k0 += KEEP_CHUNK) {
-               const int len = HW - k0 < KEEP_CHUNK ? HW - k0 : KEEP_CHUNK;
-               const float *xs = xc + k0, *ds = dyc + k0;
-               float *ns = dnc + k0;
-               if (p > 0.0f) {
-                  float keep[KEEP_CHUNK];
-                  ddpm_dropout_keep(keep, i0 + k0, len, p, seed);
-                  #pragma omp simd
-                  for (int i = 0; i < len; i++) ns[i] = ds[i] * keep[i];
-                  ds = ns;
-               }
-               if (silu) {
-                  #pragma omp simd
-                  for (int i = 0; i < len; i++)
-                     ns[i] = ds[i] * silu_grad(((xs[i] - m_hi) - m_lo) * a + b);
-               } else if (ns != ds) {
-                  #pragma omp simd
-                  for (int i = 0; i < len; i++) ns[i] = ds[i];
-               }
-               #pragma omp simd reduction(+:sa, sb)
-               for (int i = 0; i < len; i++) {
-                  sa += ns[i];
-                  sb += (double)ns[i] * (double)((xs[i] - m_hi) - m_lo);
-               }
-            }
-            if (dbeta) dbeta[c] += (float)sa;
-            if (dgamma) dgamma[c] += (float)(sb * rs);
-            s_dxhat += gm * sa;
-            s_dxhat_xhat += gm * sb * rs;
-         }
-         if (!din) continue;
-         float *dx = din + ng * M;
-         const float k1 = (float)(-rs * rs * s_dxhat_xhat / (double)M);
-         const float k0 = (float)(-rs * s_dxhat / (double)M);
-         for (int cc = 0; cc < cpg; cc++) {
-            const int c = g * cpg + cc;
-            const float a = (float)(rs * (gamma ? gamma[c] : 1.0f));
-            const float *xc = x + (int64_t)cc * HW;
-            const float *dnc = dn + (int64_t)cc * HW;
-            float *dxc = dx + (int64_t)cc * HW;
-            const float *ac = add ? add + ng * M + (int64_t)cc * HW : NULL;
-            double s = 0;
-            if (ac) {
-               #pragma omp simd reduction(+:s)
-               for (int i = 0; i < HW; i++) {
-                  float v = dnc[i] * a + ((xc[i] - m_hi) - m_lo) * k1 + k0;
-                  s += v;
-                  dxc[i] = (accumulate ? dxc[i] + ac[i] : ac[i]) + v;
-               }
-            } else if (accumulate) {
-               #pragma omp simd reduction(+:s)
-               for (int i = 0; i < HW; i++) {
-                  float v = dnc[i] * a + ((xc[i] - m_hi) - m_lo) * k1 + k0;
-                  s += v;
-                  dxc[i] += v;
-               }
-            } else {
-               #pragma omp simd reduction(+:s)
-               for (int i = 0; i < HW; i++) {
-                  float v = dnc[i] * a + ((xc[i] - m_hi) - m_lo) * k1 + k0;
-                  s += v;
-                  dxc[i] = v;
-               }
-            }
-            if (dsum) dsum[(int64_t)n * C + c] = (float)s;
-         }
+         group_backward(din ? din + ng * M : NULL, accumulate, dgamma, dbeta,
+                        dsum ? dsum + (int64_t)n * C : NULL, work + ng * M, dout + ng * M,
+                        in + ng * M, add ? add + ng * M : NULL, mean[2 * ng], mean[2 * ng + 1],
+                        rstd[ng], gamma, beta, n, g, C, cpg, HW, silu, drop);
       }
-   }
 }
