@@ -36,6 +36,8 @@ local STEPS, AUX = 24, 200
 -- markers around the two writes the kills aim at
 local save = checkpoint.save
 checkpoint.save = function(...) io.stdout:write('CKPT-BEGIN\n'); save(...); io.stdout:write('CKPT-END\n') end
+local record = ddpm.log.Run.checkpoint
+ddpm.log.Run.checkpoint = function(...) record(...); io.stdout:write('ROW-END\n') end
 local flush = ddpm.log.Run.flush
 ddpm.log.Run.flush = function(self)
    io.stdout:write('FLUSH-BEGIN\n'); flush(self); io.stdout:write('FLUSH-END\n')
@@ -126,14 +128,15 @@ in_tmp = 0
 for k in range(KILLS):
     target = targets[k % 4]
     if target == 'step':
-        mark, nth = 'STEP %d' % rng.randint(3, STEPS - 2), 1
+        # after an odd step comes the next step's work, not a checkpoint
+        mark, nth = 'STEP %d' % (2 * rng.randint(1, STEPS // 2 - 2) + 1), 1
     elif target == 'checkpoint':
         mark, nth = 'CKPT-BEGIN', rng.randint(2, STEPS // EVERY - 1)
     elif target == 'flush':
         mark, nth = 'FLUSH-BEGIN', rng.randint(2, STEPS // EVERY - 1)
     else:
         mark, nth = 'CKPT-END', rng.randint(2, STEPS // EVERY - 1)
-    delay = rng.uniform(0, {'step': 0.004, 'checkpoint': 0.004}.get(target, 0.0005))
+    delay = rng.uniform(0, {'step': 0.001, 'checkpoint': 0.004, 'flush': 0.0003}.get(target, 0.001))
     p = subprocess.Popen([exe, os.path.join(tmp, 'train.lua'), db, '-', os.path.join(tmp, 'x.st'),
                           idx, '-'], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                          bufsize=1)
@@ -153,6 +156,7 @@ for k in range(KILLS):
         result(False, what, 'the run ended before the kill (exit %s)' % p.returncode)
         continue
     last = [l for l in lines if l.endswith(('-BEGIN', '-END')) or l.startswith('STEP')]
+    # ROW-END: the checkpoint's row is in runs.db; the kill came later
     where = {'CKPT-BEGIN': 'checkpoint', 'FLUSH-BEGIN': 'flush', 'CKPT-END': 'checkpoint row'}.get(last[-1] if last else '', 'step')
     landed[where] += 1
     why = []
