@@ -363,7 +363,8 @@ ddpm_dataset *ddpm_dataset_read_cifar(const char *dir, const char *split)
    d = ddpm_dataset_new(N, 3, 32, 32, 1);
    if (!d) goto fail;
 
-   enum { CHUNK = 256 };
+   /* up to 256 records per read; no bigger than the set needs */
+   const int64_t CHUNK = N < 256 ? N : 256;
    rec = malloc((size_t)CHUNK * CIFAR_RECORD);
    if (!rec) {
       ddpm_seterr(DDPM_ENOMEM, "CIFAR-10: out of memory");

@@ -3,6 +3,7 @@
  *
  *   CHECK(cond, "what")                 one assertion
  *   CHECK_CLOSE(got, want, n, tol, "")  max relative error of two float arrays
+ *   check_hash(p, bytes)                fingerprint, to show a buffer unchanged
  *   return check_done();                prints the plan and "N passed, N failed"
  *
  * Relative error is |a-b| / max(|b|, floor) with floor = 1e-3 * max|want|,
@@ -58,6 +59,15 @@ __attribute__((unused)) static double check_max_rel(const float *got, const floa
           check_e_, (double)(tol), (double)(got)[0], (double)(want)[0]);         \
    CHECK(check_e_ <= (tol), __VA_ARGS__);                                         \
 } while (0)
+
+/* FNV-1a of n bytes: a fingerprint showing that a call left a buffer alone. */
+__attribute__((unused)) static unsigned long long check_hash(const void *p, size_t n)
+{
+   const unsigned char *b = p;
+   unsigned long long h = 1469598103934665603ull;
+   for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+   return h;
+}
 
 /* Deterministic fill in [-1,1) for test inputs. */
 __attribute__((unused)) static void check_fill(float *x, size_t n, unsigned seed)

@@ -245,8 +245,12 @@ static void check_backward(int N, int C, int P)
       prob_backward(&s, NULL, one, scratch, r);
       CHECK_CLOSE(g2[m], g[m], s.psize[m], 1e-6, "d%s alone (dh and the rest NULL)", pname[m]);
    }
+   unsigned long long h0 = check_hash(r, s.nh * sizeof *r) ^ check_hash(s.h, s.nh * sizeof *s.h) * 3 ^
+                           check_hash(s.att, s.na * sizeof *s.att) * 5;
    prob_backward(&s, NULL, none, scratch, r);
-   CHECK(1, "all gradients NULL is a no-op");
+   CHECK((check_hash(r, s.nh * sizeof *r) ^ check_hash(s.h, s.nh * sizeof *s.h) * 3 ^
+          check_hash(s.att, s.na * sizeof *s.att) * 5) == h0,
+         "all gradients NULL writes nothing (dout, h and the saved attention unchanged)");
 
    free(fd_r); free(fd_tmp); free(r); free(scratch); free(dh); free(ndh); free(dh2);
    for (int m = 0; m < NPARAM; m++) { free(g[m]); free(ng[m]); free(g2[m]); }

@@ -193,8 +193,7 @@ static void test_schedule_errors(void)
          ddpm_errmsg());
    CHECK(ddpm_schedule_from_betas(NULL, 3) == NULL, "NULL betas");
    CHECK(ddpm_schedule_from_betas(bad, 0) == NULL, "T = 0 betas");
-   ddpm_schedule_free(NULL);
-   CHECK(1, "schedule_free(NULL) is fine");
+   ddpm_schedule_free(NULL);   /* NULL is fine: the test goes on */
 }
 
 static void test_respace(void)

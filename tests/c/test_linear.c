@@ -101,8 +101,12 @@ static void check_backward(int N, int I, int O)
    memset(db2, 0, O * sizeof(float));
    ddpm_linear_backward(NULL, NULL, db2, r, x, w, N, I, O);
    CHECK_CLOSE(db2, db, O, 0, "dbias alone");
+   unsigned long long h0 = check_hash(r, ny * sizeof *r) ^ check_hash(x, nx * sizeof *x) * 3 ^
+                           check_hash(w, nw * sizeof *w) * 5;
    ddpm_linear_backward(NULL, NULL, NULL, r, x, w, N, I, O);
-   CHECK(1, "all gradients NULL is a no-op");
+   CHECK((check_hash(r, ny * sizeof *r) ^ check_hash(x, nx * sizeof *x) * 3 ^
+          check_hash(w, nw * sizeof *w) * 5) == h0,
+         "all gradients NULL writes nothing (dout, x and weight unchanged)");
 
    free(fd.x); free(fd.w); free(fd.b); free(fd.r); free(fd.tmp);
    free(x); free(w); free(b); free(r); free(dx); free(dw); free(db);

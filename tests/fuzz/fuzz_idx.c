@@ -24,7 +24,9 @@ static uint8_t *gzip_bytes(const uint8_t *data, size_t *n)
 {
    z_stream z;
    memset(&z, 0, sizeof z);
-   if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) return NULL;
+   /* a small window and memory level keep each call cheap; any valid gzip
+      stream will do */
+   if (deflateInit2(&z, 1, Z_DEFLATED, 9 + 16, 1, Z_DEFAULT_STRATEGY) != Z_OK) return NULL;
    uLong cap = deflateBound(&z, (uLong)*n);
    uint8_t *out = malloc(cap ? cap : 1);
    if (!out) { deflateEnd(&z); return NULL; }

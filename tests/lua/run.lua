@@ -16,9 +16,12 @@
 -- its own global environment (reads fall through to _G). Each test is called
 -- with no arguments under xpcall: it passes when it returns, fails when it
 -- raises (the message and traceback follow as "# " lines), and is skipped by
--- T.skip(reason). A file that fails to load or return a table counts as one
--- failed test. Output is TAP, then "N passed, N failed"; the exit status is 1
--- when anything failed.
+-- T.skip(reason). A function named teardown is not a test: it runs after the
+-- file's tests (also when -p left none of them), is not counted when it
+-- succeeds, and counts as one failure when it raises. A skipped test is
+-- counted neither passed nor failed. A file that fails to load or return a
+-- table counts as one failed test. Output is TAP, then "N passed, N failed";
+-- the exit status is 1 when anything failed.
 
 local T = require 'ddpm.test'
 
@@ -48,7 +51,7 @@ local function report(ok, desc, err)
       passed = passed + 1
       print(string.format('ok %d - %s', n, desc))
    elseif T.is_skip(err) then
-      passed, skipped = passed + 1, skipped + 1
+      skipped = skipped + 1
       print(string.format('ok %d - %s # SKIP %s', n, desc, err.reason))
    else
       failed = failed + 1
@@ -86,16 +89,21 @@ for _, file in ipairs(files) do
    else
       for _, name in ipairs(T.names(tests)) do
          local desc = short .. ': ' .. name
-         if selected(desc) then
+         if name ~= 'teardown' and selected(desc) then
             local ok, terr = xpcall(tests[name], handler)
             report(ok, desc, terr)
          end
+      end
+      if type(tests.teardown) == 'function' then
+         local ok, terr = xpcall(tests.teardown, handler)
+         if ok then print('# ' .. short .. ': teardown done')
+         else report(false, short .. ': teardown', terr) end
       end
    end
 end
 
 print('1..' .. n)
-if skipped > 0 then print('# ' .. skipped .. ' skipped') end
+if skipped > 0 then print('# ' .. skipped .. ' skipped (not counted as passed)') end
 print(string.format('%d passed, %d failed', passed, failed))
 io.stdout:flush()
 os.exit(failed > 0 and 1 or 0)

@@ -265,17 +265,45 @@ function tests.fashion_mnist_test_set()
    d:free()
 end
 
+-- Resident memory of this process in bytes (Linux /proc), or nil.
+local function rss_bytes()
+   local f = io.open('/proc/self/statm', 'r')
+   if not f then return nil end
+   local pages = f:read('*l'):match('^%d+%s+(%d+)')
+   f:close()
+   return tonumber(pages) * 4096
+end
+
+-- Datasets dropped by Lua are collected and their pixels freed: 50 opens of
+-- a 4 MB set (200 MB if kept) leave no dataset alive and resident memory
+-- within 40 MB of where it started.
 function tests.garbage_collection()
    need()
+   local N, H, W = 64, 256, 256
+   local path = tmp .. '/big.idx'
+   write(path, '\0\0\8\3' .. be32(N) .. be32(H) .. be32(W) .. string.rep('\7', N * H * W))
+   collectgarbage()
+   collectgarbage()
+   local before = rss_bytes()
+   local alive = setmetatable({}, {__mode = 'k'})
    for _ = 1, 50 do
-      local d = open_idx()
+      local d = core.dataset_idx(path)
+      T.assert_eq(d:size(), N)
+      alive[d] = true
       d:batch({1, 2, 3})
    end
    collectgarbage()
    collectgarbage()
+   T.assert_eq(next(alive), nil, 'a dropped dataset is still alive after a full collection')
+   local after = rss_bytes()
+   if before and after then
+      T.assert_true(after - before < 40 * 2^20, ('resident memory grew by %.1f MB over 50 dropped ' ..
+                    '4 MB datasets'):format((after - before) / 2^20))
+   end
+   os.remove(path)
 end
 
-function tests.cleanup()
+function tests.teardown()
    os.execute('rm -rf ' .. tmp)
 end
 
