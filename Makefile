@@ -34,7 +34,7 @@ BIND_OBJ    := $(BIND_SRC:%.c=$(BUILD)/%.o)
 CTEST_SRC   := $(wildcard tests/c/test_*.c)
 CTEST_BIN   := $(CTEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test-deps test fixtures demo bench bench-mpi asan fuzz install clean
+.PHONY: all deps test-deps test fixtures demo bench bench-mpi asan fuzz install module install-module clean
 
 # Reference outputs and gradients of the PyTorch U-Net (test-only; Debian's python3-torch).
 PY       := /usr/bin/python3
@@ -153,10 +153,43 @@ asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
 	        LDFLAGS="-Wl,-E -fsanitize=address,undefined" test
 
+# The binary, the Lua library, the experiment scripts, the data files they
+# read (the FD-LeNet classifier), the SQL queries and the man page; the
+# installed ddpmlua finds them all under $(PREFIX)/share/ddpmlua, and runs
+# `ddpmlua ablation_sigma.lua` from there when no such file is in the
+# current folder.
+SHARE := $(DESTDIR)$(PREFIX)/share/ddpmlua
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/ddpmlua/lua
+	install -d $(DESTDIR)$(PREFIX)/bin $(SHARE)/lua/ddpm $(SHARE)/experiments $(SHARE)/data \
+	           $(SHARE)/scripts $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 ddpmlua $(DESTDIR)$(PREFIX)/bin/ddpmlua
-	cp -r lib/ddpm $(DESTDIR)$(PREFIX)/share/ddpmlua/lua/
+	install -m 644 lib/ddpm/*.lua $(SHARE)/lua/ddpm/
+	install -m 644 experiments/*.lua $(SHARE)/experiments/
+	install -m 644 data/*.safetensors $(SHARE)/data/
+	install -m 644 scripts/queries.sql $(SHARE)/scripts/
+	install -m 644 docs/ddpmlua.1 $(DESTDIR)$(PREFIX)/share/man/man1/ddpmlua.1
+
+# ddpm.core as a Lua C module, so that plain LuaJIT can `require 'ddpm'`
+# (ddpmlua-*.rockspec runs these through `luarocks make`). Position-
+# independent objects in their own folder; libluajit is left to the host.
+PIC     := build-pic
+MOD_SRC := $(RUNTIME_SRC) $(filter-out bindings/main.c,$(BIND_SRC))
+MOD_OBJ := $(MOD_SRC:%.c=$(PIC)/%.o)
+LUADIR  ?= $(PREFIX)/share/lua/5.1
+LIBDIR  ?= $(PREFIX)/lib/lua/5.1
+module: $(PIC)/ddpm/core.so
+$(PIC)/%.o: %.c $(wildcard runtime/*.h) $(wildcard bindings/*.h)
+	@mkdir -p $(dir $@)
+	@echo "  CC    $< (module)"
+	$(Q)$(CC) $(CFLAGS) -fPIC -c -o $@ $<
+$(PIC)/ddpm/core.so: $(MOD_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LD    $@"
+	$(Q)$(CC) -shared -o $@ $^ $(filter-out -lluajit-5.1,$(LDLIBS))
+install-module: module
+	install -d $(DESTDIR)$(LIBDIR)/ddpm $(DESTDIR)$(LUADIR)/ddpm
+	install -m 755 $(PIC)/ddpm/core.so $(DESTDIR)$(LIBDIR)/ddpm/core.so
+	install -m 644 lib/ddpm/*.lua $(DESTDIR)$(LUADIR)/ddpm/
 
 clean:
 	rm -rf build build-asan ddpmlua

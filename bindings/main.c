@@ -571,6 +571,10 @@ static void preload(lua_State *L, const char *name, lua_CFunction open)
    lua_pop(L, 2);
 }
 
+/* Where experiment scripts live: <exe dir>/experiments (the source tree)
+   and <prefix>/share/ddpmlua/experiments (installed); set by set_path. */
+static char exp_dirs[2][PATH_MAX];
+
 /* <exe dir>/lib (the source tree) then <prefix>/share/ddpmlua/lua (installed),
    ahead of LuaJIT's default path. */
 static void set_path(lua_State *L, const char *argv0)
@@ -588,6 +592,11 @@ static void set_path(lua_State *L, const char *argv0)
    slash = strrchr(prefix, '/');
    if (slash && slash != prefix) *slash = '\0';
    else snprintf(prefix, sizeof prefix, "%s", "");
+   if (snprintf(exp_dirs[0], sizeof exp_dirs[0], "%s/experiments", dir) >= (int)sizeof exp_dirs[0])
+      exp_dirs[0][0] = '\0';
+   if (snprintf(exp_dirs[1], sizeof exp_dirs[1], "%s/share/ddpmlua/experiments", prefix) >=
+       (int)sizeof exp_dirs[1])
+      exp_dirs[1][0] = '\0';
    lua_getglobal(L, "package");
    lua_getfield(L, -1, "path");
    lua_pushfstring(L, "%s/lib/?.lua;%s/lib/?/init.lua;"
@@ -645,7 +654,15 @@ static void print_usage(FILE *f)
       "OMP_NUM_THREADS, else one per CPU), DDPMLUA_HISTORY (REPL history file,\n"
       "~/.ddpmlua_history; empty for none), DDPMLUA_REPL_TIME=1 (print each REPL\n"
       "line's time), DDPMLUA_INIT (a chunk, or @file, run first). In the REPL,\n"
-      "? lists help topics and :help the commands.\n");
+      "? lists help topics and :help the commands.\n"
+      "\n"
+      "Commands over the run history (runs.db, or --db PATH; `" PROGNAME " help CMD`\n"
+      "describes one):\n"
+      "  runs     list runs          show     one run in full   compare  runs side by side\n"
+      "  plot     metric curves      sql      a query           rerun    run one again\n"
+      "  export   a run's bundle     report   an HTML report    fid      FID and IS\n"
+      "A script name that is no file here is looked up among the installed\n"
+      "experiments. `man ddpmlua` has more.\n");
 }
 
 static int dochunk(lua_State *L, int status)
@@ -699,10 +716,65 @@ static void set_arg(lua_State *L, char **argv, int argc, int script)
    lua_setglobal(L, "arg");
 }
 
+/* A bare script name that is no file here is looked up among the
+   experiments (`ddpmlua ablation_sigma.lua` from any folder); arg[0] then
+   names the file found, which the run history records. */
+static const char *find_script(lua_State *L, const char *fname, int script)
+{
+   static char found[PATH_MAX + 64];
+   struct stat st;
+   if (strchr(fname, '/') || stat(fname, &st) == 0) return fname;
+   for (int i = 0; i < 2; i++) {
+      if (!exp_dirs[i][0]) continue;
+      if (snprintf(found, sizeof found, "%s/%s", exp_dirs[i], fname) >= (int)sizeof found) continue;
+      if (stat(found, &st) == 0 && S_ISREG(st.st_mode)) {
+         lua_getglobal(L, "arg");
+         lua_pushstring(L, found);
+         lua_rawseti(L, -2, 0);
+         lua_pop(L, 1);
+         (void)script;
+         return found;
+      }
+   }
+   return fname;
+}
+
+/* After the script: a run it made that failed makes the exit status 1
+   (ddpm.log counts them), also when the script caught the error. */
+static int failed_runs(lua_State *L)
+{
+   int n = 0;
+   lua_getglobal(L, "package");
+   lua_getfield(L, -1, "loaded");
+   lua_getfield(L, -1, "ddpm.log");
+   if (lua_istable(L, -1)) {
+      lua_getfield(L, -1, "failed_runs");
+      if (lua_istable(L, -1)) n = (int)lua_objlen(L, -1);
+      if (n > 0) {
+         luaL_Buffer b;
+         luaL_buffinit(L, &b);
+         for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            if (i > 1) luaL_addstring(&b, ", ");
+            luaL_addvalue(&b);
+         }
+         luaL_pushresult(&b);
+         fflush(stdout);
+         fprintf(stderr, "%s: %d run%s made by this script failed (run %s)\n", PROGNAME, n,
+                 n == 1 ? "" : "s", lua_tostring(L, -1));
+         lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+   }
+   lua_pop(L, 3);
+   return n;
+}
+
 static int run_script(lua_State *L, char **argv, int argc, int script)
 {
    const char *fname = argv[script];
    if (strcmp(fname, "-") == 0 && strcmp(argv[script - 1], "--") != 0) fname = NULL;
+   else fname = find_script(L, fname, script);
    int status = luaL_loadfile(L, fname);
    int narg = argc - script - 1;
    if (status == 0) {
@@ -710,7 +782,9 @@ static int run_script(lua_State *L, char **argv, int argc, int script)
       for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
       status = docall(L, narg, 0, 1);
    }
-   return report(L, status);
+   status = report(L, status);
+   if (status == 0 && failed_runs(L) > 0) status = 1;
+   return status;
 }
 
 /* Between chunks, a stray Ctrl-C (while results print, say) only marks the
@@ -742,7 +816,7 @@ struct smain {
 static int is_command(char **argv, int script)
 {
    static const char *const cmds[] = {"runs", "show", "compare", "plot", "sql", "rerun",
-                                      "export", "report", "fid", NULL};
+                                      "export", "report", "fid", "help", NULL};
    if (script != 1) return 0;
    for (int i = 0; cmds[i]; i++)
       if (strcmp(argv[script], cmds[i]) == 0) {

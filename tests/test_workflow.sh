@@ -127,5 +127,35 @@ grep -q '^run 1 (' "$tmp/log.txt" || why+="nor after kill -9"$'\n'
 t "stdout redirected to a file: the 'run N (dir)' line is there at once and after a kill"
 rm -rf "$W"/runs.db* "$W"/runs
 
+# ------------------------------------------------------------ the run folder on first write
+run "$D" "$tmp/tiny.lua" --data="$tmp/data.idx" --wait=false --steps=2 --checkpoint_every=0 --name=nofiles \
+   --data=/nonexistent.idx
+expect_rc 1
+dir=$(sed -n 's/^run [0-9]* (\(.*\))$/\1/p' <<<"$out")
+[ -n "$dir" ] || why+="no run line: $out"$'\n'
+[ -n "$dir" ] && [ ! -e "$dir" ] || why+="the run folder $dir exists although nothing was written"$'\n'
+t "a run that writes no file leaves no folder"
+
+run "$D" "$tmp/tiny.lua" --data="$tmp/data.idx" --steps=3 --checkpoint_every=3 --name=files
+expect_rc 0
+dir=$(sed -n 's/^run [0-9]* (\(.*\))$/\1/p' <<<"$out")
+ls "$dir"/ckpt-00000003.safetensors >/dev/null 2>&1 || why+="no checkpoint in $dir: $(ls "$dir" 2>&1)"$'\n'
+t "a run that writes a checkpoint has its folder"
+
+# ------------------------------------------------------------ exit status of a failed run
+cat >"$tmp/catch.lua" <<'EOF'
+local ddpm = require 'ddpm'
+local run = ddpm.log.start{db = 'runs.db', name = 'caught', config = {}}
+local ok = pcall(function() error('diverged') end)
+run:finish(ok and 'finished' or 'failed', 'diverged')
+print('the script goes on')
+EOF
+run "$D" "$tmp/catch.lua"
+expect_rc 1; has_out "the script goes on"; has_err "made by this script failed"
+t "a script whose run failed exits 1 even when it caught the error"
+run "$D" -e "local r = require('ddpm').log.start{db = 'runs.db', config = {}}; r:finish()"
+expect_rc 0
+t "a finished run exits 0"
+
 echo "$((n - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -207,6 +207,7 @@ function checkpoint.save(path, st)
       config = json.encode(st.config or {}),
    }
    for k, v in pairs(checkpoint.describe(st.model, st.diffusion, st.data_shape)) do meta[k] = v end
+   require('ddpm.log').prepare(path)
    core.save_safetensors(path, tensors, meta)
 end
 

@@ -1189,8 +1189,38 @@ local function usage_all()
    return table.concat(lines, '\n')
 end
 
+-- What `ddpmlua help COMMAND` says besides the usage line.
+commands.doc = {
+   runs = '  The runs, oldest first: id, name, script, status, steps, last loss, NLL, FD-LeNet, start, duration.',
+   show = '  One run in full: config, status and error, first/last/min of each metric, checkpoints and files.',
+   compare = '  Runs side by side: the config keys that differ and each metric at common steps.',
+   plot = '  Metric curves of one or more runs as a PNG (-o FILE.png).',
+   sql = '  A read-only SQL query over runs.db (--write to allow changes); --csv for CSV.',
+   rerun = '  Runs a run\'s script again with its arguments, seed and thread count, into the same\n' ..
+           '  database, and compares the new metrics with the old ones.',
+   export = '  Writes DIR with the script, config.json, run.json, the last checkpoint and the one it\n' ..
+            '  resumed from, and a README with the command that reproduces the run from any folder.',
+   report = '  A self-contained HTML page of one run: config, curves, sample grids.',
+   fid = '  FID and Inception Score of a folder of PNGs or a run\'s samples against reference statistics.',
+}
+
 --- commands.main(name, args): `ddpmlua <name> args...` (bindings/main.c).
 function commands.main(name, args)
+   if name == 'help' then   -- ddpmlua help [command]
+      local which = args and args[1]
+      if which == nil then
+         io.stdout:write(usage_all(), '\n  ddpmlua help COMMAND\n')
+         return
+      end
+      if not cmd[which] then
+         io.stderr:write(("ddpmlua help: unknown command '%s'\n%s\n"):format(tostring(which), usage_all()))
+         os.exit(1)
+      end
+      io.stdout:write('usage: ddpmlua ', cmd[which].usage, '\n')
+      local doc = (commands.doc or {})[which]
+      if doc then io.stdout:write(doc, '\n') end
+      return
+   end
    local c = cmd[name]
    if not c then
       io.stderr:write(('ddpmlua: unknown command \'%s\'\n%s\n'):format(tostring(name), usage_all()))

@@ -325,6 +325,7 @@ ddpm.steps = require 'ddpm.loop'        -- for step in ddpm.steps{steps =, run =
 --- Under mpirun only rank 0 writes files; the other ranks do nothing here.
 function ddpm.save_grid(path, x, nrow, padding)
    if core.dist_rank() ~= 0 then return end
+   require('ddpm.log').prepare(path)
    return core.save_grid(path, x, nrow or 8, padding or 2)
 end
 

@@ -54,6 +54,26 @@ local function binary_sha256()
    return exe_sha or nil
 end
 
+--- Run folders made lazily: log.start names runs/<uuid>/, and the folder
+--- appears when the first file is written there (log.prepare), so a run
+--- that writes nothing leaves no empty folder behind.
+local pending = {}
+
+--- log.prepare(path): before writing path, make its folder when it is a
+--- run's folder not made yet. Other folders are left alone (a wrong path
+--- stays an error).
+function log.prepare(path)
+   local dir = type(path) == 'string' and path:match('^(.*)/[^/]*$')
+   if dir and pending[dir] then
+      os.execute('mkdir -p ' .. shell_quote(dir))
+      pending[dir] = nil
+   end
+end
+
+--- Ids of the runs this process finished as 'failed': the host's exit
+--- status is 1 when there is one, even if the script caught the error.
+log.failed_runs = {}
+
 local function script_info()
    local a = rawget(_G, 'arg')
    local path = a and a[0]
@@ -116,7 +136,7 @@ function log.start(opt)
                               status = 'running', seed = opt.seed or config.seed or 0}, Run)
    local base = db:match('^(.*)/[^/]*$') or '.'
    self.dir = opt.dir or (base .. '/runs/' .. self.uuid)
-   os.execute('mkdir -p ' .. shell_quote(self.dir))
+   pending[self.dir] = true   -- made on the first write (log.prepare)
    if nranks > 1 then   -- the other ranks learn the run's id, uuid and folder
       core.dist_broadcast_string(json.encode{id = self.id, uuid = self.uuid, dir = self.dir}, 0)
    end
@@ -156,6 +176,7 @@ function Run:finish(status, err)
    self.db:end_run(self.id, status, err)
    self.db:flush()
    self.status = status
+   if status == 'failed' then log.failed_runs[#log.failed_runs + 1] = self.id end
 end
 
 function Run:__tostring()

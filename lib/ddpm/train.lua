@@ -268,6 +268,7 @@ local function train(opt)
                                   on_step = NR == 1 and stop_check or nil})
       local path = ('%s/samples-%08d.png'):format(run.dir, step)
       if R == 0 then
+         log.prepare(path)
          core.save_grid(path, x, 8, 2)
          run:artifact(step, 'sample_grid', path, {n = opt.sample_n or 64, ema = true,
                                                   sampler = 'ancestral', steps = diff.T})
