@@ -248,7 +248,7 @@ ck=$(ls "$tmp/exp"/ckpt-*.safetensors 2>/dev/null)
 same "$(basename "$ck")" "ckpt-00000030.safetensors" "checkpoint file"
 [ -f "$ck" ] && same "$(wc -c <"$ck")" "$(dbq 'SELECT bytes FROM checkpoints WHERE run_id = 1 ORDER BY step DESC')" "checkpoint size"
 [ -f "$tmp/exp/run.json" ] && [ -f "$tmp/exp/README.md" ] || why+="run.json or README.md missing"$'\n'
-line=$(grep -E '^    DDPMLUA_NUM_THREADS=2 ddpmlua tiny_train\.lua ' "$tmp/exp/README.md")
+line=$(grep -E '^    DDPMLUA_NUM_THREADS=2 ddpmlua /[^ ]*/tiny_train\.lua ' "$tmp/exp/README.md")
 [ -n "$line" ] || why+="README has no re-run line: $(cat "$tmp/exp/README.md")"$'\n'
 t "export: the script, config JSON, last checkpoint, run.json and a README line to re-run"
 (cd "$tmp/exp" && eval "DDPMLUA_DB=$tmp/exp/runs.db ${line/ ddpmlua / \"\$D\" }") >"$tmp/out" 2>"$tmp/err"

@@ -157,5 +157,36 @@ run "$D" -e "local r = require('ddpm').log.start{db = 'runs.db', config = {}}; r
 expect_rc 0
 t "a finished run exits 0"
 
+# ------------------------------------------------------------ re-run and export from anywhere
+R=$tmp/r
+mkdir -p "$R/w"
+cd "$R/w" || exit 2
+"$D" "$tmp/tiny.lua" --data="$tmp/data.idx" --steps=3 --checkpoint_every=3 --name=first >/dev/null 2>&1
+ck=$(ls runs/*/ckpt-00000003.safetensors 2>/dev/null | head -n 1)
+run "$D" "$tmp/tiny.lua" --data="$tmp/data.idx" --steps=6 --checkpoint_every=3 --name=second --resume="$ck"
+expect_rc 0
+case "$ck" in /*) why+="the checkpoint path should be relative here: $ck"$'\n' ;; esac
+argv=$("$D" sql --db runs.db --csv "SELECT argv_json FROM runs WHERE run_id = 2" | tail -n 1)
+grep -qF -- "--resume=$R/w/$ck" <<<"$argv" || why+="argv keeps the relative path: $argv"$'\n'
+t "a relative --resume is recorded as an absolute path"
+cd "$R" || exit 2
+run "$D" rerun 2 --db w/runs.db
+expect_rc 0; has_out "re-run of run 2"
+[ ! -e "$R/runs.db" ] || why+="rerun made a runs.db in the folder it was started from"$'\n'
+kid=$("$D" sql --db w/runs.db --csv "SELECT count(*) FROM runs WHERE parent_run_id = 2 AND status = 'finished'" | tail -n 1)
+same "$kid" 1 "finished re-runs of run 2 in w/runs.db"
+t "rerun from another folder writes into the database it read"
+run "$D" export 2 "$R/bundle" --db w/runs.db
+expect_rc 0
+[ -f "$R/bundle/resumed-from-ckpt-00000003.safetensors" ] || why+="no parent checkpoint: $(ls "$R/bundle")"$'\n'
+cmd=$(grep -E '^    .*ddpmlua ' "$R/bundle/README.md" | sed 's/^    //')
+grep -qF -- "--resume=$R/bundle/resumed-from-" <<<"$cmd" || why+="the command does not resume from the bundle: $cmd"$'\n'
+mkdir -p "$R/other"
+(cd "$R/other" && eval "${cmd/ddpmlua /\"\$D\" }") >"$tmp/out" 2>"$tmp/err"
+rc=$?; err=$(cat "$tmp/err")
+expect_rc 0; has_err "resumed from $R/bundle/resumed-from-"
+t "export bundles the checkpoint it resumed from; its command works from any folder"
+cd "$W" || exit 2
+
 echo "$((n - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]

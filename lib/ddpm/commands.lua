@@ -1099,14 +1099,37 @@ cmd.export = {
             ck_name = nil
          end
       end
+      -- the checkpoint the run resumed from goes into the bundle too, and the
+      -- command names the bundled copy
+      local parent = query(rl, "SELECT value FROM run_tags WHERE run_id = :id AND key = 'resumed_from'",
+                           {id = id})[1]
+      local parent_name
+      if parent then
+         parent_name = 'resumed-from-' .. file_name(parent.value, 'checkpoint.safetensors')
+         local ok, err = copy_file(parent.value, dir .. '/' .. parent_name)
+         if not ok then
+            io.stderr:write('export: warning: the checkpoint it resumed from could not be copied: ',
+                            visible(err), '\n')
+            parent_name = nil
+         end
+      end
+      local adir = dir:sub(1, 1) == '/' and dir or (core.cwd() .. '/' .. dir:gsub('^%./', ''))
       local pre, post = split_argv(r)
       local env = decode_config(r.env_json)
       local words = {}
       if env.threads then words[#words + 1] = 'DDPMLUA_NUM_THREADS=' .. num(env.threads) end
       words[#words + 1] = 'ddpmlua'
       for _, a in ipairs(pre) do words[#words + 1] = shell_quote(a) end
-      words[#words + 1] = script:match('^[%w_./=:,+-]+$') and script or shell_quote(script)
-      for _, a in ipairs(post) do words[#words + 1] = a:match('^[%w_./=:,+-]+$') and a or shell_quote(a) end
+      local spath = adir .. '/' .. script
+      words[#words + 1] = spath:match('^[%w_./=:,+-]+$') and spath or shell_quote(spath)
+      for _, a in ipairs(post) do
+         if parent_name then   -- --resume=PATH or a bare PATH: the bundled copy
+            local k, v = a:match('^(%-%-[%w_]+=)(.*)$')
+            if v == parent.value then a = k .. adir .. '/' .. parent_name
+            elseif a == parent.value then a = adir .. '/' .. parent_name end
+         end
+         words[#words + 1] = a:match('^[%w_./=:,+-]+$') and a or shell_quote(a)
+      end
       local rerun = table.concat(words, ' ')
       local meta = {run_id = r.run_id, uuid = r.uuid, name = r.name, experiment = r.experiment,
                     status = r.status, seed = r.seed, script = script, script_path = r.script_path,
@@ -1120,7 +1143,7 @@ cmd.export = {
       local lines = {
          ('# Run %d%s, exported by ddpmlua'):format(r.run_id, r.name and (' (' .. visible(r.name) .. ')') or ''),
          '',
-         'Re-run it from this directory (same script, arguments, seed and thread count):',
+         'Re-run it (from any folder; same script, arguments, seed and thread count):',
          '',
          '    ' .. rerun,
          '',
@@ -1138,6 +1161,10 @@ cmd.export = {
       else
          lines[#lines + 1] = '- no checkpoint: the run saved none'
       end
+      if parent_name then
+         lines[#lines + 1] = ('- `%s`: the checkpoint the run resumed from (%s); the command above ' ..
+            'resumes from this copy'):format(parent_name, parent.value)
+      end
       lines[#lines + 1] = '- `run.json`: the run record (uuid, seed, argv, git commit, host, versions)'
       lines[#lines + 1] = ''
       lines[#lines + 1] = ('Original run: %s, seed %s, status %s, started %s on %s%s.'):format(
@@ -1147,8 +1174,8 @@ cmd.export = {
       for i, l in ipairs(lines) do lines[i] = visible(l, true) end   -- stored text stays text
       write_file(dir .. '/README.md', table.concat(lines, '\n') .. '\n')
       io.stdout:write(('exported run %d to %s: %s, config.json, %srun.json, README.md\n'):format(
-         id, dir, script, ck_name and (ck_name .. ', ') or ''))
-      io.stdout:write('re-run: cd ', dir, ' && ', rerun, '\n')
+         id, dir, script, (ck_name and (ck_name .. ', ') or '') .. (parent_name and (parent_name .. ', ') or '')))
+      io.stdout:write('re-run: ', rerun, '\n')
    end,
 }
 
