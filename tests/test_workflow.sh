@@ -188,5 +188,15 @@ expect_rc 0; has_err "resumed from $R/bundle/resumed-from-"
 t "export bundles the checkpoint it resumed from; its command works from any folder"
 cd "$W" || exit 2
 
+# ------------------------------------------------------------ plot's output format
+run "$D" plot 1 -o out.svg --db "$R/w/runs.db"
+expect_rc 1; has_err "plot writes PNG images"
+[ ! -e out.svg ] || why+="out.svg was written: $(file out.svg)"$'\n'
+t "plot -o out.svg refuses instead of writing PNG bytes into out.svg"
+run "$D" plot 1 -o out.png --db "$R/w/runs.db"
+expect_rc 0
+[ "$(head -c 4 out.png | tail -c 3)" = "PNG" ] || why+="out.png is not a PNG"$'\n'
+t "plot -o out.png writes a PNG"
+
 echo "$((n - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]

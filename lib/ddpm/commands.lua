@@ -822,6 +822,10 @@ cmd.plot = {
          end
       end
       local path = o.output or (metrics[1]:gsub('[^%w_.-]', '_') .. '.png')
+      if not path:lower():match('%.png$') then   -- never PNG bytes under another name
+         fail("plot writes PNG images; -o %s: use a name ending in .png (for SVG or PDF, " ..
+              "'ddpmlua sql --csv' gives the points to any plotting tool)", path)
+      end
       local w, h = o.width or 800, o.height or 500
       local ok, err = pcall(plot.runs, {rl = rl, runs = ids, metrics = metrics, out = path,
                                         smooth = o.smooth, logy = o.log, width = w, height = h,
