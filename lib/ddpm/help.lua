@@ -497,6 +497,159 @@ entry(S, 'ddpm.get_num_threads', 'ddpm.get_num_threads() -> n',
    'The thread count (DDPMLUA_NUM_THREADS, else OMP_NUM_THREADS, else one per CPU).',
    'ddpm.get_num_threads()')
 
+---------------------------------------------------------------- more of the diffusion API
+
+S = 'Diffusion'
+entry(S, 'Diffusion:nll', 'diff:nll(model, data, opt) -> {bpd, bpd_se, prior, terms, mse, t, per_example, n}',
+   'The variational bound in bits/dim over all T terms plus the prior (the\n' ..
+   'official calc_bpd_loop). data: a tensor [N,C,H,W] in [-1, 1] or a Dataset\n' ..
+   '(its first n examples). opt: n, batch (64), seed (0), clip (true), steps\n' ..
+   '(the bound of a respaced process), progress, run and step (log\n' ..
+   '<prefix>_bpd, <prefix>_prior and the per-t terms <prefix>_t), prefix (\'nll\').\n' ..
+   'lib/ddpm/nll.lua has the details.',
+   'r = diff:nll(ema, ddpm.data.fashion_mnist{split = \'test\'}, {n = 256}); print(r.bpd)')
+entry(S, 'Diffusion:ddim_encode', 'diff:ddim_encode(model, x0 [, {steps =, clip =, progress =}]) -> xT',
+   'The DDIM latent (eta = 0) that ddim_decode maps back to x0: the deterministic\n' ..
+   'chain run forwards. steps respaces the process; x0 is not modified.',
+   'xT = diff:ddim_encode(m, x0, {steps = 100}); x = diff:ddim_decode(m, xT, {steps = 100})')
+entry(S, 'Diffusion:ddim_decode', 'diff:ddim_decode(model, xT [, {steps =, clip =, progress =}]) -> x0',
+   'x0 from xT by the deterministic DDIM chain (eta = 0); xT is not modified.',
+   'x = diff:ddim_decode(m, xT, {steps = 100})')
+entry(S, 'Diffusion:progressive', 'diff:progressive(model, {n =, shape =, seed =, every =, path =}) -> x0, snapshots',
+   'Progressive generation (the paper\'s Fig. 6): the predicted x0 every `every`\n' ..
+   'steps along one ancestral chain; path writes them as a PNG, one row per sample.',
+   'diff:progressive(m, {n = 8, shape = {1, 28, 28}, path = \'progressive.png\'})')
+entry(S, 'Diffusion:interpolate', 'diff:interpolate(model, xa, xb [, {t =, lambdas =, seed =, steps =, path =}]) -> x, lambdas',
+   'Interpolation in latent space (Fig. 8): both images noised to step t with\n' ..
+   'the same noise, mixed for each lambda, and denoised with the same reverse noise.',
+   'diff:interpolate(m, xa, xb, {t = 500, path = \'interp.png\'})')
+entry(S, 'Diffusion:shared_latent', 'diff:shared_latent(model, {n =, shape =, split =, branches =, path =}) -> x, split',
+   'Coarse-to-fine (Fig. 7): chains that share x_t down to each split step and\n' ..
+   'then go on with independent noise. Also called diff:coarse_to_fine.',
+   'diff:shared_latent(m, {n = 2, shape = {1, 28, 28}, branches = 4, path = \'c2f.png\'})')
+entry(S, 'Diffusion:coarse_to_fine', 'diff:coarse_to_fine(model, opt)',
+   'The same function as diff:shared_latent.', 'diff:coarse_to_fine(m, {n = 1, shape = {1, 28, 28}})')
+entry(S, 'Diffusion:respace', 'diff:respace(steps) -> Diffusion',
+   'The K-step respaced process (steps a number K or a spacing string such as\n' ..
+   '\'ddim50\'), sharing this one\'s types; cached; steps = T returns diff itself.',
+   'd50 = diff:respace(50); d50.T --> 50')
+entry(S, 'Diffusion:model_t', 'diff:model_t(k) -> t',
+   'The timestep the network is fed at code index k (the original index on a\n' ..
+   'respaced process, k itself otherwise).', 'diff:respace(10):model_t(9)  --> 999 for T = 1000')
+entry(S, 'Diffusion:index_at', 'diff:index_at(t) -> k',
+   'The largest code index k with model_t(k) <= t: where a chain meant to start\n' ..
+   'at original step t starts on this process.', 'diff:respace(10):index_at(500)')
+
+---------------------------------------------------------------- the research workflow
+
+S = 'Workflow'
+entry(S, 'ddpm.cli.parse', 'ddpm.cli.parse(arg, defaults [, spec]) -> cfg, given',
+   'A script\'s config from its command line: --key=value, --key value or a bare\n' ..
+   '--flag overrides a key of defaults, converted to the default\'s type and\n' ..
+   'checked (integers, ranges, allowed values, unknown keys with "did you mean")\n' ..
+   'before anything is recorded. spec adds descriptions and checks per key\n' ..
+   '({\'text\', int = true, min =, max =, choices = {...}, path = true}); common\n' ..
+   'keys are described in ddpm.cli.options. Path options are stored absolute.\n' ..
+   'given is the set of keys the command line set. --help lists every option\n' ..
+   'with its description and default. A bad option: one line, exit status 2.',
+   'local cfg = ddpm.cli.parse(arg, {steps = 100, lr = 2e-4}, {lr = {\'learning rate\', min = 0}})')
+entry(S, 'ddpm.cli.usage_error', 'ddpm.cli.usage_error(fmt, ...)',
+   'Raises an error the host prints as one line, with exit status 2 and no\n' ..
+   'traceback (--debug or DDPMLUA_DEBUG=1 gives one): for mistakes in how a\n' ..
+   'script was called.', 'if cfg.n < 1 then ddpm.cli.usage_error(\'--n must be positive, got %d\', cfg.n) end')
+entry(S, 'ddpm.cli.is_usage_error', 'ddpm.cli.is_usage_error(err) -> boolean',
+   'True for the error object of ddpm.cli.usage_error (as pcall returns it).',
+   'local ok, e = pcall(ddpm.cli.parse, {\'--x=1\'}, {}); ddpm.cli.is_usage_error(e) --> true')
+entry(S, 'ddpm.cli.usage', 'ddpm.cli.usage(defaults [, spec]) -> text',
+   'The text --help prints: every option with its description and default.',
+   'print(ddpm.cli.usage({steps = 100}))')
+entry(S, 'ddpm.cli.suggest', 'ddpm.cli.suggest(word, names) -> name or nil',
+   'The nearest of names (a list or a set) by edit distance, when it is close.',
+   'ddpm.cli.suggest(\'los_type\', {\'loss_type\', \'lr\'}) --> \'loss_type\'')
+entry(S, 'ddpm.steps', 'for step in ddpm.steps{steps =, start = 0, run =, on_stop =} do ... end',
+   'The step loop of a hand-written training loop with ddpm.train\'s Ctrl-C: the\n' ..
+   'first Ctrl-C (or SIGTERM) lets the step under way finish, then on_stop(step)\n' ..
+   'runs (save a checkpoint there), the run is marked \'interrupted\' and the loop\n' ..
+   'ends. Check run.status afterwards.',
+   'for step in ddpm.steps{steps = 300, run = run} do ... end')
+entry(S, 'ddpm.runs', 'ddpm.runs{db =, status =, script =, since =, last =} -> rows',
+   'The run list of `ddpmlua runs` as Lua tables, oldest first: run_id, name,\n' ..
+   'script, status, steps, loss, nll, fd_lenet, start_time, duration, ...',
+   'for _, r in ipairs(ddpm.runs{status = \'finished\', last = 5}) do print(r.run_id, r.loss) end')
+entry(S, 'ddpm.class', 'ddpm.class(name [, parent]) -> class',
+   'A class table with a constructor class.new(...) that calls class:__init(...),\n' ..
+   'as torch7\'s class; parent is consulted for missing methods.',
+   'local Foo = ddpm.class(\'Foo\'); function Foo:__init(x) self.x = x end; Foo.new(1)')
+entry(S, 'Run', 'ddpm.Run: run.id, run.uuid, run.dir, run.status, run.db_path, run.config',
+   'A run of the history (ddpm.log.start): id is its run_id in runs.db (what\n' ..
+   '`ddpmlua show ID` takes), uuid its global name, dir its folder (runs/<uuid>/\n' ..
+   'beside the database, made when the first file is written), status running,\n' ..
+   'finished, failed or interrupted.',
+   'run = ddpm.log.start{config = cfg}; print(run.id, run.dir)')
+entry(S, 'Run:flush', 'run:flush()', 'Commits the buffered metrics now (they are committed in batches).',
+   'run:flush()')
+entry(S, 'ddpm.log.prepare', 'ddpm.log.prepare(path)',
+   'Before writing path: makes its folder when that is a run\'s folder not made\n' ..
+   'yet (ddpm.save_grid and checkpoints call it); other folders are left alone.',
+   'ddpm.log.prepare(run.dir .. \'/x.png\')')
+entry(S, 'ddpm.checkpoint.save', 'ddpm.checkpoint.save(path, {model =, ema =, adam =, step =, seed =, ...})',
+   'Training state in one safetensors file, written atomically, with the model,\n' ..
+   'diffusion and image shape described in its metadata (also as diffusers\n' ..
+   'UNet2DModel and DDPMScheduler configs).', 'ddpm.checkpoint.save(\'c.safetensors\', {model = m, step = 0})')
+entry(S, 'ddpm.checkpoint.load', 'ddpm.checkpoint.load(path, state) -> {step, seed, run_id, run_uuid, config}',
+   'Loads a checkpoint into state (model, ema, adam, tsampler); refuses a model\n' ..
+   'or diffusion process other than the checkpoint\'s.', 'meta = ddpm.checkpoint.load(path, {model = m})')
+entry(S, 'ddpm.checkpoint.read_config', 'ddpm.checkpoint.read_config(path) -> {unet, diffusion, data_shape, checkpoint, ema}',
+   'What a checkpoint or model file says about itself (nil fields when it does\n' ..
+   'not record them, as in a diffusers file).', 'ddpm.checkpoint.read_config(path).diffusion.T')
+entry(S, 'ddpm.checkpoint.configure', 'ddpm.checkpoint.configure(cfg, path [, given, override]) -> info, overridden',
+   'A script\'s cfg takes the model and diffusion settings a file records; a\n' ..
+   'typed flag (given) that contradicts them is a usage error unless override\n' ..
+   '(a set or \'T,var_type\') names it (diffusion settings only).',
+   'ddpm.checkpoint.configure(cfg, cfg.resume, given)')
+entry(S, 'ddpm.checkpoint.describe', 'ddpm.checkpoint.describe(model [, diff, data_shape]) -> metadata',
+   'The metadata strings that make a file self-describing.', 'ddpm.checkpoint.describe(m, diff, {1, 28, 28})')
+entry(S, 'ddpm.checkpoint.diffusion_config', 'ddpm.checkpoint.diffusion_config(diff) -> table',
+   'The options that rebuild diff with ddpm.diffusion{...} (of the original\n' ..
+   'process when diff is respaced).', 'ddpm.diffusion(ddpm.checkpoint.diffusion_config(diff))')
+entry(S, 'ddpm.json.encode', 'ddpm.json.encode(value) -> string',
+   'Canonical JSON (sorted keys), as configs are stored in runs.db.', 'ddpm.json.encode{b = 1, a = {1, 2}}')
+entry(S, 'ddpm.json.decode', 'ddpm.json.decode(text) -> value', 'Parses JSON; an error names where it fails.',
+   'ddpm.json.decode(\'{"a": [1, 2]}\').a[2] --> 2')
+entry(S, 'ddpm.progress.new', 'ddpm.progress.new{total =, label =, start =} -> bar',
+   'A progress line on stderr (a bar on a terminal, plain lines otherwise):\n' ..
+   'bar:update(step, {loss = ...}) and bar:finish().',
+   'local bar = ddpm.progress.new{total = 100}; bar:update(1, {loss = 0.1}); bar:finish()')
+entry(S, 'ddpm.progress.update', 'bar:update(step [, fields, force])', 'Reports step (and fields) on the progress line.',
+   'bar:update(10, {loss = 0.05})')
+entry(S, 'ddpm.progress.finish', 'bar:finish([fields])', 'Ends the progress line.', 'bar:finish()')
+entry(S, 'ddpm.metrics.fd_lenet', 'ddpm.metrics.fd_lenet(samples [, {reference =, classifier =, cache =}]) -> d',
+   'FD-LeNet (docs/fd_lenet.md; not FID): the Frechet distance of LeNet features\n' ..
+   'of 1x28x28 samples against the Fashion-MNIST test set.', 'ddpm.metrics.fd_lenet(x)')
+entry(S, 'ddpm.metrics.log_fd_lenet', 'ddpm.metrics.log_fd_lenet(run, step, value, {sampler =, steps =, ema =, n =})',
+   'Records an FD-LeNet value with the sampler that drew the samples.',
+   'ddpm.metrics.log_fd_lenet(run, 1000, fd, {sampler = \'ancestral\', steps = 100, ema = true, n = 500})')
+entry(S, 'ddpm.metrics.load_lenet', 'ddpm.metrics.load_lenet([path]) -> LeNet, metadata',
+   'The FD-LeNet classifier (data/lenet_fmnist.safetensors, or DDPMLUA_LENET).', 'ddpm.metrics.load_lenet()')
+entry(S, 'ddpm.metrics.train_lenet', 'ddpm.metrics.train_lenet{seed =, epochs =, batch =, lr =, out =}',
+   'Trains the FD-LeNet classifier on Fashion-MNIST (scripts/train_lenet.lua).', 'ddpm.metrics.train_lenet{epochs = 1, out = \'l.safetensors\'}')
+entry(S, 'ddpm.metrics.feature_stats', 'ddpm.metrics.feature_stats(lenet, images) -> GaussStats',
+   'Mean and covariance of the 84-d LeNet features of images.', 'ddpm.metrics.feature_stats(ddpm.metrics.load_lenet(), x)')
+entry(S, 'ddpm.metrics.dataset_stats', 'ddpm.metrics.dataset_stats(lenet, dataset) -> GaussStats',
+   'The same over a whole Dataset.', 'ddpm.metrics.dataset_stats(l, ddpm.data.fashion_mnist{split = \'test\'})')
+entry(S, 'ddpm.dist.active', 'ddpm.dist.active() -> boolean', 'True under mpirun (an MPI job of any size).',
+   'ddpm.dist.active()')
+entry(S, 'ddpm.dist.local_rank', 'ddpm.dist.local_rank() -> n', 'This rank\'s index among the ranks on its host.',
+   'ddpm.dist.local_rank()')
+entry(S, 'ddpm.dist.set_timeout', 'ddpm.dist.set_timeout(seconds)',
+   'The deadline of every collective: a rank that waits longer fails the job.', 'ddpm.dist.set_timeout(600)')
+
+--- Functions reachable from the API tables that are plumbing between the
+--- library's modules, not API (tests/lua/test_workflow.lua checks every
+--- other public function has an entry).
+help.internal = {['ddpm.log.follower'] = true, ['UNet:new'] = true, ['Diffusion:rev_opts'] = true,
+                 ['ddpm.progress.line'] = true, ['ddpm.progress.fmt_time'] = true}
+
 ---------------------------------------------------------------- the REPL
 
 S = 'REPL'

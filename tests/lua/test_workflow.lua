@@ -297,6 +297,49 @@ function tests.resume_takes_the_settings_from_the_checkpoint()
    T.assert_eq(ddpm.checkpoint.load(path, st).step, 3)
 end
 
+---------------------------------------------------------------- help
+
+-- Every public function reachable from the API tables of the README has a
+-- help entry (help.internal names the plumbing between modules).
+function tests.every_public_function_has_help()
+   local help = require 'ddpm.help'
+   local missing = {}
+   local function walk(prefix, t)
+      for k, v in pairs(t) do
+         if type(k) == 'string' and k:sub(1, 1) ~= '_' and type(v) == 'function' then
+            local name = prefix .. k
+            if not help.find(name) and not help.internal[name] then missing[#missing + 1] = name end
+         end
+      end
+   end
+   walk('ddpm.', ddpm)
+   for _, m in ipairs{'data', 'log', 'dist', 'cli', 'checkpoint', 'metrics', 'json', 'progress'} do
+      T.assert_true(type(ddpm[m]) == 'table', 'ddpm.' .. m)
+      walk('ddpm.' .. m .. '.', ddpm[m])
+   end
+   walk('UNet:', ddpm.UNet)
+   walk('Diffusion:', getmetatable(ddpm.diffusion{T = 10}).__index)
+   walk('Run:', ddpm.log.Run)
+   table.sort(missing)
+   T.assert_eq(missing, {}, 'public functions without help')
+   -- the names the REPL is asked for, by name and through a value held
+   for _, n in ipairs{'Diffusion:nll', 'ddpm.runs', 'ddpm.cli.parse', 'ddpm.steps', 'Run'} do
+      T.assert_true(help.find(n), n)
+   end
+   T.assert_true(help.text('Run'):find('run.id', 1, true), 'run.id is documented')
+end
+
+function tests.repl_help_for_methods_of_values_held()
+   local exe = (function() local a, i = arg, 0; while a[i - 1] do i = i - 1 end; return a[i] end)()
+   local p = io.popen(("printf 'diff = ddpm.diffusion{T = 10}\\n?diff:ddim_encode\\n?ddpm.runs\\n' | " ..
+                       "DDPMLUA_HISTORY= '%s' 2>&1"):format(exe))
+   local out = p:read('*a')
+   p:close()
+   T.assert_true(out:find('diff:ddim_encode(model, x0', 1, true), out)
+   T.assert_true(out:find('ddpm.runs{db =', 1, true), out)
+   T.assert_true(not out:find('no help', 1, true), out)
+end
+
 ---------------------------------------------------------------- memory
 
 -- The loop of 1000 ((x + 1) * 2 - x) / 3 on a 1.5 MB tensor, in a fresh
