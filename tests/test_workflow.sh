@@ -198,5 +198,23 @@ expect_rc 0
 [ "$(head -c 4 out.png | tail -c 3)" = "PNG" ] || why+="out.png is not a PNG"$'\n'
 t "plot -o out.png writes a PNG"
 
+# ------------------------------------------------------------ REPL: Ctrl-C with the JIT on
+( echo ':jit on'; echo 'for i = 1, 1e12 do end'; sleep 4
+  echo 'function f() local n = 0; while true do n = n + 1 end end'; echo 'f()'; sleep 4
+  echo "print('still here')" ) | DDPMLUA_HISTORY= "$D" >"$tmp/repl.out" 2>"$tmp/repl.err" &
+pid=$!
+sleep 2; kill -INT "$pid" 2>/dev/null; sleep 4; kill -INT "$pid" 2>/dev/null
+wait "$pid"; rc=$?
+expect_rc 0
+grep -q '^still here$' "$tmp/repl.out" || why+="the REPL did not go on: $(cat "$tmp/repl.out" "$tmp/repl.err")"$'\n'
+[ "$(grep -c 'interrupted' "$tmp/repl.err")" -ge 2 ] || why+="two chunks should report interrupted: $(cat "$tmp/repl.err")"$'\n'
+t "REPL with :jit on: Ctrl-C stops a compiled loop and a compiled function, the session goes on"
+run "$D" -e "local r = require 'ddpm.repl'
+local s = r.instrument('for i = 1, 3 do x = \"do\" end -- do\nrepeat until true ::a:: local f = function(a) return a end')
+print(s)"
+has_out 'for i = 1, 3 do __ddpm_poll(); x = "do" end -- do'
+has_out 'repeat __ddpm_poll(); until true ::a:: __ddpm_poll(); local f = function(a) __ddpm_poll(); return a end'
+t "the REPL's loop instrumentation leaves strings and comments alone"
+
 echo "$((n - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]

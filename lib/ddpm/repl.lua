@@ -23,7 +23,13 @@
 -- traces, so chunks typed here run with the JIT off (jit.off(f, true), which
 -- covers the functions they define): a `while true do end` then stops at the
 -- first Ctrl-C. Interpreted Lua is ~10x slower on tight loops, which the C
--- kernels do not notice; `:jit on` trades Ctrl-C for speed.
+-- kernels do not notice. With `:jit on` chunks compile, and Ctrl-C still
+-- stops them: M.compile inserts a check of the interrupt flag at the top of
+-- every loop body, function body and label of the chunk (`do`, `repeat`,
+-- `function (...)`, `::name::`; on the same line, so line numbers stay), a
+-- call through the FFI to ddpm_interrupted() that compiles into the trace
+-- as one load and compare. Code outside the chunk (library functions) is
+-- compiled unchanged; its loops are short or C kernels that poll.
 --
 -- TAB completes globals, fields and methods (through __index tables, and the
 -- __methods table of userdata such as ddpm.Tensor), with `.`, `:` or `(`
@@ -341,7 +347,7 @@ end
 
 M.commands = {
    {':time', '[on|off]  print the wall time of each line, e.g. (0.84 s)'},
-   {':jit', '[on|off]   JIT-compile REPL chunks (faster loops; Ctrl-C may not stop them)'},
+   {':jit', '[on|off]   JIT-compile REPL chunks (faster loops; Ctrl-C still stops them)'},
    {':img', 'expr       preview an image batch, as ddpm.show(expr)'},
    {':help', '          this list'},
    {':quit', '          leave (so does Ctrl-D)'},
@@ -417,6 +423,86 @@ end
 
 ---------------------------------------------------------------- compiling
 
+-- The check a compiled chunk makes at every loop iteration and call:
+-- the flag the first Ctrl-C sets (runtime/status.c), read through the FFI
+-- so that it compiles into traces (a classic C function would abort them).
+local poll
+if jit then
+   local ok, ffi = pcall(require, 'ffi')
+   if ok and pcall(ffi.cdef, 'int ddpm_interrupted(void);') and pcall(function() return ffi.C.ddpm_interrupted end) then
+      local C = ffi.C
+      poll = function()
+         if C.ddpm_interrupted() ~= 0 then error('interrupted (Ctrl-C)', 0) end
+      end
+   end
+end
+M.poll = poll
+
+local KEYWORDS_AFTER = {['do'] = true, ['repeat'] = true}
+
+--- M.instrument(src) -> src with `__ddpm_poll();` after every `do`, `repeat`,
+--- function parameter list and label, outside strings and comments.
+function M.instrument(src)
+   local out, i, n = {}, 1, #src
+   local want_paren = false   -- after `function`: the end of its parameters
+   local last = 1
+   local function emit_upto(j, extra)
+      out[#out + 1] = src:sub(last, j)
+      if extra then out[#out + 1] = extra end
+      last = j + 1
+   end
+   while i <= n do
+      local c = src:sub(i, i)
+      if c == '-' and src:sub(i, i + 1) == '--' then
+         local eq = src:match('^%-%-%[(=*)%[', i)
+         if eq then
+            local _, e = src:find(']' .. eq .. ']', i, true)
+            i = (e or n) + 1
+         else
+            local e = src:find('\n', i, true)
+            i = (e or n) + 1
+         end
+      elseif c == '[' and src:match('^%[=*%[', i) then
+         local eq = src:match('^%[(=*)%[', i)
+         local _, e = src:find(']' .. eq .. ']', i, true)
+         i = (e or n) + 1
+      elseif c == '"' or c == "'" then
+         local j = i + 1
+         while j <= n do
+            local d = src:sub(j, j)
+            if d == '\\' then j = j + 2
+            elseif d == c then break
+            else j = j + 1 end
+         end
+         i = j + 1
+      elseif c:match('[%a_]') then
+         local word = src:match('^[%w_]+', i)
+         local e = i + #word - 1
+         if KEYWORDS_AFTER[word] then emit_upto(e, ' __ddpm_poll();')
+         elseif word == 'function' then want_paren = true end
+         i = e + 1
+      elseif c:match('%d') then
+         i = i + #src:match('^[%w_.]+', i)
+      elseif c == ')' and want_paren then
+         want_paren = false
+         emit_upto(i, ' __ddpm_poll();')
+         i = i + 1
+      elseif c == ':' and src:sub(i, i + 1) == '::' then
+         local label = src:match('^::%s*[%a_][%w_]*%s*::', i)
+         if label then
+            emit_upto(i + #label - 1, ' __ddpm_poll();')
+            i = i + #label
+         else
+            i = i + 2
+         end
+      else
+         i = i + 1
+      end
+   end
+   out[#out + 1] = src:sub(last)
+   return table.concat(out)
+end
+
 -- f or nil, err, incomplete: compiles one chunk of REPL input. The
 -- expression form passes its values through `select` (given as the chunk's
 -- vararg) rather than returning them directly, so that `error("x")` is not a
@@ -424,6 +510,16 @@ end
 -- Unless M.jit, the chunk and the functions it defines never JIT-compile.
 function M.compile(src)
    src = src:gsub('^%s*=', '', 1)   -- lua 5.1's `=expr` habit
+   if jit and M.jit and poll then   -- compiled, and still stopped by Ctrl-C
+      rawset(_G, '__ddpm_poll', poll)
+      local f, err, incomplete = M.compile_plain(M.instrument(src))
+      if f then return f end
+      if incomplete then return nil, err, incomplete end
+   end
+   return M.compile_plain(src)
+end
+
+function M.compile_plain(src)
    local f = loadstring('local __ddpm_select = ...; return __ddpm_select(1, ' .. src .. '\n)', '=stdin')
    if not f then
       local err
