@@ -5,11 +5,14 @@
  *   build/tests/test_fuzz_<target> [dir ...]
  *
  * With no arguments it replays tests/fuzz/corpus/<target>/ and
- * tests/fuzz/crashers/<target>/ (run from the repository root). Each input
- * runs in a child process, so a crash, an abort or a hang (30 s) is reported
- * against the file that caused it and the rest still run. One check per
- * folder, in the TAP of tests/c/check.h; an empty or missing corpus folder
- * fails (a replay of nothing proves nothing).
+ * tests/fuzz/crashers/<target>/ (run from the repository root). The inputs
+ * run one after another in this process, so that a sanitizer build checks
+ * for leaks once, at exit, rather than once per input. An input that
+ * crashes, aborts, trips a sanitizer or hangs (30 s) ends the process with
+ * its file named on the last line of output (a signal handler, and
+ * the sanitizers' death callback); tests/run.sh shows that line and counts
+ * a failure. One check per folder, in the TAP of tests/c/check.h; an empty or
+ * missing corpus folder fails (a replay of nothing proves nothing).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -19,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../c/check.h"
@@ -35,36 +37,53 @@ static int cmp_str(const void *a, const void *b)
    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* 0 when the harness returned normally on the file's bytes. */
+static const char *current;   /* the input being replayed */
+
+static void say_current(void)
+{
+   if (!current) return;
+   /* async-signal-safe: write(2) only */
+   const char pre[] = "\n# replay failed on input ";
+   ssize_t r = write(2, pre, sizeof pre - 1);
+   r = write(2, current, strlen(current));
+   r = write(2, "\n", 1);
+   (void)r;
+}
+
+static void on_signal(int sig)
+{
+   if (sig == SIGALRM) {
+      const char m[] = "\n# hang: over 30 s";
+      ssize_t r = write(2, m, sizeof m - 1);
+      (void)r;
+   }
+   say_current();
+   signal(sig, SIG_DFL);
+   raise(sig);
+}
+
+/* The sanitizers' hook, present only in a sanitizer build. */
+extern void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
+
+/* Runs the harness on the file's bytes; -1 when the file cannot be read. */
 static int replay_one(const char *path)
 {
-   fflush(stdout);
-   pid_t pid = fork();
-   if (pid < 0) { perror("fork"); return -1; }
-   if (pid == 0) {
-      FILE *f = fopen(path, "rb");
-      if (!f) { perror(path); _exit(3); }
-      struct stat st;
-      if (fstat(fileno(f), &st) != 0) _exit(3);
-      size_t n = (size_t)st.st_size;
-      uint8_t *buf = malloc(n ? n : 1);
-      if (!buf || fread(buf, 1, n, f) != n) _exit(3);
-      fclose(f);
-      alarm(30);
-      LLVMFuzzerTestOneInput(buf, n);
-      free(buf);
-      exit(0);   /* exit, not _exit: the harness's atexit cleanup runs */
-   }
-   int status;
-   while (waitpid(pid, &status, 0) < 0)
-      if (errno != EINTR) return -1;
-   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
-   if (WIFSIGNALED(status))
-      printf("# %s: killed by signal %d%s\n", path, WTERMSIG(status),
-             WTERMSIG(status) == SIGALRM ? " (hang)" : "");
-   else
-      printf("# %s: exit status %d\n", path, WEXITSTATUS(status));
-   return -1;
+   FILE *f = fopen(path, "rb");
+   if (!f) { printf("# %s: %s\n", path, strerror(errno)); return -1; }
+   struct stat st;
+   if (fstat(fileno(f), &st) != 0) { fclose(f); return -1; }
+   size_t n = (size_t)st.st_size;
+   uint8_t *buf = malloc(n ? n : 1);
+   int ok = buf && fread(buf, 1, n, f) == n;
+   fclose(f);
+   if (!ok) { free(buf); printf("# %s: short read\n", path); return -1; }
+   current = path;
+   alarm(30);
+   LLVMFuzzerTestOneInput(buf, n);
+   alarm(0);
+   current = NULL;
+   free(buf);
+   return 0;
 }
 
 /* Replays every file of dir; must_exist: a missing or empty dir fails. */
@@ -108,6 +127,9 @@ static void replay_dir(const char *dir, int must_exist)
 
 int main(int argc, char **argv)
 {
+   int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGALRM};
+   for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) signal(sigs[i], on_signal);
+   if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(say_current);
    if (argc > 1) {
       for (int i = 1; i < argc; i++) replay_dir(argv[i], 1);
    } else {
