@@ -216,5 +216,21 @@ has_out 'for i = 1, 3 do __ddpm_poll(); x = "do" end -- do'
 has_out 'repeat __ddpm_poll(); until true ::a:: __ddpm_poll(); local f = function(a) __ddpm_poll(); return a end'
 t "the REPL's loop instrumentation leaves strings and comments alone"
 
+# ------------------------------------------------------------ what fashion_mnist.lua says at the end
+cd "$W" || exit 2
+run "$D" "$FM" --steps=2 --batch=4 --sample_n=0 --checkpoint_every=0 --T=20 --db="$W/fm.db"
+expect_rc 0
+lacks_out "nil"; has_out "finished at step 2; checkpoint "
+t "fashion_mnist.lua --sample_n=0: no 'samples nil'"
+"$D" "$FM" --steps=100000 --batch=4 --sample_n=4 --checkpoint_every=0 --T=20 --db="$W/fm.db" \
+   >"$tmp/fm.out" 2>"$tmp/fm.err" &
+pid=$!
+for _ in $(seq 200); do grep -q '^run ' "$tmp/fm.out" && break; sleep 0.1; done
+sleep 3; kill -TERM "$pid"; wait "$pid"; rc=$?
+out=$(cat "$tmp/fm.out"); err=$(cat "$tmp/fm.err")
+expect_rc 0
+lacks_out "nil"; has_out "interrupted at step "; has_out "; checkpoint /"
+t "fashion_mnist.lua after SIGTERM: the checkpoint it wrote, no 'samples nil; checkpoint nil'"
+
 echo "$((n - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]
