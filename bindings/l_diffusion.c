@@ -3,7 +3,7 @@
  * (runtime/diffusion.h): q_sample, predictions, the posterior, the reverse
  * process, ancestral and DDIM steps, L_simple and the VLB terms.
  *
- * Timesteps are the spec's 0-based CODE index t = 0..T-1 everywhere (what the
+ * Timesteps are the 0-based CODE index t = 0..T-1 everywhere (what the
  * network is fed), unlike tensor indices, which are 1-based. A timestep
  * argument is a number (the whole batch), a table of N integers or a tensor
  * of N integral values. Tensors are [N, ...] with the batch first; the
@@ -652,7 +652,7 @@ static int l_ddim_step(lua_State *L)
 }
 
 /* ddim_reverse_step(sched, model_out, xt, t [, opts]) -> x_next
-   (the deterministic DDIM encoder step t -> t+1, spec 5.2:
+   (the deterministic DDIM encoder step t -> t+1, docs/math.md §5.2:
    x_next = sqrt(ab_next) x0_hat + sqrt(1 - ab_next) eps, eps re-derived from
    the (clamped) x0_hat; opts as p_sample_step: mean_type, var_type,
    clip = true, out, x0_out) */
@@ -742,7 +742,7 @@ static int l_vb_terms_bpd(lua_State *L)
 }
 
 /* normal_kl(m1, lv1, m2, lv2) -> KL(N(m1, e^lv1) || N(m2, e^lv2)) in nats
-   (numbers; spec 3.2) */
+   (numbers; docs/math.md §3.2) */
 static int l_normal_kl(lua_State *L)
 {
    double m1 = luaL_checknumber(L, 1), lv1 = luaL_checknumber(L, 2);
@@ -752,7 +752,7 @@ static int l_normal_kl(lua_State *L)
 }
 
 /* discretized_gaussian_log_likelihood(x, mu, log_scale) -> log p, d/dmu,
-   d/dlog_scale: the decoder of spec 3.2 (eq. 13) for the 8-bit bin of x in
+   d/dlog_scale: the decoder of eq. 13 (docs/math.md §3.2) for the 8-bit bin of x in
    [-1, 1] (numbers) */
 static int l_discretized_gaussian_log_likelihood(lua_State *L)
 {

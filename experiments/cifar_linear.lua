@@ -1,5 +1,5 @@
 --[[
-The paper's CIFAR-10 run (Ho et al. 2020, section 4 and appendix B; spec §7):
+The paper's CIFAR-10 run (Ho et al. 2020, section 4 and appendix B; docs/math.md §7):
 the 35.7M-parameter U-Net (ch 128, ch_mult 1,2,2,2, two ResNet blocks per
 level, attention at 16x16, dropout 0.1), T = 1000 with linear betas
 1e-4..0.02, eps prediction with L_simple, sigma_t^2 = beta_t, Adam lr 2e-4

@@ -1,6 +1,6 @@
 /*
  * adam.c — Adam, gradient-norm clipping and the parameter EMA, each one fused
- * loop over the U-Net's flat buffers (the paper's optimiser set-up, spec §7).
+ * loop over the U-Net's flat buffers (the paper's optimiser set-up, docs/math.md §7).
  */
 #include "ddpm.h"
 

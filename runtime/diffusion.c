@@ -1,7 +1,7 @@
 /*
  * diffusion.c — batched DDPM math over float32 images with a timestep per
  * example: the forward process q (eq. 4, eqs. 6-7), the reverse process p
- * for every mean/variance parameterisation (spec 2), the ancestral (Alg. 2)
+ * for every mean/variance parameterisation (docs/math.md §2), the ancestral (Alg. 2)
  * and DDIM steps, and the losses: L_simple (eq. 14) and the VLB terms of
  * eq. 5 in bits/dim with their gradients w.r.t. the network output.
  *
@@ -274,7 +274,7 @@ static coefs coefs_at(const ddpm_schedule *s, int t, int var_type)
    return k;
 }
 
-/* One element of p(x_{t-1} | x_t) (spec 2.1, 2.2). o, o2: the mean and
+/* One element of p(x_{t-1} | x_t) (docs/math.md §2.1, §2.2). o, o2: the mean and
    variance outputs, x: x_t. Returns the mean; *x0 the (clamped) x_0
    prediction, *lv the log variance, *dm = d mean / d o, *dlv = d lv / d o2. */
 static inline double pmv_elem(const coefs *k, int mean_type, int var_type, int clip,
@@ -560,7 +560,7 @@ int ddpm_prior_bpd(const ddpm_schedule *s, float *out, const float *x0, int N, i
    return DDPM_OK;
 }
 
-/* The VLB term of one example (spec 3.2), in bits/dim. g scales the gradient
+/* The VLB term of one example (docs/math.md §3.2), in bits/dim. g scales the gradient
    accumulated into dmo (NULL: none); *mse gets meanflat((x0_hat - x_0)^2). */
 static double vb_one(const ddpm_schedule *s, float *dmo, double *mse, const float *mo,
                      const float *x0, const float *xt, int t, double g, int64_t D,

@@ -3,7 +3,7 @@
  * derived tables (schedule.c), and the batched forward/reverse-process math,
  * ancestral and DDIM steps and the losses (diffusion.c), following Ho, Jain,
  * Abbeel, "Denoising Diffusion Probabilistic Models" (2020) as the official
- * code implements it (see /work/shared/spec/ddpm.md sections 1-5).
+ * code implements it (docs/math.md §1-§5).
  *
  * Not here: the network (unet.c), the random numbers (rng.c: callers draw eps
  * and noise themselves, so tests and resumed runs control them), loops over t
@@ -31,12 +31,12 @@ extern "C" {
 
 /* ------------------------------------------------------------------ schedule */
 
-/* A T-step process with every derived table of spec 1.2, all float64 [T],
+/* A T-step process with every derived table of docs/math.md §1.2, all float64 [T],
    in one allocation owned by the schedule. Read-only after construction. */
 typedef struct ddpm_schedule {
    int T;
    /* [T] the timestep the network is fed for code index i: i itself, or the
-      original index when the schedule was respaced (spec 5.1). */
+      original index when the schedule was respaced (docs/math.md §5.1). */
    int    *timestep_map;
    double *betas;                          /* beta_i                          */
    double *alphas;                         /* a_i = 1 - beta_i                */
@@ -54,7 +54,7 @@ typedef struct ddpm_schedule {
    double *posterior_mean_coef2;           /* of x_t in mu~ (eq. 7)           */
 } ddpm_schedule;
 
-/* The official get_beta_schedule (spec 1.1) into betas[T]. Names: linear
+/* The official get_beta_schedule (docs/math.md §1.1) into betas[T]. Names: linear
    (paper; beta_start..beta_end), quad (alias scaled_linear), const
    (beta_end), jsd (1/T, 1/(T-1), ..., 1), warmup10, warmup50, cosine
    (Nichol & Dhariwal, s = 0.008, betas capped at 0.999; alias
@@ -67,14 +67,14 @@ int ddpm_beta_schedule(double *betas, const char *name, int T, double beta_start
 ddpm_schedule *ddpm_schedule_new(const char *name, int T, double beta_start, double beta_end);
 /* New schedule from T given betas (copied), each in (0, 1]. */
 ddpm_schedule *ddpm_schedule_from_betas(const double *betas, int T);
-/* Respacing (spec 5.1): the K-step process over the kept code indices
+/* Respacing (docs/math.md §5.1): the K-step process over the kept code indices
    use_t[K] (strictly increasing, in [0, T)), with
    beta'_k = 1 - ab[use_t[k]] / ab[use_t[k-1]] (ab[use_t[-1]] := 1).
    Its timestep_map holds s->timestep_map[use_t[k]]. */
 ddpm_schedule *ddpm_schedule_respace(const ddpm_schedule *s, const int *use_t, int K);
 void ddpm_schedule_free(ddpm_schedule *s);   /* NULL is fine */
 
-/* improved-diffusion's space_timesteps(T, spec) (spec 5.1): "N", "N1,N2,..."
+/* improved-diffusion's space_timesteps(T, spec) (docs/math.md §5.1): "N", "N1,N2,..."
    (equal sections, evenly strided, Python rounding) or "ddimN" (the integer
    stride giving exactly N steps). Writes the sorted indices to out (room for
    T) and their count to *K. */
@@ -88,7 +88,7 @@ const char *ddpm_schedule_array_name(int i);
 
 /* ------------------------------------------------------------------ model kinds */
 
-/* What the network's first C output channels predict (spec 2.1). */
+/* What the network's first C output channels predict (docs/math.md §2.1). */
 typedef enum ddpm_mean_type {
    DDPM_MEAN_EPS = 0,    /* eps (paper default, eq. 11)                 */
    DDPM_MEAN_XSTART,     /* x_0                                         */
@@ -96,16 +96,16 @@ typedef enum ddpm_mean_type {
    DDPM_MEAN_V           /* v = sqrt(ab) eps - sqrt(1-ab) x_0 (not paper) */
 } ddpm_mean_type;
 
-/* The reverse-process variance (spec 2.2). LEARNED and LEARNED_RANGE read
+/* The reverse-process variance (docs/math.md §2.2). LEARNED and LEARNED_RANGE read
    channels C..2C-1 of a 2C-channel network output. */
 typedef enum ddpm_var_type {
    DDPM_VAR_FIXEDLARGE = 0,  /* sigma^2 = beta_t, log beta~_1 at t = 0     */
    DDPM_VAR_FIXEDSMALL,      /* sigma^2 = beta~_t (clipped log at t = 0)   */
    DDPM_VAR_LEARNED,         /* log sigma^2 = out2                         */
-   DDPM_VAR_LEARNED_RANGE    /* interpolate log beta~_t .. log beta_t [ID] */
+   DDPM_VAR_LEARNED_RANGE    /* log beta~_t .. log beta_t (Nichol & Dhariwal) */
 } ddpm_var_type;
 
-/* Training objective (spec 3.1, 3.4). */
+/* Training objective (docs/math.md §3.1, §3.4). */
 typedef enum ddpm_loss_type {
    DDPM_LOSS_MSE = 0,        /* L_simple (+ vb on learned variance, hybrid) */
    DDPM_LOSS_RESCALED_MSE,   /* same, vb scaled by T/1000                   */
@@ -165,13 +165,13 @@ int ddpm_v_target(const ddpm_schedule *s, float *out, const float *x0, const flo
    (eps, xstart, v); an xprev prediction is the mean itself (only x0_out is
    clamped). */
 
-/* p(x_{t-1} | x_t) = N(mean, exp(logvar)) (spec 2). Any output may be NULL;
+/* p(x_{t-1} | x_t) = N(mean, exp(logvar)) (docs/math.md §2). Any output may be NULL;
    logvar is elementwise even for the fixed variances. */
 int ddpm_p_mean_variance(const ddpm_schedule *s, float *mean, float *logvar, float *x0_out,
                          const float *model_out, const float *xt, const int *t,
                          int N, int C, int HW, int mean_type, int var_type, int clip);
 
-/* One ancestral step (Alg. 2 line 4, spec 4.2):
+/* One ancestral step (Alg. 2 line 4, docs/math.md §4.2):
    x_prev = mean + [t != 0] exp(0.5 logvar) noise. noise [N,C,HW] is the
    caller's N(0, I) draw (read only where t != 0). x0_out (may be NULL)
    receives the (clamped) predicted x_0 for progressive sampling. x_prev may
@@ -181,7 +181,7 @@ int ddpm_p_sample_step(const ddpm_schedule *s, float *x_prev, float *x0_out,
                        const float *noise, int N, int C, int HW,
                        int mean_type, int var_type, int clip);
 
-/* One DDIM step (Song et al. 2021; spec 5.2) on this (typically respaced)
+/* One DDIM step (Song et al. 2021; docs/math.md §5.2) on this (typically respaced)
    schedule: eps is re-derived from the (clamped) x_0 prediction;
    sigma = eta sqrt((1-ab_prev)/(1-ab)) sqrt(1 - ab/ab_prev);
    x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps + [t != 0] sigma noise.
@@ -208,9 +208,9 @@ double ddpm_loss_simple(float *dmodel_out, const float *model_out, const float *
 int ddpm_loss_simple_per_example(float *losses, const float *model_out, const float *target,
                                  int N, int64_t D);
 
-/* KL(N(m1, e^lv1) || N(m2, e^lv2)) in nats, elementwise (spec 3.2). */
+/* KL(N(m1, e^lv1) || N(m2, e^lv2)) in nats, elementwise (docs/math.md §3.2). */
 double ddpm_normal_kl(double m1, double lv1, double m2, double lv2);
-/* log of the probability the discretised Gaussian decoder (spec 3.2, eq. 13)
+/* log of the probability the discretised Gaussian decoder (eq. 13; docs/math.md §3.2)
    with mean mu and log standard deviation log_scale gives to the 8-bit bin
    of x in [-1, 1]; edge bins extend to -inf/+inf. dmu, dlog_scale (may be
    NULL) receive its derivatives (0 where the 1e-12 floor is active). */
@@ -221,7 +221,7 @@ double ddpm_discretized_gaussian_log_likelihood(double x, double mu, double log_
    meanflat(KL(q(x_T | x_0) || N(0, I))) / ln 2. x0 [N, D]. */
 int ddpm_prior_bpd(const ddpm_schedule *s, float *out, const float *x0, int N, int64_t D);
 
-/* The per-t VLB term of eq. 5 in bits/dim (spec 3.2), terms[N]:
+/* The per-t VLB term of eq. 5 in bits/dim (docs/math.md §3.2), terms[N]:
    t >= 1: meanflat(KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t))) / ln 2;
    t == 0: -meanflat(log decoder likelihood of x_0) / ln 2.
    With dmodel_out non-NULL, ACCUMULATES dterms[n] * d terms[n] / d model_out
@@ -233,13 +233,13 @@ int ddpm_vb_terms_bpd(const ddpm_schedule *s, float *terms, float *x0_mse, float
                       const float *dterms, int N, int C, int HW,
                       int mean_type, int var_type, int clip, int detach_mean);
 
-/* The whole training objective at the sampled t (Alg. 1; spec 3.1, 3.4):
+/* The whole training objective at the sampled t (Alg. 1; docs/math.md §3.1, §3.4):
    MSE types: mse = meanflat((target - out[:, :C])^2), target = eps, x_0,
    the true posterior mean or v by mean_type; with a learned variance add
    vb = ddpm_vb_terms_bpd on the detached mean, unclipped (x T/1000 for
    RESCALED_MSE). KL types: the unclipped vb term (x T for RESCALED_KL).
    losses[n] = mse + vb; *loss = mean_n weights[n] losses[n] (weights NULL =
-   1: the importance-sampling weights of spec 3.4). mse, vb (may be NULL)
+   1: the importance-sampling weights of docs/math.md §3.4). mse, vb (may be NULL)
    receive the parts; dmodel_out (may be NULL) is WRITTEN with d *loss /
    d model_out. eps is the noise that made xt. */
 int ddpm_training_losses(const ddpm_schedule *s, double *loss, float *losses, float *mse,

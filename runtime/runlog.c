@@ -1,6 +1,6 @@
 /*
  * runlog.c — the run store over SQLite (see runlog.h for the contract and
- * /work/shared/notes/ecosystem.md §1.4–1.5 for why the schema looks so).
+ * docs/design.md §3 for why the schema looks so).
  *
  * One connection per ddpm_runlog. Metrics are buffered in memory and written
  * in one BEGIN IMMEDIATE transaction per batch: BEGIN IMMEDIATE takes the

@@ -1,7 +1,7 @@
 /*
  * runlog_schema.c — the run store's schema as a list of migrations, and the
  * migration that brings a file up to DDPM_RUNLOG_SCHEMA_VERSION (see
- * /work/shared/notes/ecosystem.md §1.4–1.5 for why the schema looks so).
+ * docs/design.md §3 for why the schema looks so).
  */
 #include "runlog_internal.h"
 

@@ -4,7 +4,7 @@
  *
  * Format (huggingface/safetensors): an 8-byte little-endian header length N,
  * N bytes of UTF-8 JSON, then the data buffer. Nothing in the header is
- * trusted until all of it has been checked (ecosystem.md §7.1, items 1-7):
+ * trusted until all of it has been checked (docs/design.md §1, rules 1-7):
  * sizes against the file before any allocation, UTF-8, strict JSON, duplicate
  * keys, dtypes, shapes, offsets, byte counts with overflow checks, and that
  * the tensors tile the data buffer with no gap and no overlap. Every message
@@ -18,7 +18,7 @@
  * Not here: a general JSON parser (the schema drives the lexer; unknown
  * fields in a tensor entry are rejected, as is \u0000 in names), checks of
  * data values (NaN/Inf pass), F8 and sub-byte dtypes, big-endian hosts, and
- * matching a file against a model (§7.1 item 8: ddpm_unet_load_st).
+ * matching a file against a model (rule 8 of docs/design.md §1: ddpm_unet_load_st).
  */
 #include "ddpm.h"
 #include "json.h"

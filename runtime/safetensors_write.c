@@ -1,6 +1,6 @@
 /*
  * safetensors_write.c — ddpm_st_write: float32 tensors to a safetensors file,
- * atomically (ecosystem.md §7.2).
+ * atomically (docs/design.md §2).
  *
  * The header is built in memory in the layout safetensors' own writer uses
  * (__metadata__ first, tensors in the caller's order, contiguous offsets,
@@ -177,7 +177,7 @@ static int write_all(int fd, const void *buf, uint64_t n)
 }
 
 /* The header, then the tensors, via dir/.base.tmp.<pid>.<k>, fsync, rename and
-   a directory fsync (ecosystem.md §7.2). On failure the temp file is gone
+   a directory fsync (docs/design.md §2). On failure the temp file is gone
    and whatever was at path before is untouched. */
 static int write_atomic(const char *path, const sbuf *hdr, int n, const float *const *data,
                         const uint64_t *bytes)

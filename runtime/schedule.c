@@ -1,6 +1,7 @@
 /*
  * schedule.c — beta schedules and the float64 tables derived from them
- * (spec 1.1, 1.2), respacing and improved-diffusion's timestep spacing (5.1).
+ * (docs/math.md §1.1, §1.2), respacing and improved-diffusion's timestep
+ * spacing (docs/math.md §5.1).
  *
  * Everything is computed once, in double, as numpy does it in the official
  * code, so the tables match the reference values to ~1e-15. Not here: any
@@ -120,7 +121,7 @@ static ddpm_schedule *schedule_alloc(int T)
    return s;
 }
 
-/* Fills every table of spec 1.2 from s->betas. */
+/* Fills every table of docs/math.md §1.2 from s->betas. */
 static void schedule_derive(ddpm_schedule *s)
 {
    const int T = s->T;

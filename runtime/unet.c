@@ -3,7 +3,7 @@
  * forward and backward, llm.c style.
  *
  * Parameters and gradients each live in one flat buffer; every tensor is a
- * named view whose name is the diffusers UNet2DModel key (spec §9.3), so
+ * named view whose name is the diffusers UNet2DModel key (docs/math.md §8), so
  * save/load/inspect are lookups. The network is a list of nodes in execution
  * order (conv, ResNet block, attention block, upsample, concat, output norm);
  * each node owns its output y and output gradient dy inside one activation
@@ -213,7 +213,7 @@ static int has_attn(const ddpm_unet_config *c, int lvl)
    return 0;
 }
 
-/* Walks the official topology (spec §6.5), registering nodes and parameters. */
+/* Walks the official topology (docs/math.md §6.5), registering nodes and parameters. */
 static int build(ddpm_unet *m)
 {
    const ddpm_unet_config *c = &m->cfg;
@@ -283,7 +283,7 @@ static int build(ddpm_unet *m)
    return 0;
 }
 
-/* Official init (spec §6.1): fan-avg uniform, scale 1e-10 for the layers the
+/* Official init (docs/math.md §6.1): fan-avg uniform, scale 1e-10 for the layers the
    official code zero-initialises, zero biases, unit GroupNorm gains. */
 static void init_params(ddpm_unet *m, uint64_t seed)
 {

@@ -4,7 +4,7 @@
  * What it is: pixel duplication, out[2y+dy][2x+dx] = in[y][x]. That is what the
  * official DDPM's tf.image.resize(NEAREST_NEIGHBOR, align_corners=True) does
  * for an exact doubling, and what PyTorch's interpolate(scale_factor=2,
- * mode='nearest') does (spec section 6.5).
+ * mode='nearest') does (docs/math.md §6.5).
  *
  * What it isn't: no other scale factors or interpolation modes, no shape
  * checks (callers check), and not the conv3x3 that follows it in the U-Net.

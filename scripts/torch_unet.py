@@ -1,6 +1,6 @@
-"""Independent PyTorch reference of the official DDPM U-Net (spec section 6).
+"""Independent PyTorch reference of the official DDPM U-Net (docs/math.md §6).
 
-Written from docs/spec section 6 and section 9.3 so that state_dict() keys are
+Written from docs/math.md §6 and §8 so that state_dict() keys are
 exactly the diffusers UNet2DModel names (google/ddpm-cifar10-32). It exists to
 check the C runtime and to time PyTorch next to it; it is not a training
 library and deliberately has no class conditioning, no scale-shift norm, no
@@ -33,12 +33,12 @@ CONFIGS = {
                    dropout=0.0, in_ch=1, out_ch=1, resolution=28),
 }
 
-# (parameters, tensors) the presets must have (spec 6.6 and 9.3)
+# (parameters, tensors) the presets must have (docs/math.md §6.6 and §8)
 EXPECTED = {"cifar": (35746307, 328)}
 
 
 def timestep_embedding(t, dim):
-   """[N] timesteps -> [N, dim]: sin block then cos block, divisor half-1 (spec 6.2)."""
+   """[N] timesteps -> [N, dim]: sin block then cos block, divisor half-1 (docs/math.md §6.2)."""
    half = dim // 2
    i = torch.arange(half, dtype=t.dtype, device=t.device)
    freq = torch.exp(-math.log(10000.0) * i / (half - 1))
@@ -112,7 +112,7 @@ class AttnBlock(nn.Module):
 
 class Downsample(nn.Module):
    """TF 'SAME' stride 2 on an even size: zero pad right and bottom by one, then a
-   3x3 stride-2 conv without padding (spec 6.5; symmetric padding is wrong)."""
+   3x3 stride-2 conv without padding (docs/math.md §6.5; symmetric padding is wrong)."""
 
    def __init__(self, c):
       super().__init__()

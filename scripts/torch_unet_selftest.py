@@ -1,7 +1,7 @@
 """Self-test of the PyTorch reference U-Net (torch_unet.py), the safetensors
 helpers and the fixture generator, without the C runtime: hand-computed small
-cases, naive loops, the spec's parameter tables (6.6, 9.3) and conformance
-items 4-6 of spec section 11.
+cases, naive loops, the parameter counts of docs/math.md §6.6 and §8, the time embedding
+(§6.2) and the downsampling padding (§6.5).
 
    /usr/bin/python3 scripts/torch_unet_selftest.py
 
@@ -49,13 +49,13 @@ def maxdiff(a, b):
 def test_embedding():
    e0 = tu.timestep_embedding(torch.tensor([0.0]), 128)[0]
    check(e0.shape == (128,) and bool((e0[:64] == 0).all()) and bool((e0[64:] == 1).all()),
-         "embedding t=0: first 64 values 0, last 64 values 1 (spec 11.4)")
+         "embedding t=0: first 64 values 0, last 64 values 1 (docs/math.md §6.2)")
    e1 = tu.timestep_embedding(torch.tensor([1.0]), 128)[0]
    want = [math.sin(math.exp(-math.log(10000.0) * i / 63)) for i in range(64)] + \
           [math.cos(math.exp(-math.log(10000.0) * i / 63)) for i in range(64)]
    check(maxdiff(e1, want) < 1e-14 and abs(e1[0] - math.sin(1.0)) < 1e-15
          and abs(e1[1] - math.sin(math.exp(-math.log(1e4) / 63))) < 1e-15,
-         "embedding t=1: sin(1), sin(exp(-ln(1e4)/63)), ... then cos (spec 11.4)")
+         "embedding t=1: sin(1), sin(exp(-ln(1e4)/63)), ... then cos (docs/math.md §6.2)")
    e = tu.timestep_embedding(torch.tensor([999.0, 10.0]), 128)
    check(abs(e[0, 63] - math.sin(999 * 1e-4)) < 1e-12 and abs(e[1, 127] - math.cos(10 * 1e-4)) < 1e-12,
          "embedding: last frequency is 1/10000 (divisor half-1 = 63)")
@@ -147,7 +147,7 @@ def test_resnet():
    h = F.conv2d(F.silu(gn(h, r.norm2)), r.conv2.weight, r.conv2.bias, padding=1)
    want = F.conv2d(x, r.conv_shortcut.weight, r.conv_shortcut.bias) + h
    d = maxdiff(r(x, temb), want)
-   check(d < 1e-12, "resnet block (32->64, 1x1 shortcut) equals the spec 6.3 formula", "max diff %g" % d)
+   check(d < 1e-12, "resnet block (32->64, 1x1 shortcut) equals the docs/math.md §6.3 formula", "max diff %g" % d)
    check(tu.ResnetBlock(64, 64, 16, 0.0).conv_shortcut is None, "no shortcut when channels match")
    r.dropout.p = 1.0                     # drops everything between norm2+SiLU and conv2
    r.train()
@@ -165,7 +165,7 @@ def test_resample():
       down.conv.bias.zero_()
    y = down(torch.ones(1, 1, 32, 32))[0, 0]
    check(y.shape == (16, 16) and y[0, 0] == 9 and y[15, 15] == 4 and y[0, 15] == 6 and y[15, 0] == 6,
-         "downsample all-ones 32x32: out[0][0]=9, out[15][15]=4, 16x16 (spec 11.6)",
+         "downsample all-ones 32x32: out[0][0]=9, out[15][15]=4, 16x16 (docs/math.md §6.5)",
          "shape %s, corners %s %s" % (tuple(y.shape), y[0, 0].item(), y[15, 15].item()))
    up = tu.Upsample(1)
    with torch.no_grad():
@@ -180,7 +180,7 @@ def test_resample():
 
 # ---------------------------------------------------------------- sizes and names
 
-# spec 9.3: (module prefix, tensors, params)
+# docs/math.md §6.6 and §8: (module prefix, tensors, params)
 TABLE_93 = [
    ("time_embedding", 4, 328704), ("conv_in", 2, 3584),
    ("down_blocks.0.resnets.0", 10, 361344), ("down_blocks.0.resnets.1", 10, 361344),
@@ -226,13 +226,13 @@ def sizes():
       covered += len(names)
       if got != (tensors, params):
          bad.append("%s %s" % (prefix, got))
-   check(not bad and covered == 328, "every row of the spec 9.3 table (%d modules) matches" % len(TABLE_93),
+   check(not bad and covered == 328, "every module of the key table (%d modules) matches" % len(TABLE_93),
          "; ".join(bad))
    sub = lambda ps: sum(v.numel() for s, v in sd.items() if s.startswith(ps))   # noqa: E731
    check(sub("time_embedding.") == 328704 and sub("conv_in.") + sub("down_blocks.") == 10194304
          and sub("mid_block.") == 2888704
          and sub("up_blocks.") + sub("conv_norm_out.") + sub("conv_out.") == 22334595,
-         "spec 6.6 subtotals (temb, down, mid, up)")
+         "docs/math.md §6.6 subtotals (temb, down, mid, up)")
    check(sum(s.endswith("conv_shortcut.weight") for s in sd) == 13
          and sum(s.endswith("to_q.weight") for s in sd) == 6,
          "13 shortcuts, 6 attention blocks")
@@ -247,7 +247,7 @@ def sizes():
    n6, _ = tu.count(tu.build("cifar", out_ch=6))
    check(n6 == 35749766, "cifar with out_ch 6: 35,749,766 parameters", str(n6))
    n256, _ = tu.count(tu.build("cifar", ch_mult=(1, 1, 2, 2, 4, 4), resolution=256, dropout=0.0))
-   check(n256 == 113673219, "256x256 config (1,1,2,2,4,4): 113,673,219 parameters (spec 6.7)", str(n256))
+   check(n256 == 113673219, "256x256 config (1,1,2,2,4,4): 113,673,219 parameters (docs/math.md §6.7)", str(n256))
    old = {tu.old_attn_name(s) for s in sd}
    check(len(old) == 328 and "mid_block.attentions.0.query.weight" in old
          and "up_blocks.2.attentions.2.proj_attn.bias" in old

@@ -8,7 +8,7 @@ runtime/diffusion.c; this file runs the loops over t).
    local x = diff:sample(model, {n = 64, shape = {1, 28, 28}, seed = 1})  -- Algorithm 2
    local x = diff:sample(model, {n = 64, shape = {1, 28, 28}, steps = 'ddim50',
                                  sampler = 'ddim', eta = 0})        -- DDIM, 50 steps
-   local r = diff:nll(model, data, {n = 1000, batch = 100})         -- bits/dim (spec 3.3)
+   local r = diff:nll(model, data, {n = 1000, batch = 100})         -- bits/dim (docs/math.md §3.3)
 
 Options: schedule ('linear', 'quad', 'const', 'jsd', 'warmup10', 'warmup50',
 'cosine', or a table of T betas, or a Lua function t -> beta for t = 0..T-1),
@@ -24,7 +24,7 @@ model(x, t) -> tensor of the network's output shape, where x is
 batch), so an analytic model can be plugged in. A function's output is not
 freed.
 
-Respacing (spec 5.1). opt.steps = K (a number: improved-diffusion's "K", K
+Respacing (docs/math.md §5.1). opt.steps = K (a number: improved-diffusion's "K", K
 steps spread evenly over [0, T), first and last included) or a spacing string
 ('50', '10,15,20', 'ddim50') runs the K-step process with
 beta'_k = 1 - ab[s_k] / ab[s_{k-1}] recomputed from the kept indices s_k; the
@@ -117,7 +117,7 @@ function Diffusion:model_t(k)
    return v
 end
 
---- diff:respace(steps) -> the K-step respaced process (spec 5.1) as a
+--- diff:respace(steps) -> the K-step respaced process (docs/math.md §5.1) as a
 --- Diffusion sharing this one's mean/var/loss types and clip. steps: a number
 --- K or a spacing string ('50', '10,20', 'ddim50'). The result is cached per
 --- spec; steps = T (the number) or nil returns self.
@@ -474,7 +474,7 @@ end
 
 --- Sampling. opt:
 ---   n (16), shape = {C, H, W} (required unless noise is given), seed (0),
----   steps (nil = all T; a number K or a spacing string: respaced, spec 5.1),
+---   steps (nil = all T; a number K or a spacing string: respaced, docs/math.md §5.1),
 ---   sampler ('ancestral' | 'ddim'), eta (DDIM only; 0 = deterministic),
 ---   noise (x_T to start from, [n,C,H,W]; copied), clip (the diffusion's),
 ---   progress (true), label, on_step = function(k, x, x0_pred, t) (x0_pred
@@ -539,7 +539,7 @@ function Diffusion:ddim_decode(model, xT, opt)
                               on_step = opt.on_step})
 end
 
---- DDIM encoding (spec 5.2; eta must be 0): the latent x_T that
+--- DDIM encoding (docs/math.md §5.2; eta must be 0): the latent x_T that
 --- ddim_decode maps back to x0. x0 is taken as the state at code index 0
 --- and K - 1 encoder steps x_{k+1} = sqrt(ab_{k+1}) x0_hat + sqrt(1 - ab_{k+1}) eps
 --- bring it to index K - 1, the state the decoder starts from (K = the
@@ -577,7 +577,7 @@ local function save(path, x, nrow)
    if path then core.save_grid(path, x, nrow, 2) end
 end
 
---- Progressive generation (paper Fig. 6, spec 4.3): samples while keeping the
+--- Progressive generation (paper Fig. 6, docs/math.md §4.3): samples while keeping the
 --- predicted x_0 along the chain. opt: as sample, plus every (in original
 --- timesteps; default T/20, so 20 snapshots for T = 1000), path (a PNG: one
 --- row per sample, the snapshots from t = T-1 down to t = 0 left to right).
@@ -625,7 +625,7 @@ function Diffusion:progressive(model, opt)
    return x, snaps
 end
 
---- Interpolation in latent space (paper Sec. 4.4, Fig. 8; spec 4.4): for each
+--- Interpolation in latent space (paper Sec. 4.4, Fig. 8; docs/math.md §4.4): for each
 --- pair (x0a[i], x0b[i]) diffuse both to step t with noise fixed across the
 --- lambdas, mix x_bar = (1 - lambda) x_t + lambda x'_t and run the reverse
 --- chain from t to 0, with the same reverse noise for every lambda.
@@ -694,7 +694,7 @@ function Diffusion:interpolate(model, x0a, x0b, opt)
    return x, lambdas
 end
 
---- Coarse-to-fine completion sharing x_t (paper Fig. 7, spec 4.5): one
+--- Coarse-to-fine completion sharing x_t (paper Fig. 7, docs/math.md §4.5): one
 --- reverse chain per root from x_T; at each split step t the current state
 --- (the input of step t) is copied into `branches` chains that continue to
 --- x_0 with independent noise. opt: n (roots, 1), shape, seed, split (original
@@ -762,7 +762,7 @@ Diffusion.coarse_to_fine = Diffusion.shared_latent
 ---------------------------------------------------------------- likelihood
 
 --- diff:nll(model, data, opt): the variational bound in bits/dim over all T
---- terms plus the prior (calc_bpd_loop, spec 3.3). See lib/ddpm/nll.lua.
+--- terms plus the prior (calc_bpd_loop, docs/math.md §3.3). See lib/ddpm/nll.lua.
 function Diffusion:nll(model, data, opt)
    return require('ddpm.nll').nll(self, model, data, opt, model_view)
 end

@@ -1,6 +1,6 @@
 --[[
 ddpm.nll — the negative log-likelihood bound in bits/dim (the official
-calc_bpd_loop, spec 3.3), called as diff:nll(model, data, opt).
+calc_bpd_loop, docs/math.md §3.3), called as diff:nll(model, data, opt).
 
    local r = diff:nll(ema, ddpm.data.fashion_mnist{split = 'test'},
                       {n = 1000, batch = 100, seed = 1, run = run})
@@ -8,7 +8,7 @@ calc_bpd_loop, spec 3.3), called as diff:nll(model, data, opt).
 
 For every batch x_0 and every code index k = K-1 .. 0 of the (possibly
 respaced) process: fresh eps, x_k = q_sample(x_0, k, eps), the model at
-x_k (fed the original timestep), the VLB term of spec 3.2 (L_0 the discrete
+x_k (fed the original timestep), the VLB term of docs/math.md §3.2 (L_0 the discrete
 decoder at k = 0, KL terms above) with clip_denoised = opt.clip (true, as
 calc_bpd_loop), and meanflat((x0_hat - x_0)^2); then the prior L_T. The
 bound per example is sum_k term_k + prior; r.bpd is its mean over the

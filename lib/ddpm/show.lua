@@ -17,7 +17,7 @@ value range. Output does not depend on stdout being a terminal: the caller
 asked for pictures (they survive `less -R`).
 
 What it is not: an image viewer. ddpm.save_grid writes a PNG; the kitty and
-sixel protocols (notes §5.4) are not used.
+sixel protocols are not used.
 ]]
 local core = require 'ddpm.core'
 

@@ -1,6 +1,6 @@
 --[[
 ddpm.train — the paper's training loop (Algorithm 1 with the official
-optimiser set-up, spec §4.1 and §7) with run history, checkpoints, samples,
+optimiser set-up, docs/math.md §4.1 and §7) with run history, checkpoints, samples,
 progress and a clean Ctrl-C.
 
    local result = ddpm.train{

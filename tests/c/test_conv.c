@@ -8,7 +8,7 @@
  * them from the exact gradient: the 1e-2 tolerance is loose for a correct
  * kernel and a negative control shows a real bug (symmetric instead of
  * bottom/right padding) lands far outside it. Also: accumulation, NULL
- * gradients, chunks of several images, and the spec's downsampling example.
+ * gradients, chunks of several images, and the downsampling example of docs/math.md §6.5.
  *
  * Also the variants of kernels.h: the forward's epilogue (per-image bias,
  * residual, in-place accumulation) and backward overwriting din.
@@ -254,7 +254,7 @@ static void test_case(const conv_case *cc, unsigned seed)
    bufs_free(&B);
 }
 
-/* The spec's example: ones through a ones 3x3 kernel, stride 2, official
+/* The example of docs/math.md §6.5: ones through a ones 3x3 kernel, stride 2, official
    padding. Top-left sees a full 3x3 window (9); bottom-right has only rows
    and columns 30, 31 inside (4). Symmetric padding would give 4 and 9. */
 static void test_downsample_conformance(void)

@@ -1,7 +1,7 @@
 /*
  * test_dataset.c — IDX (plain and gzip), CIFAR-10 binary and PNG-folder
  * readers on small synthetic files written to a temp dir, every corrupt case
- * of ecosystem.md §7.6 we can make (each must fail with a message naming the
+ * of docs/design.md §5 we can make (each must fail with a message naming the
  * file), batch scaling/padding/flips against hand-computed values, the
  * permutation, and the real Fashion-MNIST train set from Debian's
  * dataset-fashion-mnist package.

@@ -1,6 +1,6 @@
 /*
  * test_embed.c — the sinusoidal timestep embedding (runtime/embed.c) against
- * the spec's values (section 6.2, conformance test 4) and a double reference:
+ * the values of docs/math.md §6.2 and a double reference:
  * sin block first, divisor half - 1, max period 10000, odd dims zero-padded.
  */
 #include "ddpm.h"

@@ -3,7 +3,7 @@
  * and writer (runtime/safetensors_write.c): a file round trip (scalar,
  * zero-size dim, escaped and non-ASCII names, metadata), a hand-built buffer
  * laid out the way Python's json.dumps writes it, dtype conversions of known
- * values, every malformed case of ecosystem.md §7.1 as its own crafted buffer,
+ * values, every malformed case of docs/design.md §1 as its own crafted buffer,
  * every truncation and random byte flips of a valid file, and write failures
  * (missing directory, file size limit as a stand-in for a full disk, target is
  * a directory) that must leave the previous file untouched.

@@ -1,6 +1,6 @@
 /*
  * test_unet.c — the whole U-Net: parameter counts of the paper's CIFAR-10
- * model (spec §6.6), initialisation, finite-difference gradients of every
+ * model (docs/math.md §6.6), initialisation, finite-difference gradients of every
  * parameter tensor and of the input on a tiny config (dropout on and off),
  * save/load round trips under both attention naming schemes, and errors.
  */

@@ -1,7 +1,7 @@
 -- test_diffusion.lua — the diffusion bindings (bindings/l_diffusion.c): the
 -- ddpm.Schedule userdata, q_sample and friends on tensors, and that every bad
 -- argument is a Lua error with a useful message (pcall false, process alive).
--- Timesteps are the spec's 0-based code index 0..T-1.
+-- Timesteps are the 0-based code index 0..T-1 (docs/math.md §0).
 
 local T = require 'ddpm.test'
 local core = require 'ddpm.core'

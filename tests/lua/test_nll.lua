@@ -1,6 +1,6 @@
--- test_nll.lua — the likelihood: the closed forms of spec §3.2 (normal_kl,
+-- test_nll.lua — the likelihood: the closed forms of docs/math.md §3.2 (normal_kl,
 -- the discretised Gaussian decoder, the t = 0 handling, the prior) and
--- diff:nll (calc_bpd_loop, spec §3.3) against an exactly known answer.
+-- diff:nll (calc_bpd_loop, docs/math.md §3.3) against an exactly known answer.
 --
 -- The analytic NLL test. Data: 8-bit images, each pixel y ~ N(0, 0.2^2)
 -- quantised to the 256 levels x_k = -1 + 2k/255 of [-1, 1] (bins of width
@@ -86,7 +86,7 @@ end
 function tests.t0_handling_and_vb_terms()
    local s = core.schedule('linear', 1000)
    local lpv1 = math.log(s:get('posterior_variance', 1))
-   -- log variance at t = 0 is log beta~_1 for both fixed choices (spec 1.2, 2.2)
+   -- log variance at t = 0 is log beta~_1 for both fixed choices (docs/math.md §1.2, §2.2)
    T.assert_eq(s:get('posterior_log_variance_clipped', 0), s:get('posterior_log_variance_clipped', 1))
    local xt = core.randn({1, 1, 2, 2}, 1)
    local e = core.randn({1, 1, 2, 2}, 2)
@@ -135,7 +135,7 @@ function tests.t0_handling_and_vb_terms()
       end
    end
    T.assert_near(pr[1], wantp / 4 / LN2, 1e-10)
-   T.assert_near(core.prior_bpd(s, core.full({1, 1, 1, 1}, 1))[1], 2.9e-5, 1e-6)   -- spec 3.2
+   T.assert_near(core.prior_bpd(s, core.full({1, 1, 1, 1}, 1))[1], 2.9e-5, 1e-6)   -- docs/math.md §3.2
 end
 
 ------------------------------------------------------------------ the quantised Gaussian
@@ -300,7 +300,7 @@ function tests.nll_exact_model_learned_variance()
 end
 
 function tests.nll_exact_mean_fixed_variances()
-   -- the paper's fixed variances: the same mean, a looser bound (spec 2.2)
+   -- the paper's fixed variances: the same mean, a looser bound (docs/math.md §2.2)
    check_nll('fixedlarge', 512, 0.12, 0.14)
    check_nll('fixedsmall', 256, 0.7, 0.8)
 end

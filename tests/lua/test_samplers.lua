@@ -1,6 +1,6 @@
 -- test_samplers.lua — the samplers of lib/ddpm/diffusion.lua (ancestral,
 -- respaced, DDIM, DDIM encode/decode, progressive, interpolation, shared
--- latents) and the closed forms they rest on (spec §1, §2, §5, §11).
+-- latents) and the closed forms they rest on (docs/math.md §1, §2, §5).
 --
 -- The analytic test. Data x0 ~ N(mu, diag(s^2)) with a different (mu, s) per
 -- pixel of a 1x4x4 image. Then x_t ~ N(sqrt(ab) mu, ab s^2 + 1 - ab) and the
@@ -61,7 +61,7 @@ function tests.schedule_spot_checks()
    local j = core.schedule('jsd', 1000)
    T.assert_near(j:get('betas', 0), 1 / 1000, 1e-18)
    T.assert_eq(j:get('alphas_cumprod', 999), 0)
-   -- derived tables against their definitions (spec 1.2) at a few t
+   -- derived tables against their definitions (docs/math.md §1.2) at a few t
    for _, t in ipairs{0, 1, 500, 999} do
       local b, ab = lin:get('betas', t), lin:get('alphas_cumprod', t)
       local abp = t == 0 and 1 or lin:get('alphas_cumprod', t - 1)

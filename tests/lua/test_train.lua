@@ -336,7 +336,7 @@ ddpm.train{model = m, diffusion = ddpm.diffusion{T = 20}, data = ddpm.core.datas
 end
 
 function tests.sampler_step_matches_closed_form()
-   -- x_{t-1} = c1 clip(x0_hat) + c2 x_t + sqrt(beta_t) z, x0_hat from eps (spec §2.1, §4.2)
+   -- x_{t-1} = c1 clip(x0_hat) + c2 x_t + sqrt(beta_t) z, x0_hat from eps (docs/math.md §2.1, §4.2)
    local d = ddpm.diffusion{T = 1000}
    local s = d.sched
    local xt = ddpm.tensor{{{{0.3, -0.7}, {1.2, 0.05}}}}
