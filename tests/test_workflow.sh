@@ -232,5 +232,17 @@ expect_rc 0
 lacks_out "nil"; has_out "interrupted at step "; has_out "; checkpoint /"
 t "fashion_mnist.lua after SIGTERM: the checkpoint it wrote, no 'samples nil; checkpoint nil'"
 
+# ------------------------------------------------------------ help for the commands
+run "$D" -h
+expect_rc 0; has_out "rerun"; has_out "export"; has_out "help CMD"
+t "ddpmlua -h lists the history commands"
+run "$D" help
+expect_rc 0; has_out "ddpmlua runs"; has_out "ddpmlua rerun"
+run "$D" help export
+expect_rc 0; has_out "usage: ddpmlua export"; has_out "resumed from"
+run "$D" help nosuch
+expect_rc 1; has_err "unknown command 'nosuch'"
+t "ddpmlua help [command]"
+
 echo "$((n - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]
