@@ -66,7 +66,7 @@ r2:finish()
 EOF
 printf 'print("hello")\n' >"$tmp/hello.lua"
 run "$D" "$tmp/hostile.lua" "$DB" "$tmp/ck" "$tmp/hello.lua"
-expect_rc 0 "writing the hostile run"
+expect_rc 1 "writing the hostile run (its run 1 is marked failed, so the script exits 1)"
 # a checkpoint row whose path ends in .. (a shared database may hold anything)
 python3 - "$DB" "$tmp/ck/.." <<'EOF'
 import sqlite3, sys
