@@ -10,7 +10,6 @@ description = {
    summary = "Denoising Diffusion Probabilistic Models: a C runtime driven from LuaJIT",
    detailed = "Float32 tensors, the DDPM U-Net with forward and backward passes, Adam with EMA, " ..
               "the diffusion math and samplers, datasets and an SQLite run history.",
-   license = "MIT",
 }
 dependencies = {"lua == 5.1"}   -- LuaJIT
 build = {
