@@ -155,8 +155,12 @@ fuzz: test-deps
 # The tests under AddressSanitizer + UBSan, with the normal build's SIMD
 # kernels (-march=native). LuaJIT itself is not instrumented; the suppressions
 # in tests/lsan.supp name only its allocations. TEST_PARTS / TEST_SKIP (see
-# tests/run.sh) pick a subset, as .ci/run does.
+# tests/run.sh) pick a subset, as .ci/run does. build-asan/ddpmlua finds the
+# Lua library beside itself, as ./ddpmlua does: through links to lib/,
+# experiments/ and data/.
 asan:
+	@mkdir -p build-asan && ln -sfn ../lib build-asan/lib && ln -sfn ../experiments build-asan/experiments && \
+	  ln -sfn ../data build-asan/data
 	ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1} LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	$(MAKE) BUILD=build-asan EXE=build-asan/ddpmlua \

@@ -276,7 +276,7 @@ end
 
 -- Datasets dropped by Lua are collected and their pixels freed: 50 opens of
 -- a 4 MB set (200 MB if kept) leave no dataset alive and resident memory
--- within 40 MB of where it started.
+-- within 40 MB of where it started (outside AddressSanitizer).
 function tests.garbage_collection()
    need()
    local N, H, W = 64, 256, 256
@@ -296,7 +296,9 @@ function tests.garbage_collection()
    collectgarbage()
    T.assert_eq(next(alive), nil, 'a dropped dataset is still alive after a full collection')
    local after = rss_bytes()
-   if before and after then
+   -- Under AddressSanitizer (make asan) freed memory waits in its quarantine,
+   -- so resident size says nothing; its leak check at exit stands in for it.
+   if before and after and not os.getenv('ASAN_OPTIONS') then
       T.assert_true(after - before < 40 * 2^20, ('resident memory grew by %.1f MB over 50 dropped ' ..
                     '4 MB datasets'):format((after - before) / 2^20))
    end
