@@ -101,25 +101,34 @@ typedef struct ddpm_dropout {
 } ddpm_dropout;
 #define DDPM_NO_DROPOUT ((ddpm_dropout){0.0f, 0, 0})
 
-/* GroupNorm, then SiLU when silu != 0, then inverted dropout (see
-   ddpm_dropout) when drop.p > 0: out = drop(act(gn(in))). Statistics are computed and saved into
-   mean [N,G,2] (the mean as float hi + lo) and rstd [N,G] unless
-   use_stats != 0, which reads them from there instead: the output depends
-   on the saved floats only, so a recomputation in backward gives the
-   forward's exact bits. */
-void ddpm_gn_act_forward(float *out, float *mean, float *rstd, int use_stats, const float *in,
-                         const float *gamma, const float *beta, int N, int C, int HW, int G,
-                         float eps, int silu, ddpm_dropout drop);
-/* Backward of ddpm_gn_act_forward: din = (accumulate ? din : 0) + add + d in
+/* Where ddpm_gn_act_forward's statistics come from: computed from the input
+   and saved, or read back from an earlier forward (a recomputation). */
+typedef enum ddpm_gn_stats { DDPM_GN_COMPUTE = 0, DDPM_GN_REUSE = 1 } ddpm_gn_stats;
+/* The activation that follows a GroupNorm. */
+typedef enum ddpm_act { DDPM_ACT_NONE = 0, DDPM_ACT_SILU = 1 } ddpm_act;
+/* How a kernel's output meets what is already there (the `accumulate`
+   flags of this header): overwritten, or added to. */
+typedef enum ddpm_write { DDPM_OVERWRITE = 0, DDPM_ACCUMULATE = 1 } ddpm_write;
+
+/* GroupNorm, then the activation act, then inverted dropout (see
+   ddpm_dropout) when drop.p > 0: out = drop(act(gn(in))). With
+   DDPM_GN_COMPUTE the statistics are computed and saved into mean [N,G,2]
+   (the mean as float hi + lo) and rstd [N,G]; DDPM_GN_REUSE reads them from
+   there instead: the output depends on the saved floats only, so a
+   recomputation in backward gives the forward's exact bits. */
+void ddpm_gn_act_forward(float *out, float *mean, float *rstd, ddpm_gn_stats stats,
+                         const float *in, const float *gamma, const float *beta, int N, int C,
+                         int HW, int G, float eps, ddpm_act act, ddpm_dropout drop);
+/* Backward of ddpm_gn_act_forward: din = (DDPM_ACCUMULATE ? din : 0) + add + d in
    (add [N,C,HW] optional: a residual's gradient folded into the same pass);
    dgamma, dbeta accumulate; dsum [N,C] (optional) gets the per-image,
    per-channel sums of d in (the gradient of a per-channel add before the
    norm). work [N,C,HW] holds the gradient before the norm; it may equal dout
-   (then dout is destroyed) or, when accumulate == 0 and add == NULL, din. */
-void ddpm_gn_act_backward(float *din, int accumulate, float *dgamma, float *dbeta, float *dsum,
+   (then dout is destroyed) or, with DDPM_OVERWRITE and add == NULL, din. */
+void ddpm_gn_act_backward(float *din, ddpm_write mode, float *dgamma, float *dbeta, float *dsum,
                           float *work, const float *dout, const float *in, const float *mean,
                           const float *rstd, const float *gamma, const float *beta,
-                          const float *add, int N, int C, int HW, int G, int silu,
+                          const float *add, int N, int C, int HW, int G, ddpm_act act,
                           ddpm_dropout drop);
 
 /* ------------------------------------------------------------ act.c */

@@ -216,13 +216,14 @@ void ddpm_groupnorm_backward(float *din, float *dgamma, float *dbeta,
 /*
  * Statistics live in mean as hi/lo pairs: mean[2*ng], mean[2*ng + 1] (so
  * mean holds 2*N*G floats), rstd[ng] as a float. The output is computed from
- * these saved floats only, so a recomputation with use_stats = 1 reproduces
+ * these saved floats only, so a recomputation with DDPM_GN_REUSE reproduces
  * the forward's bits exactly.
  */
-void ddpm_gn_act_forward(float *out, float *mean, float *rstd, int use_stats, const float *in,
-                         const float *gamma, const float *beta, int N, int C, int HW, int G,
-                         float eps, int silu, ddpm_dropout drop)
+void ddpm_gn_act_forward(float *out, float *mean, float *rstd, ddpm_gn_stats stats,
+                         const float *in, const float *gamma, const float *beta, int N, int C,
+                         int HW, int G, float eps, ddpm_act act, ddpm_dropout drop)
 {
+   const int use_stats = stats == DDPM_GN_REUSE, silu = act == DDPM_ACT_SILU;
    const float p = drop.p;
    const uint64_t seed = drop.seed;
    const int cpg = C / G;
@@ -285,12 +286,13 @@ void ddpm_gn_act_forward(float *out, float *mean, float *rstd, int use_stats, co
  * The backward of drop(act(gn(x))): group_backward on every block, the mean
  * read back as the forward's hi/lo pair.
  */
-void ddpm_gn_act_backward(float *din, int accumulate, float *dgamma, float *dbeta, float *dsum,
+void ddpm_gn_act_backward(float *din, ddpm_write mode, float *dgamma, float *dbeta, float *dsum,
                           float *work, const float *dout, const float *in, const float *mean,
                           const float *rstd, const float *gamma, const float *beta,
-                          const float *add, int N, int C, int HW, int G, int silu,
+                          const float *add, int N, int C, int HW, int G, ddpm_act act,
                           ddpm_dropout drop)
 {
+   const int accumulate = mode == DDPM_ACCUMULATE, silu = act == DDPM_ACT_SILU;
    const int cpg = C / G;
    const int64_t M = (int64_t)cpg * HW;
    #pragma omp parallel for schedule(static) if ((int64_t)N * C * HW > PAR_MIN)

@@ -103,35 +103,39 @@ static int add_param(ddpm_unet *m, const char *name, int ndim, int64_t a, int64_
    return m->nparam++;
 }
 
-/* Registers <prefix>.weight/.bias; returns the weight's index (bias = +1). */
-static int add_conv(ddpm_unet *m, const char *prefix, int cout, int cin, int k)
+/* Registers <prefix>.weight with the given shape and <prefix>.bias [a] (a
+   convolution, a linear layer or a GroupNorm) and names both in *s. */
+static int add_module(ddpm_unet *m, pslot *s, const char *prefix, int ndim, int64_t a,
+                      int64_t b, int64_t c, int64_t d)
 {
    char nm[320];
    snprintf(nm, sizeof nm, "%s.weight", prefix);
-   int i = add_param(m, nm, 4, cout, cin, k, k);
+   s->w = add_param(m, nm, ndim, a, b, c, d);
    snprintf(nm, sizeof nm, "%s.bias", prefix);
-   if (i < 0 || add_param(m, nm, 1, cout, 0, 0, 0) < 0) return -1;
-   return i;
+   s->b = s->w < 0 ? -1 : add_param(m, nm, 1, a, 0, 0, 0);
+   return s->b < 0 ? -1 : 0;
 }
 
-static int add_linear(ddpm_unet *m, const char *prefix, int out, int in)
+static int add_conv(ddpm_unet *m, pslot *s, const char *prefix, int cout, int cin, int k)
 {
-   char nm[320];
-   snprintf(nm, sizeof nm, "%s.weight", prefix);
-   int i = add_param(m, nm, 2, out, in, 0, 0);
-   snprintf(nm, sizeof nm, "%s.bias", prefix);
-   if (i < 0 || add_param(m, nm, 1, out, 0, 0, 0) < 0) return -1;
-   return i;
+   return add_module(m, s, prefix, 4, cout, cin, k, k);
 }
 
-static int add_norm(ddpm_unet *m, const char *prefix, int c)
+static int add_linear(ddpm_unet *m, pslot *s, const char *prefix, int out, int in)
 {
-   char nm[320];
-   snprintf(nm, sizeof nm, "%s.weight", prefix);
-   int i = add_param(m, nm, 1, c, 0, 0, 0);
-   snprintf(nm, sizeof nm, "%s.bias", prefix);
-   if (i < 0 || add_param(m, nm, 1, c, 0, 0, 0) < 0) return -1;
-   return i;
+   return add_module(m, s, prefix, 2, out, in, 0, 0);
+}
+
+static int add_norm(ddpm_unet *m, pslot *s, const char *prefix, int c)
+{
+   return add_module(m, s, prefix, 1, c, 0, 0, 0);
+}
+
+/* prefix.name into buf. */
+static const char *sub(char *buf, size_t size, const char *prefix, const char *name)
+{
+   snprintf(buf, size, "%s.%s", prefix, name);
+   return buf;
 }
 
 static node *add_node(ddpm_unet *m, int type, int in, int C, int Cout, int lvl)
@@ -162,21 +166,19 @@ static int build_res(ddpm_unet *m, const char *prefix, int in, int cin, int cout
    char nm[256];
    node *n = add_node(m, N_RES, in, cin, cout, lvl);
    if (!n) return -1;
-   snprintf(nm, sizeof nm, "%s.norm1", prefix);
-   n->p0 = add_norm(m, nm, cin);
-   snprintf(nm, sizeof nm, "%s.conv1", prefix);
-   if (n->p0 < 0 || add_conv(m, nm, cout, cin, 3) < 0) return -1;
-   snprintf(nm, sizeof nm, "%s.time_emb_proj", prefix);
-   if (add_linear(m, nm, cout, m->temb_dim) < 0) return -1;
-   snprintf(nm, sizeof nm, "%s.norm2", prefix);
-   if (add_norm(m, nm, cout) < 0) return -1;
-   snprintf(nm, sizeof nm, "%s.conv2", prefix);
-   if (add_conv(m, nm, cout, cout, 3) < 0) return -1;
+   res_params *p = &n->p.res;
    n->has_short = cin != cout;
-   if (n->has_short) {
-      snprintf(nm, sizeof nm, "%s.conv_shortcut", prefix);
-      if (add_conv(m, nm, cout, cin, 1) < 0) return -1;
-   }
+   if (add_norm(m, &p->norm1, sub(nm, sizeof nm, prefix, "norm1"), cin) < 0 ||
+       add_conv(m, &p->conv1, sub(nm, sizeof nm, prefix, "conv1"), cout, cin, 3) < 0 ||
+       add_linear(m, &p->time_emb_proj, sub(nm, sizeof nm, prefix, "time_emb_proj"), cout,
+                  m->temb_dim) < 0 ||
+       add_norm(m, &p->norm2, sub(nm, sizeof nm, prefix, "norm2"), cout) < 0 ||
+       add_conv(m, &p->conv2, sub(nm, sizeof nm, prefix, "conv2"), cout, cout, 3) < 0)
+      return -1;
+   p->shortcut = (pslot){-1, -1};
+   if (n->has_short &&
+       add_conv(m, &p->shortcut, sub(nm, sizeof nm, prefix, "conv_shortcut"), cout, cin, 1) < 0)
+      return -1;
    return LAST(m);
 }
 
@@ -185,14 +187,13 @@ static int build_attn(ddpm_unet *m, const char *prefix, int in, int c, int lvl)
    char nm[256];
    node *n = add_node(m, N_ATTN, in, c, c, lvl);
    if (!n) return -1;
-   static const char *proj[4] = {"to_q", "to_k", "to_v", "to_out.0"};
-   snprintf(nm, sizeof nm, "%s.group_norm", prefix);
-   n->p0 = add_norm(m, nm, c);
-   if (n->p0 < 0) return -1;
-   for (int i = 0; i < 4; i++) {
-      snprintf(nm, sizeof nm, "%s.%s", prefix, proj[i]);
-      if (add_linear(m, nm, c, c) < 0) return -1;
-   }
+   attn_params *p = &n->p.attn;
+   if (add_norm(m, &p->norm, sub(nm, sizeof nm, prefix, "group_norm"), c) < 0 ||
+       add_linear(m, &p->q, sub(nm, sizeof nm, prefix, "to_q"), c, c) < 0 ||
+       add_linear(m, &p->k, sub(nm, sizeof nm, prefix, "to_k"), c, c) < 0 ||
+       add_linear(m, &p->v, sub(nm, sizeof nm, prefix, "to_v"), c, c) < 0 ||
+       add_linear(m, &p->out, sub(nm, sizeof nm, prefix, "to_out.0"), c, c) < 0)
+      return -1;
    return LAST(m);
 }
 
@@ -202,8 +203,7 @@ static int build_conv(ddpm_unet *m, const char *prefix, int in, int cin, int cou
    node *n = add_node(m, N_CONV, in, cin, cout, lvl);
    if (!n) return -1;
    n->stride = stride;
-   n->p0 = add_conv(m, prefix, cout, cin, 3);
-   return n->p0 < 0 ? -1 : LAST(m);
+   return add_conv(m, &n->p.conv, prefix, cout, cin, 3) < 0 ? -1 : LAST(m);
 }
 
 static int has_attn(const ddpm_unet_config *c, int lvl)
@@ -221,8 +221,8 @@ static int build(ddpm_unet *m)
    char nm[256];
    int hs[DDPM_UNET_MAX_LEVELS * 70], hc[DDPM_UNET_MAX_LEVELS * 70], nh = 0;
 
-   m->p_temb = add_linear(m, "time_embedding.linear_1", m->temb_dim, c->ch);
-   if (m->p_temb < 0 || add_linear(m, "time_embedding.linear_2", m->temb_dim, m->temb_dim) < 0)
+   if (add_linear(m, &m->temb1, "time_embedding.linear_1", m->temb_dim, c->ch) < 0 ||
+       add_linear(m, &m->temb2, "time_embedding.linear_2", m->temb_dim, m->temb_dim) < 0)
       return -1;
 
    int h = build_conv(m, "conv_in", -1, c->in_ch, c->ch, 0, 1);
@@ -276,8 +276,7 @@ static int build(ddpm_unet *m)
    }
    node *on = add_node(m, N_OUTNORM, h, hch, hch, 0);
    if (!on) return -1;
-   on->p0 = add_norm(m, "conv_norm_out", hch);
-   if (on->p0 < 0) return -1;
+   if (add_norm(m, &on->p.norm, "conv_norm_out", hch) < 0) return -1;
    h = LAST(m);
    if (build_conv(m, "conv_out", h, hch, c->out_ch, 0, 1) < 0) return -1;
    return 0;

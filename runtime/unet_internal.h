@@ -10,6 +10,18 @@
 
 enum { N_CONV, N_RES, N_ATTN, N_UPSAMPLE, N_CONCAT, N_OUTNORM };
 
+/* A module's weight and bias (a GroupNorm's gain and shift) as indices into
+   the parameter table, set where unet.c registers them. */
+typedef struct pslot { int w, b; } pslot;
+
+/* A ResNet block's modules (shortcut only when has_short), named after
+   their diffusers keys; cs[] of the node holds their shapes in this order. */
+typedef struct res_params { pslot norm1, conv1, time_emb_proj, norm2, conv2, shortcut; } res_params;
+enum { CS_CONV1, CS_CONV2, CS_SHORT };   /* node.cs[] of a ResNet block */
+
+/* An attention block's modules: group_norm, to_q, to_k, to_v, to_out.0. */
+typedef struct attn_params { pslot norm, q, k, v, out; } attn_params;
+
 /* Profile categories: where unet_run.c's timers put each op (see
    ddpm_unet_prof_name for the words). */
 enum {
@@ -40,12 +52,17 @@ typedef struct node {
    int C, C2, Cout;      /* input channels (in), channels of in2 (concat), output */
    int lvl;              /* input resolution = H0 >> lvl */
    int stride;           /* conv: 2 = the official downsampling */
-   int p0;               /* first parameter index of the node */
+   union {               /* the node's parameters, by type */
+      pslot conv;        /* N_CONV */
+      pslot norm;        /* N_OUTNORM */
+      res_params res;    /* N_RES */
+      attn_params attn;  /* N_ATTN */
+   } p;
    int has_short;        /* ResNet block: 1x1 shortcut */
    /* plan for the current input shape (unet_run.c) */
    ddpm_conv2d_shape cs[3];
    int H, W;             /* input spatial size */
-   int wino;             /* bit k: cs[k] runs through winograd.c */
+   int wino;             /* bit k: cs[k] runs through winograd.c (unet_run.c: uses_wino) */
    int last_use;         /* largest index of a consumer (-1: none) */
    int first_in, first_in2;   /* backward's write to the producer's dy is its first */
    float *y, *dy;        /* output and its gradient */
@@ -63,7 +80,7 @@ struct ddpm_unet {
    size_t numel;
    ddpm_tensor *params_t, *grads_t;   /* flat buffers (views may outlive the model) */
    float *params, *grads;             /* their data */
-   int p_temb;           /* first of time_embedding.linear_1/2 (4 tensors) */
+   pslot temb1, temb2;   /* time_embedding.linear_1, linear_2 */
    /* nodes */
    node *nodes;
    int nnodes, capnodes;

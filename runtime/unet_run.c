@@ -43,13 +43,10 @@
 #include <omp.h>
 #endif
 
-#define PW(m, n, k) ((m)->params + (m)->ptab[(n)->p0 + (k)].offset)
-#define GW(m, n, k) ((m)->grads + (m)->ptab[(n)->p0 + (k)].offset)
-
-/* ResNet parameter slots (registration order in unet.c). */
-enum { R_N1W, R_N1B, R_C1W, R_C1B, R_TW, R_TB, R_N2W, R_N2B, R_C2W, R_C2B, R_SW, R_SB };
-/* Attention parameter slots. */
-enum { A_GW, A_GB, A_QW, A_QB, A_KW, A_KB, A_VW, A_VB, A_OW, A_OB };
+/* A parameter's data and its gradient's, by parameter-table index (the
+   pslot fields unet.c fills where it registers them). */
+#define PARAM(m, i) ((m)->params + (m)->ptab[i].offset)
+#define GRAD(m, i)  ((m)->grads + (m)->ptab[i].offset)
 
 const char *const ddpm_unet_prof_name[DDPM_PROF_N] = {
    "conv3x3 fwd (winograd)", "conv3x3 dW (winograd)", "conv3x3 dX (winograd)",
@@ -80,6 +77,9 @@ static inline void pend(ddpm_unet *m, int cat, double t0)
    m->prof->t[cat] += now() - t0;
    m->prof->calls[cat]++;
 }
+
+/* Runs the statement and, when profiling, adds its wall time to category cat. */
+#define TIMED(m, cat, ...) do { double t0_ = pbegin(m); __VA_ARGS__; pend((m), (cat), t0_); } while (0)
 
 /* ---------------------------------------------------------------- plan */
 
@@ -138,6 +138,9 @@ static int wino_ok(const ddpm_conv2d_shape *s)
           s->OH == s->H && s->OW == s->W && s->C >= WINO_MIN_C && s->OC >= WINO_MIN_C;
 }
 
+/* Whether the node's convolution cs[k] runs through winograd.c. */
+static inline int uses_wino(const node *n, int k) { return (n->wino >> k) & 1; }
+
 static int plan_threads(void)
 {
 #ifdef _OPENMP
@@ -193,12 +196,12 @@ static void shapes(ddpm_unet *m, int N, int H0, int W0, int keep, size_t *scratc
          if (!n->wino) *gwork = max_sz(*gwork, ddpm_conv2d_gemm_work_floats(&n->cs[0]));
          break;
       case N_RES:
-         n->cs[0] = ddpm_conv2d_make(N, n->C, H, W, n->Cout, 3, 1, 1, 1, 1, 1);
-         n->cs[1] = ddpm_conv2d_make(N, n->Cout, H, W, n->Cout, 3, 1, 1, 1, 1, 1);
-         n->cs[2] = ddpm_conv2d_make(N, n->C, H, W, n->Cout, 1, 1, 0, 0, 0, 0);
+         n->cs[CS_CONV1] = ddpm_conv2d_make(N, n->C, H, W, n->Cout, 3, 1, 1, 1, 1, 1);
+         n->cs[CS_CONV2] = ddpm_conv2d_make(N, n->Cout, H, W, n->Cout, 3, 1, 1, 1, 1, 1);
+         n->cs[CS_SHORT] = ddpm_conv2d_make(N, n->C, H, W, n->Cout, 1, 1, 0, 0, 0, 0);
          for (int k = 0; k < 3; k++) {
-            if (k == 2 && !n->has_short) continue;
-            int w = k < 2 && wino_ok(&n->cs[k]);
+            if (k == CS_SHORT && !n->has_short) continue;
+            int w = k != CS_SHORT && wino_ok(&n->cs[k]);   /* 1x1: GEMM */
             n->wino |= w << k;
             *scratch = max_sz(*scratch, conv_scratch(&n->cs[k], w, keep));
             if (!w) *gwork = max_sz(*gwork, ddpm_conv2d_gemm_work_floats(&n->cs[k]));
@@ -423,63 +426,74 @@ static void conv_bwd(ddpm_unet *m, float *din, int din_acc, float *dw, float *db
 
 /* ---------------------------------------------------------------- forward */
 
+/* The statistics buffers of a node's k-th GroupNorm: its own when the plan
+   keeps activations for backward, else the shared inference ones. */
+static float *stat_mean(ddpm_unet *m, node *n, int k)
+{
+   return m->pkeep ? n->mean[k] : m->stat_mean;
+}
+
+static float *stat_rstd(ddpm_unet *m, node *n, int k)
+{
+   return m->pkeep ? n->rstd[k] : m->stat_rstd;
+}
+
 static void res_forward(ddpm_unet *m, node *n, int idx, float *y)
 {
+   const res_params *p = &n->p.res;
    const int N = m->pN, G = m->cfg.groups, HW = n->H * n->W, td = m->temb_dim;
-   const int keep = m->pkeep;
    const float eps = m->cfg.eps;
    const float *x = input_of(m, n->in);
-   float *a1 = m->T[0], *d2 = m->T[1], *h1 = keep ? n->h1 : m->T[2];
-   float *mean1 = keep ? n->mean[0] : m->stat_mean, *rstd1 = keep ? n->rstd[0] : m->stat_rstd;
-   float *mean2 = keep ? n->mean[1] : m->stat_mean, *rstd2 = keep ? n->rstd[1] : m->stat_rstd;
-   double t0 = pbegin(m);
-   ddpm_gn_act_forward(a1, mean1, rstd1, 0, x, PW(m, n, R_N1W), PW(m, n, R_N1B),
-                       N, n->C, HW, G, eps, 1, DDPM_NO_DROPOUT);
-   pend(m, PF_GN_FWD, t0);
+   float *a1 = m->T[0], *d2 = m->T[1], *h1 = m->pkeep ? n->h1 : m->T[2];
+   TIMED(m, PF_GN_FWD,
+         ddpm_gn_act_forward(a1, stat_mean(m, n, 0), stat_rstd(m, n, 0), DDPM_GN_COMPUTE, x,
+                             PARAM(m, p->norm1.w), PARAM(m, p->norm1.b), N, n->C, HW, G, eps,
+                             DDPM_ACT_SILU, DDPM_NO_DROPOUT));
    /* conv1's bias and Dense(swish(temb)) are one per-image bias */
-   t0 = pbegin(m);
-   ddpm_linear_forward(m->tp, m->st, PW(m, n, R_TW), PW(m, n, R_TB), N, td, n->Cout);
-   const float *b1 = PW(m, n, R_C1B);
-   for (int b = 0; b < N; b++)
-      for (int c = 0; c < n->Cout; c++) m->tp[b * n->Cout + c] += b1[c];
-   pend(m, PF_TEMB, t0);
+   TIMED(m, PF_TEMB, {
+      ddpm_linear_forward(m->tp, m->st, PARAM(m, p->time_emb_proj.w),
+                          PARAM(m, p->time_emb_proj.b), N, td, n->Cout);
+      const float *b1 = PARAM(m, p->conv1.b);
+      for (int b = 0; b < N; b++)
+         for (int c = 0; c < n->Cout; c++) m->tp[b * n->Cout + c] += b1[c];
+   });
    ddpm_conv_epi e1 = { NULL, m->tp, NULL };
-   conv_fwd(m, h1, a1, PW(m, n, R_C1W), &e1, &n->cs[0], n->wino & 1);
-   t0 = pbegin(m);
-   ddpm_gn_act_forward(d2, mean2, rstd2, 0, h1, PW(m, n, R_N2W), PW(m, n, R_N2B),
-                       N, n->Cout, HW, G, eps, 1, node_dropout(m, idx));
-   pend(m, PF_GN_FWD, t0);
+   conv_fwd(m, h1, a1, PARAM(m, p->conv1.w), &e1, &n->cs[CS_CONV1], uses_wino(n, CS_CONV1));
+   TIMED(m, PF_GN_FWD,
+         ddpm_gn_act_forward(d2, stat_mean(m, n, 1), stat_rstd(m, n, 1), DDPM_GN_COMPUTE, h1,
+                             PARAM(m, p->norm2.w), PARAM(m, p->norm2.b), N, n->Cout, HW, G, eps,
+                             DDPM_ACT_SILU, node_dropout(m, idx)));
    const float *skip = x;
    if (n->has_short) {
-      ddpm_conv_epi es = { PW(m, n, R_SB), NULL, NULL };
-      conv_fwd(m, y, x, PW(m, n, R_SW), &es, &n->cs[2], 0);
+      ddpm_conv_epi es = { PARAM(m, p->shortcut.b), NULL, NULL };
+      conv_fwd(m, y, x, PARAM(m, p->shortcut.w), &es, &n->cs[CS_SHORT], uses_wino(n, CS_SHORT));
       skip = y;
    }
-   ddpm_conv_epi e2 = { PW(m, n, R_C2B), NULL, skip };
-   conv_fwd(m, y, d2, PW(m, n, R_C2W), &e2, &n->cs[1], (n->wino >> 1) & 1);
+   ddpm_conv_epi e2 = { PARAM(m, p->conv2.b), NULL, skip };
+   conv_fwd(m, y, d2, PARAM(m, p->conv2.w), &e2, &n->cs[CS_CONV2], uses_wino(n, CS_CONV2));
 }
 
 static void attn_forward(ddpm_unet *m, node *n, float *y)
 {
+   const attn_params *p = &n->p.attn;
    const int N = m->pN, HW = n->H * n->W, C = n->C;
    const float *x = input_of(m, n->in);
    float *h = m->T[0];
-   double t0 = pbegin(m);
-   ddpm_gn_act_forward(h, m->pkeep ? n->mean[0] : m->stat_mean,
-                       m->pkeep ? n->rstd[0] : m->stat_rstd, 0, x, PW(m, n, A_GW),
-                       PW(m, n, A_GB), N, C, HW, m->cfg.groups, m->cfg.eps, 0, DDPM_NO_DROPOUT);
-   pend(m, PF_GN_FWD, t0);
-   t0 = pbegin(m);
+   TIMED(m, PF_GN_FWD,
+         ddpm_gn_act_forward(h, stat_mean(m, n, 0), stat_rstd(m, n, 0), DDPM_GN_COMPUTE, x,
+                             PARAM(m, p->norm.w), PARAM(m, p->norm.b), N, C, HW, m->cfg.groups,
+                             m->cfg.eps, DDPM_ACT_NONE, DDPM_NO_DROPOUT));
    float *q = n->q, *k = n->k, *v = n->v, *o = n->o, *att = n->att;
    if (!m->pkeep) {   /* shared temporaries */
       const size_t NCP = (size_t)N * C * HW;
       q = m->attn_tmp; k = q + NCP; v = k + NCP; o = v + NCP; att = o + NCP;
    }
    ddpm_gemm_ws ws = gws(m);
-   ddpm_attention_forward_res(y, q, k, v, att, o, h, x, PW(m, n, A_QW), PW(m, n, A_QB),
-                              PW(m, n, A_KW), PW(m, n, A_KB), PW(m, n, A_VW), PW(m, n, A_VB),
-                              PW(m, n, A_OW), PW(m, n, A_OB), N, C, HW, &ws);
-   pend(m, PF_ATTN_FWD, t0);
+   TIMED(m, PF_ATTN_FWD,
+         ddpm_attention_forward_res(y, q, k, v, att, o, h, x, PARAM(m, p->q.w), PARAM(m, p->q.b),
+                                    PARAM(m, p->k.w), PARAM(m, p->k.b), PARAM(m, p->v.w),
+                                    PARAM(m, p->v.b), PARAM(m, p->out.w), PARAM(m, p->out.b),
+                                    N, C, HW, &ws));
 }
 
 static void concat_forward(ddpm_unet *m, node *n, float *y)
@@ -500,28 +514,24 @@ static void node_forward(ddpm_unet *m, int idx, float *y)
 {
    node *n = &m->nodes[idx];
    const int N = m->pN;
-   double t0;
    switch (n->type) {
    case N_CONV: {
-      ddpm_conv_epi e = { PW(m, n, 1), NULL, NULL };
-      conv_fwd(m, y, input_of(m, n->in), PW(m, n, 0), &e, &n->cs[0], n->wino);
+      ddpm_conv_epi e = { PARAM(m, n->p.conv.b), NULL, NULL };
+      conv_fwd(m, y, input_of(m, n->in), PARAM(m, n->p.conv.w), &e, &n->cs[0], n->wino);
       break;
    }
    case N_RES: res_forward(m, n, idx, y); break;
    case N_ATTN: attn_forward(m, n, y); break;
    case N_UPSAMPLE:
-      t0 = pbegin(m);
-      ddpm_upsample2x_forward(y, input_of(m, n->in), N, n->C, n->H, n->W);
-      pend(m, PF_UPSAMPLE, t0);
+      TIMED(m, PF_UPSAMPLE, ddpm_upsample2x_forward(y, input_of(m, n->in), N, n->C, n->H, n->W));
       break;
    case N_CONCAT: concat_forward(m, n, y); break;
    case N_OUTNORM:
-      t0 = pbegin(m);
-      ddpm_gn_act_forward(y, m->pkeep ? n->mean[0] : m->stat_mean,
-                          m->pkeep ? n->rstd[0] : m->stat_rstd, 0, input_of(m, n->in),
-                          PW(m, n, 0), PW(m, n, 1), N, n->C, n->H * n->W, m->cfg.groups,
-                          m->cfg.eps, 1, DDPM_NO_DROPOUT);
-      pend(m, PF_GN_FWD, t0);
+      TIMED(m, PF_GN_FWD,
+            ddpm_gn_act_forward(y, stat_mean(m, n, 0), stat_rstd(m, n, 0), DDPM_GN_COMPUTE,
+                                input_of(m, n->in), PARAM(m, n->p.norm.w), PARAM(m, n->p.norm.b),
+                                N, n->C, n->H * n->W, m->cfg.groups, m->cfg.eps, DDPM_ACT_SILU,
+                                DDPM_NO_DROPOUT));
       break;
    }
 }
@@ -556,11 +566,9 @@ int ddpm_unet_forward(ddpm_unet *m, float *out, const float *x, const float *t,
       ResNet block projects. */
    t0 = pbegin(m);
    ddpm_timestep_embedding(m->e, m->tvals, N, c->ch);
-   ddpm_linear_forward(m->l1, m->e, m->params + m->ptab[m->p_temb].offset,
-                       m->params + m->ptab[m->p_temb + 1].offset, N, c->ch, td);
+   ddpm_linear_forward(m->l1, m->e, PARAM(m, m->temb1.w), PARAM(m, m->temb1.b), N, c->ch, td);
    ddpm_silu_forward(m->s1, m->l1, (int64_t)N * td);
-   ddpm_linear_forward(m->temb, m->s1, m->params + m->ptab[m->p_temb + 2].offset,
-                       m->params + m->ptab[m->p_temb + 3].offset, N, td, td);
+   ddpm_linear_forward(m->temb, m->s1, PARAM(m, m->temb2.w), PARAM(m, m->temb2.b), N, td, td);
    ddpm_silu_forward(m->st, m->temb, (int64_t)N * td);
    pend(m, PF_TEMB, t0);
    for (int i = 0; i < m->nnodes; i++) {
@@ -587,77 +595,79 @@ static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
  */
 static void res_backward(ddpm_unet *m, node *n, int idx, const float *dy)
 {
+   const res_params *p = &n->p.res;
    const int N = m->pN, G = m->cfg.groups, HW = n->H * n->W, td = m->temb_dim;
    const float eps = m->cfg.eps;
    const float *x = input_of(m, n->in);
    float *dx = dinput_of(m, n->in);
    float *T0 = m->T[0], *T1 = m->T[1], *T2 = m->T[2];
    const ddpm_dropout drop = node_dropout(m, idx);
-   int dx_acc = !n->first_in;
-   if (n->has_short && dx) {
-      conv_bwd(m, dx, dx_acc, GW(m, n, R_SW), GW(m, n, R_SB), dy, x, PW(m, n, R_SW),
-               &n->cs[2], 0);
-      dx_acc = 1;
-   } else if (n->has_short) {
-      conv_bwd(m, NULL, 0, GW(m, n, R_SW), GW(m, n, R_SB), dy, x, PW(m, n, R_SW), &n->cs[2], 0);
+   ddpm_write dx_mode = n->first_in ? DDPM_OVERWRITE : DDPM_ACCUMULATE;
+   if (n->has_short) {
+      conv_bwd(m, dx, dx_mode, GRAD(m, p->shortcut.w), GRAD(m, p->shortcut.b), dy, x,
+               PARAM(m, p->shortcut.w), &n->cs[CS_SHORT], uses_wino(n, CS_SHORT));
+      if (dx) dx_mode = DDPM_ACCUMULATE;
    }
-   double t0 = pbegin(m);
-   ddpm_gn_act_forward(T0, n->mean[1], n->rstd[1], 1, n->h1, PW(m, n, R_N2W), PW(m, n, R_N2B),
-                       N, n->Cout, HW, G, eps, 1, drop);
-   pend(m, PF_GN_RECOMP, t0);
-   conv_bwd(m, T1, 0, GW(m, n, R_C2W), GW(m, n, R_C2B), dy, T0, PW(m, n, R_C2W), &n->cs[1],
-            (n->wino >> 1) & 1);
-   t0 = pbegin(m);
-   ddpm_gn_act_backward(T0, 0, GW(m, n, R_N2W), GW(m, n, R_N2B), m->dtp, T1, T1, n->h1,
-                        n->mean[1], n->rstd[1], PW(m, n, R_N2W), PW(m, n, R_N2B), NULL,
-                        N, n->Cout, HW, G, 1, drop);
-   pend(m, PF_GN_BWD, t0);
+   TIMED(m, PF_GN_RECOMP,
+         ddpm_gn_act_forward(T0, n->mean[1], n->rstd[1], DDPM_GN_REUSE, n->h1,
+                             PARAM(m, p->norm2.w), PARAM(m, p->norm2.b), N, n->Cout, HW, G, eps,
+                             DDPM_ACT_SILU, drop));
+   conv_bwd(m, T1, DDPM_OVERWRITE, GRAD(m, p->conv2.w), GRAD(m, p->conv2.b), dy, T0,
+            PARAM(m, p->conv2.w), &n->cs[CS_CONV2], uses_wino(n, CS_CONV2));
+   TIMED(m, PF_GN_BWD,
+         ddpm_gn_act_backward(T0, DDPM_OVERWRITE, GRAD(m, p->norm2.w), GRAD(m, p->norm2.b), m->dtp,
+                              T1, T1, n->h1, n->mean[1], n->rstd[1], PARAM(m, p->norm2.w),
+                              PARAM(m, p->norm2.b), NULL, N, n->Cout, HW, G, DDPM_ACT_SILU,
+                              drop));
    /* the per-image bias of conv1: Dense(swish(temb)) + conv1.bias */
-   t0 = pbegin(m);
-   ddpm_linear_backward(m->dst, GW(m, n, R_TW), GW(m, n, R_TB), m->dtp, m->st, PW(m, n, R_TW),
-                        N, td, n->Cout);
-   float *db1 = GW(m, n, R_C1B);
-   for (int c = 0; c < n->Cout; c++) {
-      double s = 0;
-      for (int b = 0; b < N; b++) s += m->dtp[b * n->Cout + c];
-      db1[c] += (float)s;
-   }
-   pend(m, PF_TEMB, t0);
-   t0 = pbegin(m);
-   ddpm_gn_act_forward(T1, n->mean[0], n->rstd[0], 1, x, PW(m, n, R_N1W), PW(m, n, R_N1B),
-                       N, n->C, HW, G, eps, 1, DDPM_NO_DROPOUT);
-   pend(m, PF_GN_RECOMP, t0);
-   conv_bwd(m, T2, 0, GW(m, n, R_C1W), NULL, T0, T1, PW(m, n, R_C1W), &n->cs[0], n->wino & 1);
-   t0 = pbegin(m);
-   ddpm_gn_act_backward(dx, dx_acc, GW(m, n, R_N1W), GW(m, n, R_N1B), NULL, T2, T2, x,
-                        n->mean[0], n->rstd[0], PW(m, n, R_N1W), PW(m, n, R_N1B),
-                        n->has_short ? NULL : dy, N, n->C, HW, G, 1, DDPM_NO_DROPOUT);
-   pend(m, PF_GN_BWD, t0);
+   TIMED(m, PF_TEMB, {
+      ddpm_linear_backward(m->dst, GRAD(m, p->time_emb_proj.w), GRAD(m, p->time_emb_proj.b),
+                           m->dtp, m->st, PARAM(m, p->time_emb_proj.w), N, td, n->Cout);
+      float *db1 = GRAD(m, p->conv1.b);
+      for (int c = 0; c < n->Cout; c++) {
+         double s = 0;
+         for (int b = 0; b < N; b++) s += m->dtp[b * n->Cout + c];
+         db1[c] += (float)s;
+      }
+   });
+   TIMED(m, PF_GN_RECOMP,
+         ddpm_gn_act_forward(T1, n->mean[0], n->rstd[0], DDPM_GN_REUSE, x, PARAM(m, p->norm1.w),
+                             PARAM(m, p->norm1.b), N, n->C, HW, G, eps, DDPM_ACT_SILU,
+                             DDPM_NO_DROPOUT));
+   conv_bwd(m, T2, DDPM_OVERWRITE, GRAD(m, p->conv1.w), NULL, T0, T1, PARAM(m, p->conv1.w),
+            &n->cs[CS_CONV1], uses_wino(n, CS_CONV1));
+   TIMED(m, PF_GN_BWD,
+         ddpm_gn_act_backward(dx, dx_mode, GRAD(m, p->norm1.w), GRAD(m, p->norm1.b), NULL, T2, T2,
+                              x, n->mean[0], n->rstd[0], PARAM(m, p->norm1.w),
+                              PARAM(m, p->norm1.b), n->has_short ? NULL : dy, N, n->C, HW, G,
+                              DDPM_ACT_SILU, DDPM_NO_DROPOUT));
 }
 
 static void attn_backward(ddpm_unet *m, node *n, const float *dy)
 {
+   const attn_params *p = &n->p.attn;
    const int N = m->pN, HW = n->H * n->W, C = n->C, G = m->cfg.groups;
    const float *x = input_of(m, n->in);
    float *dx = dinput_of(m, n->in);
    float *h = m->T[0], *dh = m->T[1];
-   double t0 = pbegin(m);
-   ddpm_gn_act_forward(h, n->mean[0], n->rstd[0], 1, x, PW(m, n, A_GW), PW(m, n, A_GB),
-                       N, C, HW, G, m->cfg.eps, 0, DDPM_NO_DROPOUT);
-   pend(m, PF_GN_RECOMP, t0);
-   t0 = pbegin(m);
+   TIMED(m, PF_GN_RECOMP,
+         ddpm_gn_act_forward(h, n->mean[0], n->rstd[0], DDPM_GN_REUSE, x, PARAM(m, p->norm.w),
+                             PARAM(m, p->norm.b), N, C, HW, G, m->cfg.eps, DDPM_ACT_NONE,
+                             DDPM_NO_DROPOUT));
    ddpm_gemm_ws ws = gws(m);
-   ddpm_attention_backward_ex(dh, 0, GW(m, n, A_QW), GW(m, n, A_QB), GW(m, n, A_KW),
-                              GW(m, n, A_KB), GW(m, n, A_VW), GW(m, n, A_VB), GW(m, n, A_OW),
-                              GW(m, n, A_OB), m->scratch, dy, h, n->q, n->k, n->v, n->att, n->o,
-                              PW(m, n, A_QW), PW(m, n, A_KW), PW(m, n, A_VW), PW(m, n, A_OW),
-                              N, C, HW, &ws);
-   pend(m, PF_ATTN_BWD, t0);
-   t0 = pbegin(m);
-   ddpm_gn_act_backward(dx, !n->first_in, GW(m, n, A_GW), GW(m, n, A_GB), NULL, dh, dh, x,
-                        n->mean[0], n->rstd[0], PW(m, n, A_GW), PW(m, n, A_GB), dy,
-                        N, C, HW, G, 0, DDPM_NO_DROPOUT);
-   pend(m, PF_GN_BWD, t0);
+   TIMED(m, PF_ATTN_BWD,
+         ddpm_attention_backward_ex(dh, DDPM_OVERWRITE, GRAD(m, p->q.w), GRAD(m, p->q.b),
+                                    GRAD(m, p->k.w), GRAD(m, p->k.b), GRAD(m, p->v.w),
+                                    GRAD(m, p->v.b), GRAD(m, p->out.w), GRAD(m, p->out.b),
+                                    m->scratch, dy, h, n->q, n->k, n->v, n->att, n->o,
+                                    PARAM(m, p->q.w), PARAM(m, p->k.w), PARAM(m, p->v.w),
+                                    PARAM(m, p->out.w), N, C, HW, &ws));
+   /* the residual's gradient dy is folded into the norm's backward */
+   TIMED(m, PF_GN_BWD,
+         ddpm_gn_act_backward(dx, n->first_in ? DDPM_OVERWRITE : DDPM_ACCUMULATE,
+                              GRAD(m, p->norm.w), GRAD(m, p->norm.b), NULL, dh, dh, x, n->mean[0],
+                              n->rstd[0], PARAM(m, p->norm.w), PARAM(m, p->norm.b), dy, N, C, HW,
+                              G, DDPM_ACT_NONE, DDPM_NO_DROPOUT));
 }
 
 static void concat_backward(ddpm_unet *m, node *n, const float *dy)
@@ -685,30 +695,28 @@ static void node_backward(ddpm_unet *m, int idx, const float *dy)
 {
    node *n = &m->nodes[idx];
    const int N = m->pN;
-   double t0;
+   const ddpm_write in_mode = n->first_in ? DDPM_OVERWRITE : DDPM_ACCUMULATE;
    switch (n->type) {
    case N_CONV:
-      conv_bwd(m, dinput_of(m, n->in), !n->first_in, GW(m, n, 0), GW(m, n, 1), dy,
-               input_of(m, n->in), PW(m, n, 0), &n->cs[0], n->wino);
+      conv_bwd(m, dinput_of(m, n->in), in_mode, GRAD(m, n->p.conv.w), GRAD(m, n->p.conv.b), dy,
+               input_of(m, n->in), PARAM(m, n->p.conv.w), &n->cs[0], n->wino);
       break;
    case N_RES: res_backward(m, n, idx, dy); break;
    case N_ATTN: attn_backward(m, n, dy); break;
    case N_UPSAMPLE:
-      t0 = pbegin(m);
-      ddpm_upsample2x_backward_ex(dinput_of(m, n->in), !n->first_in, dy, N, n->C, n->H, n->W);
-      pend(m, PF_UPSAMPLE, t0);
+      TIMED(m, PF_UPSAMPLE,
+            ddpm_upsample2x_backward_ex(dinput_of(m, n->in), in_mode, dy, N, n->C, n->H, n->W));
       break;
    case N_CONCAT: concat_backward(m, n, dy); break;
-   case N_OUTNORM: {
+   case N_OUTNORM:
       /* dy is this node's own buffer and dead afterwards: it is the work area */
-      t0 = pbegin(m);
-      ddpm_gn_act_backward(dinput_of(m, n->in), !n->first_in, GW(m, n, 0), GW(m, n, 1), NULL,
-                           (float *)dy, dy, input_of(m, n->in), n->mean[0], n->rstd[0],
-                           PW(m, n, 0), PW(m, n, 1), NULL, N, n->C, n->H * n->W,
-                           m->cfg.groups, 1, DDPM_NO_DROPOUT);
-      pend(m, PF_GN_BWD, t0);
+      TIMED(m, PF_GN_BWD,
+            ddpm_gn_act_backward(dinput_of(m, n->in), in_mode, GRAD(m, n->p.norm.w),
+                                 GRAD(m, n->p.norm.b), NULL, (float *)dy, dy, input_of(m, n->in),
+                                 n->mean[0], n->rstd[0], PARAM(m, n->p.norm.w),
+                                 PARAM(m, n->p.norm.b), NULL, N, n->C, n->H * n->W,
+                                 m->cfg.groups, DDPM_ACT_SILU, DDPM_NO_DROPOUT));
       break;
-   }
    }
 }
 
@@ -731,14 +739,12 @@ int ddpm_unet_backward(ddpm_unet *m, float *dx, const float *dout)
    zero(d1, (size_t)N * td);
    ddpm_silu_backward(d1, m->dst, m->temb, (int64_t)N * td);
    zero(d2, (size_t)N * td);
-   ddpm_linear_backward(d2, m->grads + m->ptab[m->p_temb + 2].offset,
-                        m->grads + m->ptab[m->p_temb + 3].offset, d1, m->s1,
-                        m->params + m->ptab[m->p_temb + 2].offset, N, td, td);
+   ddpm_linear_backward(d2, GRAD(m, m->temb2.w), GRAD(m, m->temb2.b), d1, m->s1,
+                        PARAM(m, m->temb2.w), N, td, td);
    zero(d1, (size_t)N * td);
    ddpm_silu_backward(d1, d2, m->l1, (int64_t)N * td);
-   ddpm_linear_backward(NULL, m->grads + m->ptab[m->p_temb].offset,
-                        m->grads + m->ptab[m->p_temb + 1].offset, d1, m->e,
-                        m->params + m->ptab[m->p_temb].offset, N, c->ch, td);
+   ddpm_linear_backward(NULL, GRAD(m, m->temb1.w), GRAD(m, m->temb1.b), d1, m->e,
+                        PARAM(m, m->temb1.w), N, c->ch, td);
    pend(m, PF_TEMB, t0);
    m->dxcur = NULL;
    return DDPM_OK;
