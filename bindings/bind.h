@@ -26,6 +26,7 @@ void l_runlog_register(lua_State *L);
 void l_diffusion_register(lua_State *L);
 void l_plot_register(lua_State *L);
 void l_lenet_register(lua_State *L);
+void l_gauss_register(lua_State *L);
 void l_tsampler_register(lua_State *L);
 void l_dist_register(lua_State *L);
 void l_inception_register(lua_State *L);
@@ -42,5 +43,15 @@ void l_pushtensor(lua_State *L, ddpm_tensor *t);
 void l_track(lua_State *L, const ddpm_tensor *t);
 /* Raises "<what>: <ddpm_errmsg()>" when rc != DDPM_OK. */
 void l_check(lua_State *L, int rc, const char *what);
+
+/* (l_io.c) A new float tensor [a] or [a,b] (ndim 1 or 2) pushed on the stack,
+   owned by Lua from here; its data. */
+float *l_new_tensor(lua_State *L, int ndim, int64_t a, int64_t b, const char *what);
+/* (l_io.c) An optional {key = string} table at idx into parallel arrays of
+   at most 32, sorted by key (a file written from the same values then comes
+   out byte for byte the same); the count. */
+int l_read_metadata(lua_State *L, int idx, const char **keys, const char **vals, const char *what);
+/* (l_io.c) Pushes a safetensors file's metadata as a {key = value} table. */
+void l_push_metadata(lua_State *L, const ddpm_st_file *f);
 
 #endif

@@ -62,17 +62,14 @@ static int l_cwd(lua_State *L)
    return 1;
 }
 
-/* mix_seed(seed, stream) -> an independent 53-bit seed (splitmix64), so one
-   run seed gives separate streams for noise, timesteps, dropout, flips. */
+/* mix_seed(seed, stream) -> ddpm_rng_mix_seed's seed, cut to 53 bits so
+   that a Lua number holds it exactly. */
 static int l_mix_seed(lua_State *L)
 {
    double s = luaL_checknumber(L, 1), k = luaL_checknumber(L, 2);
    luaL_argcheck(L, s >= 0 && s == floor(s) && s < 9007199254740992.0, 1, "seed must be an integer in [0, 2^53)");
    luaL_argcheck(L, k >= 0 && k == floor(k) && k < 9007199254740992.0, 2, "stream must be an integer in [0, 2^53)");
-   uint64_t z = (uint64_t)s * 0x9E3779B97F4A7C15ull + (uint64_t)k * 0xD1B54A32D192ED03ull + 1;
-   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-   z ^= z >> 31;
+   uint64_t z = ddpm_rng_mix_seed((uint64_t)s, (uint64_t)k);
    lua_pushnumber(L, (double)(z & ((1ull << 53) - 1)));
    return 1;
 }
@@ -125,6 +122,7 @@ int luaopen_ddpm_core(lua_State *L)
    l_diffusion_register(L);
    l_plot_register(L);
    l_lenet_register(L);
+   l_gauss_register(L);
    l_tsampler_register(L);
    l_dist_register(L);
    l_inception_register(L);

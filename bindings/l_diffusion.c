@@ -429,8 +429,7 @@ static int l_schedule_respace(lua_State *L)
    ddpm_schedule *s = check_schedule(L, 1);
    int *idx = lua_newuserdata(L, sizeof(int) * (size_t)s->T), K = 0;
    if (lua_type(L, 2) == LUA_TSTRING) {
-      if (ddpm_space_timesteps(idx, &K, s->T, lua_tostring(L, 2)) != DDPM_OK)
-         return luaL_error(L, "respace: %s", ddpm_errmsg());
+      l_check(L, ddpm_space_timesteps(idx, &K, s->T, lua_tostring(L, 2)), "respace");
    } else if (lua_istable(L, 2)) {
       K = (int)lua_objlen(L, 2);
       if (K < 1 || K > s->T)
@@ -485,7 +484,7 @@ static int flat2(lua_State *L, flat_op op, const char *what, const char *an, con
    const int *t = read_t(L, 4, N, s, what);
    const float *pa = in_data(L, a, what), *pb = in_data(L, b, what);
    float *out = out_data(L, 5, a, what, "out");
-   if (op(s, out, pa, pb, t, N, D) != DDPM_OK) return luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_check(L, op(s, out, pa, pb, t, N, D), what);
    return 1;
 }
 
@@ -529,8 +528,7 @@ static int l_q_posterior(lua_State *L)
    int top = lua_gettop(L);
    float *mean = out_data(L, 0, x0, what, "mean");
    float *var = out_vec(L, N, what), *lv = out_vec(L, N, what);
-   if (ddpm_q_posterior(s, mean, var, lv, p0, pt, t, N, D) != DDPM_OK)
-      return luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_check(L, ddpm_q_posterior(s, mean, var, lv, p0, pt, t, N, D), what);
    return lua_gettop(L) - top;
 }
 
@@ -592,9 +590,8 @@ static int l_p_mean_variance(lua_State *L)
    float *mean = out_data(L, 0, r.xt, what, "mean");
    float *lv = out_data(L, 0, r.xt, what, "logvar");
    float *x0 = out_data(L, 0, r.xt, what, "x0");
-   if (ddpm_p_mean_variance(r.s, mean, lv, x0, pmo, pxt, r.t, r.N, r.C, r.HW, r.mean_type,
-                            r.var_type, r.clip) != DDPM_OK)
-      return luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_check(L, ddpm_p_mean_variance(r.s, mean, lv, x0, pmo, pxt, r.t, r.N, r.C, r.HW, r.mean_type,
+                                   r.var_type, r.clip), what);
    return lua_gettop(L) - top;
 }
 
@@ -615,9 +612,8 @@ static int l_p_sample_step(lua_State *L)
    if (!lua_isnil(L, oi) && !luaL_testudata(L, oi, DDPM_TENSOR_MT))
       return luaL_error(L, "%s: option 'out' must be a ddpm.Tensor, got %s", what, luaL_typename(L, oi));
    float *out = out_data(L, lua_isnil(L, oi) ? 0 : oi, r.xt, what, "out");
-   if (ddpm_p_sample_step(r.s, out, x0, pmo, pxt, r.t, pz, r.N, r.C, r.HW, r.mean_type,
-                          r.var_type, r.clip) != DDPM_OK)
-      return luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_check(L, ddpm_p_sample_step(r.s, out, x0, pmo, pxt, r.t, pz, r.N, r.C, r.HW, r.mean_type,
+                                 r.var_type, r.clip), what);
    return 1;
 }
 
@@ -645,9 +641,8 @@ static int l_ddim_step(lua_State *L)
    if (!lua_isnil(L, oi) && !luaL_testudata(L, oi, DDPM_TENSOR_MT))
       return luaL_error(L, "%s: option 'out' must be a ddpm.Tensor, got %s", what, luaL_typename(L, oi));
    float *out = out_data(L, lua_isnil(L, oi) ? 0 : oi, r.xt, what, "out");
-   if (ddpm_ddim_step(r.s, out, x0, pmo, pxt, r.t, pz, eta, r.N, r.C, r.HW, r.mean_type,
-                      r.var_type, r.clip) != DDPM_OK)
-      return luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_check(L, ddpm_ddim_step(r.s, out, x0, pmo, pxt, r.t, pz, eta, r.N, r.C, r.HW, r.mean_type,
+                             r.var_type, r.clip), what);
    return 1;
 }
 
@@ -668,9 +663,8 @@ static int l_ddim_reverse_step(lua_State *L)
    if (!lua_isnil(L, oi) && !luaL_testudata(L, oi, DDPM_TENSOR_MT))
       return luaL_error(L, "%s: option 'out' must be a ddpm.Tensor, got %s", what, luaL_typename(L, oi));
    float *out = out_data(L, lua_isnil(L, oi) ? 0 : oi, r.xt, what, "out");
-   if (ddpm_ddim_reverse_step(r.s, out, x0, pmo, pxt, r.t, r.N, r.C, r.HW, r.mean_type,
-                              r.var_type, r.clip) != DDPM_OK)
-      return luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_check(L, ddpm_ddim_reverse_step(r.s, out, x0, pmo, pxt, r.t, r.N, r.C, r.HW, r.mean_type,
+                                     r.var_type, r.clip), what);
    return 1;
 }
 
@@ -708,8 +702,7 @@ static int l_loss_simple_per_example(lua_State *L)
    same_shape(L, y, o, what, "target", "model_out");
    const float *po = in_data(L, o, what), *py = in_data(L, y, what);
    float *out = out_vec(L, N, what);
-   if (ddpm_loss_simple_per_example(out, po, py, N, D) != DDPM_OK)
-      return luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_check(L, ddpm_loss_simple_per_example(out, po, py, N, D), what);
    return 1;
 }
 
@@ -735,9 +728,8 @@ static int l_vb_terms_bpd(lua_State *L)
    const float *pmo = in_data(L, mo, what), *p0 = in_data(L, x0, what), *pt = in_data(L, xt, what);
    int top = lua_gettop(L);
    float *terms = out_vec(L, N, what), *mse = out_vec(L, N, what);
-   if (ddpm_vb_terms_bpd(s, terms, mse, NULL, pmo, p0, pt, t, NULL, N, C, HW, mt, vt, clip, 0)
-       != DDPM_OK)
-      return luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_check(L, ddpm_vb_terms_bpd(s, terms, mse, NULL, pmo, p0, pt, t, NULL, N, C, HW, mt, vt,
+                                clip, 0), what);
    return lua_gettop(L) - top;
 }
 
@@ -775,7 +767,7 @@ static int l_prior_bpd(lua_State *L)
    int N = batch_of(L, x0, &D, what, "x0");
    const float *p0 = in_data(L, x0, what);
    float *out = out_vec(L, N, what);
-   if (ddpm_prior_bpd(s, out, p0, N, D) != DDPM_OK) return luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_check(L, ddpm_prior_bpd(s, out, p0, N, D), what);
    return 1;
 }
 
@@ -838,9 +830,8 @@ static int l_training_losses(lua_State *L)
    float *g = out_data(L, 0, mo, what, "grad");
    float *losses = out_vec(L, N, what), *mse = out_vec(L, N, what), *vb = out_vec(L, N, what);
    double loss;
-   if (ddpm_training_losses(s, &loss, losses, mse, vb, g, pmo, p0, pt, pe, t, w, N, C, HW, mt, vt, lt)
-       != DDPM_OK)
-      return luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_check(L, ddpm_training_losses(s, &loss, losses, mse, vb, g, pmo, p0, pt, pe, t, w, N, C, HW,
+                                   mt, vt, lt), what);
    lua_pushnumber(L, loss);
    lua_insert(L, top + 1);
    return lua_gettop(L) - top;

@@ -2,11 +2,66 @@
  * l_io.c — safetensors files as Lua tables of tensors.
  *   load_safetensors(path) -> {name = tensor, ...}, {metadata key = value}
  *   save_safetensors(path, {name = tensor, ...} [, {key = string}])
+ * and the helpers other bindings share for new tensors and file metadata
+ * (bind.h).
  */
 #include "bind.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+/* ------------------------------------------------------------ shared helpers (bind.h) */
+
+/* A new float tensor pushed on the stack (Lua owns it from here). */
+float *l_new_tensor(lua_State *L, int ndim, int64_t a, int64_t b, const char *what)
+{
+   int64_t size[2] = {a, b};
+   ddpm_tensor *t = ddpm_tensor_new(ndim, size);
+   if (!t) luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_pushtensor(L, t);
+   l_track(L, t);
+   return ddpm_tensor_data(t);
+}
+
+/* Optional {key = string} table at idx into parallel arrays (max 32),
+   sorted by key: a Lua table's order varies, and a file written from the
+   same values must come out byte for byte the same (its sha256 is a key). */
+int l_read_metadata(lua_State *L, int idx, const char **keys, const char **vals, const char *what)
+{
+   if (lua_isnoneornil(L, idx)) return 0;
+   luaL_checktype(L, idx, LUA_TTABLE);
+   int n = 0;
+   lua_pushnil(L);
+   while (lua_next(L, idx)) {
+      if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+         luaL_error(L, "%s: metadata must map strings to strings (got %s = %s)", what,
+                    luaL_typename(L, -2), luaL_typename(L, -1));
+      if (n == 32) luaL_error(L, "%s: more than 32 metadata entries", what);
+      keys[n] = lua_tostring(L, -2);   /* the table keeps the strings alive */
+      vals[n] = lua_tostring(L, -1);
+      for (int i = n; i > 0 && strcmp(keys[i - 1], keys[i]) > 0; i--) {   /* insertion sort */
+         const char *k = keys[i], *v = vals[i];
+         keys[i] = keys[i - 1]; vals[i] = vals[i - 1];
+         keys[i - 1] = k; vals[i - 1] = v;
+      }
+      n++;
+      lua_pop(L, 1);
+   }
+   return n;
+}
+
+void l_push_metadata(lua_State *L, const ddpm_st_file *f)
+{
+   int nm = ddpm_st_metadata_count(f);
+   lua_createtable(L, 0, nm);
+   for (int i = 0; i < nm; i++) {
+      const char *k = ddpm_st_metadata_key(f, i);
+      lua_pushstring(L, ddpm_st_metadata(f, k));
+      lua_setfield(L, -2, k);
+   }
+}
+
+/* ------------------------------------------------------------ files */
 
 static int l_load_safetensors(lua_State *L)
 {
@@ -31,13 +86,7 @@ static int l_load_safetensors(lua_State *L)
       l_pushtensor(L, t);
       lua_setfield(L, -2, e->name);
    }
-   int nm = ddpm_st_metadata_count(f);
-   lua_createtable(L, 0, nm);
-   for (int i = 0; i < nm; i++) {
-      const char *k = ddpm_st_metadata_key(f, i);
-      lua_pushstring(L, ddpm_st_metadata(f, k));
-      lua_setfield(L, -2, k);
-   }
+   l_push_metadata(L, f);
    ddpm_st_close(f);
    return 2;
 }
@@ -112,7 +161,7 @@ static int l_save_safetensors(lua_State *L)
 done:
    for (int k = 0; k < n && tmp; k++) ddpm_tensor_release(tmp[k]);
    free(names); free(ndims); free(shapes); free(data); free(tmp); free(mk); free(mv);
-   if (rc != DDPM_OK) return luaL_error(L, "save_safetensors: %s", ddpm_errmsg());
+   l_check(L, rc, "save_safetensors");
    return 0;
 }
 

@@ -1,6 +1,6 @@
 /*
- * l_lenet.c — the FD-LeNet pieces for Lua: the LeNet classifier, Gaussian
- * feature statistics and the Fréchet distance (runtime/lenet.c, frechet.c).
+ * l_lenet.c — the FD-LeNet classifier for Lua (runtime/lenet.c); its feature
+ * statistics and the Fréchet distance are bound in l_gauss.c.
  *
  *   core.lenet_new(seed) -> ddpm.LeNet
  *   core.lenet_load(path) -> ddpm.LeNet, {metadata}
@@ -13,17 +13,12 @@
  *   m:param_names(), m:num_params(), m:params_sha256(),
  *   m:save(path [, {key = string}]), m:load(path) -> {metadata}, m:free()
  *
- *   core.gauss_stats(D) -> ddpm.GaussStats;  core.gauss_load(path) -> g, {metadata}
- *   g:add(rows [N,D]), g:merge(other), g:count(), g:dim(), g:mean(), g:cov()
- *   (float32 copies), g:save(path [, {key = string}]), g:free()
- *   core.frechet_distance(g1, g2) -> fd, {mean_term=, tr1=, tr2=, tr_sqrt=, min_eig=}
  *   core.sha256_file(path) -> hex, bytes
  *
  * x is a ddpm.Tensor [N,1,28,28] (any strides); labels a table or 1-D tensor
  * of N integers in 0..9. Every argument is checked before the runtime runs.
  */
 #include "bind.h"
-#include "frechet.h"
 #include "lenet.h"
 #include "sha256.h"
 
@@ -31,10 +26,8 @@
 #include <string.h>
 
 #define DDPM_LENET_MT "ddpm.LeNet"
-#define DDPM_GAUSS_MT "ddpm.GaussStats"
 
 typedef struct l_lenet { ddpm_lenet *m; } l_lenet;
-typedef struct l_gauss { ddpm_gauss *g; } l_gauss;
 
 static ddpm_lenet *check_lenet(lua_State *L, int idx)
 {
@@ -44,14 +37,6 @@ static ddpm_lenet *check_lenet(lua_State *L, int idx)
    return u->m;
 }
 
-static ddpm_gauss *check_gauss(lua_State *L, int idx)
-{
-   l_gauss *u = luaL_testudata(L, idx, DDPM_GAUSS_MT);
-   if (!u) luaL_argerror(L, idx, lua_pushfstring(L, "ddpm.GaussStats expected, got %s", luaL_typename(L, idx)));
-   if (!u->g) luaL_argerror(L, idx, "the statistics were freed (g:free()) and cannot be used");
-   return u->g;
-}
-
 static l_lenet *push_lenet_ud(lua_State *L)
 {
    l_lenet *u = lua_newuserdata(L, sizeof *u);
@@ -59,26 +44,6 @@ static l_lenet *push_lenet_ud(lua_State *L)
    luaL_getmetatable(L, DDPM_LENET_MT);
    lua_setmetatable(L, -2);
    return u;
-}
-
-static l_gauss *push_gauss_ud(lua_State *L)
-{
-   l_gauss *u = lua_newuserdata(L, sizeof *u);
-   u->g = NULL;
-   luaL_getmetatable(L, DDPM_GAUSS_MT);
-   lua_setmetatable(L, -2);
-   return u;
-}
-
-/* A new float tensor pushed on the stack (Lua owns it from here). */
-static float *push_new_tensor(lua_State *L, int ndim, int64_t a, int64_t b, const char *what)
-{
-   int64_t size[2] = {a, b};
-   ddpm_tensor *t = ddpm_tensor_new(ndim, size);
-   if (!t) luaL_error(L, "%s: %s", what, ddpm_errmsg());
-   l_pushtensor(L, t);
-   l_track(L, t);
-   return ddpm_tensor_data(t);
 }
 
 /* x [N,1,28,28] at idx; returns the data of a contiguous copy kept on the
@@ -133,44 +98,6 @@ static int *check_labels(lua_State *L, int idx, int64_t n, const char *what)
    return lab;
 }
 
-/* Optional {key = string} table at idx into parallel arrays (max 32),
-   sorted by key: a Lua table's order varies, and a file written from the
-   same values must come out byte for byte the same (its sha256 is a key). */
-static int read_meta(lua_State *L, int idx, const char **keys, const char **vals, const char *what)
-{
-   if (lua_isnoneornil(L, idx)) return 0;
-   luaL_checktype(L, idx, LUA_TTABLE);
-   int n = 0;
-   lua_pushnil(L);
-   while (lua_next(L, idx)) {
-      if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-         luaL_error(L, "%s: metadata must map strings to strings (got %s = %s)", what,
-                    luaL_typename(L, -2), luaL_typename(L, -1));
-      if (n == 32) luaL_error(L, "%s: more than 32 metadata entries", what);
-      keys[n] = lua_tostring(L, -2);   /* the table keeps the strings alive */
-      vals[n] = lua_tostring(L, -1);
-      for (int i = n; i > 0 && strcmp(keys[i - 1], keys[i]) > 0; i--) {   /* insertion sort */
-         const char *k = keys[i], *v = vals[i];
-         keys[i] = keys[i - 1]; vals[i] = vals[i - 1];
-         keys[i - 1] = k; vals[i - 1] = v;
-      }
-      n++;
-      lua_pop(L, 1);
-   }
-   return n;
-}
-
-static void push_metadata(lua_State *L, const ddpm_st_file *f)
-{
-   int nm = ddpm_st_metadata_count(f);
-   lua_createtable(L, 0, nm);
-   for (int i = 0; i < nm; i++) {
-      const char *k = ddpm_st_metadata_key(f, i);
-      lua_pushstring(L, ddpm_st_metadata(f, k));
-      lua_setfield(L, -2, k);
-   }
-}
-
 /* ------------------------------------------------------------ LeNet */
 
 static int l_lenet_new(lua_State *L)
@@ -193,7 +120,7 @@ static void load_into(lua_State *L, ddpm_lenet *m, const char *path)
       ddpm_st_close(f);
       luaL_error(L, "lenet load: %s: %s", path, ddpm_errmsg());
    }
-   push_metadata(L, f);
+   l_push_metadata(L, f);
    ddpm_st_close(f);
 }
 
@@ -219,7 +146,7 @@ static int l_lenet_save(lua_State *L)
    ddpm_lenet *m = check_lenet(L, 1);
    const char *path = luaL_checkstring(L, 2);
    const char *keys[32], *vals[32];
-   int n = read_meta(L, 3, keys, vals, "lenet save");
+   int n = l_read_metadata(L, 3, keys, vals, "lenet save");
    l_check(L, ddpm_lenet_save(m, path, n, keys, vals), "lenet save");
    return 0;
 }
@@ -244,8 +171,8 @@ static int l_lenet_forward(lua_State *L)
    int64_t N;
    const float *x = check_images(L, 2, &N, "lenet forward");
    luaL_argcheck(L, N <= (1 << 16), 2, "a training batch is at most 65536 images (predict takes any N)");
-   float *lg = push_new_tensor(L, 2, N, DDPM_LENET_CLASSES, "lenet forward");
-   float *ft = push_new_tensor(L, 2, N, DDPM_LENET_FEATURES, "lenet forward");
+   float *lg = l_new_tensor(L, 2, N, DDPM_LENET_CLASSES, "lenet forward");
+   float *ft = l_new_tensor(L, 2, N, DDPM_LENET_FEATURES, "lenet forward");
    l_check(L, ddpm_lenet_forward(m, lg, ft, x, (int)N), "lenet forward");
    return 2;
 }
@@ -270,8 +197,8 @@ static int l_lenet_predict(lua_State *L)
    ddpm_lenet *m = check_lenet(L, 1);
    int64_t N;
    const float *x = check_images(L, 2, &N, "lenet predict");
-   float *lg = push_new_tensor(L, 2, N, DDPM_LENET_CLASSES, "lenet predict");
-   float *ft = push_new_tensor(L, 2, N, DDPM_LENET_FEATURES, "lenet predict");
+   float *lg = l_new_tensor(L, 2, N, DDPM_LENET_CLASSES, "lenet predict");
+   float *ft = l_new_tensor(L, 2, N, DDPM_LENET_FEATURES, "lenet predict");
    l_check(L, ddpm_lenet_predict(m, lg, ft, x, N), "lenet predict");
    return 2;
 }
@@ -281,7 +208,7 @@ static int l_lenet_features(lua_State *L)
    ddpm_lenet *m = check_lenet(L, 1);
    int64_t N;
    const float *x = check_images(L, 2, &N, "lenet features");
-   float *ft = push_new_tensor(L, 2, N, DDPM_LENET_FEATURES, "lenet features");
+   float *ft = l_new_tensor(L, 2, N, DDPM_LENET_FEATURES, "lenet features");
    l_check(L, ddpm_lenet_predict(m, NULL, ft, x, N), "lenet features");
    return 1;
 }
@@ -292,18 +219,12 @@ static int l_lenet_evaluate(lua_State *L)
    int64_t N;
    const float *x = check_images(L, 2, &N, "lenet evaluate");
    int *lab = check_labels(L, 3, N, "lenet evaluate");
-   float *lg = push_new_tensor(L, 2, N, DDPM_LENET_CLASSES, "lenet evaluate");
-   l_check(L, ddpm_lenet_predict(m, lg, NULL, x, N), "lenet evaluate");
-   /* Per chunk of 2^20 rows: softmax_xent takes an int count. */
-   double loss = 0;
-   int64_t correct = 0;
-   for (int64_t i = 0; i < N; i += 1 << 20) {
-      int n = N - i < (1 << 20) ? (int)(N - i) : 1 << 20, c;
-      loss += ddpm_softmax_xent(NULL, &c, lg + i * DDPM_LENET_CLASSES, lab + i, n, DDPM_LENET_CLASSES) * n;
-      correct += c;
-   }
+   float *lg = l_new_tensor(L, 2, N, DDPM_LENET_CLASSES, "lenet evaluate");   /* scratch */
+   int64_t correct;
+   double loss;
+   l_check(L, ddpm_lenet_evaluate(m, &correct, &loss, lg, x, lab, N), "lenet evaluate");
    lua_pushnumber(L, (double)correct);
-   lua_pushnumber(L, loss / (double)N);
+   lua_pushnumber(L, loss);
    return 2;
 }
 
@@ -374,140 +295,6 @@ static int l_lenet_tostring(lua_State *L)
    return 1;
 }
 
-/* ------------------------------------------------------------ statistics */
-
-static int l_gauss_new(lua_State *L)
-{
-   double D = luaL_checknumber(L, 1);
-   luaL_argcheck(L, D >= 1 && D <= 16384 && D == floor(D), 1, "dimension must be an integer in 1..16384");
-   l_gauss *u = push_gauss_ud(L);
-   u->g = ddpm_gauss_new((int)D);
-   if (!u->g) return luaL_error(L, "gauss_stats: %s", ddpm_errmsg());
-   return 1;
-}
-
-static int l_gauss_load(lua_State *L)
-{
-   const char *path = luaL_checkstring(L, 1);
-   l_gauss *u = push_gauss_ud(L);
-   u->g = ddpm_gauss_load(path);
-   if (!u->g) return luaL_error(L, "gauss_load: %s", ddpm_errmsg());
-   ddpm_st_file *f = ddpm_st_open(path);
-   if (!f) return luaL_error(L, "gauss_load: %s", ddpm_errmsg());
-   push_metadata(L, f);
-   ddpm_st_close(f);
-   return 2;
-}
-
-static int l_gauss_add(lua_State *L)
-{
-   ddpm_gauss *g = check_gauss(L, 1);
-   ddpm_tensor *x = l_checktensor(L, 2);
-   if (x->ndim != 2 || x->size[1] != g->D) {
-      char s[128];
-      return luaL_error(L, "gauss add: expected rows [N,%d], got %s", g->D, ddpm_tensor_shape_str(x, s, sizeof s));
-   }
-   const float *p = ddpm_tensor_data(x);
-   if (!ddpm_tensor_is_contiguous(x)) {
-      ddpm_tensor *c = ddpm_tensor_clone(x);
-      if (!c) return luaL_error(L, "gauss add: %s", ddpm_errmsg());
-      l_pushtensor(L, c);
-      p = ddpm_tensor_data(c);
-   }
-   l_check(L, ddpm_gauss_add(g, p, x->size[0]), "gauss add");
-   return 0;
-}
-
-static int l_gauss_merge(lua_State *L)
-{
-   l_check(L, ddpm_gauss_merge(check_gauss(L, 1), check_gauss(L, 2)), "gauss merge");
-   return 0;
-}
-
-static int l_gauss_allreduce(lua_State *L)
-{
-   l_check(L, ddpm_gauss_allreduce(check_gauss(L, 1)), "gauss allreduce");
-   return 0;
-}
-
-static int l_gauss_count(lua_State *L)
-{
-   lua_pushnumber(L, (double)check_gauss(L, 1)->n);
-   return 1;
-}
-
-static int l_gauss_dim(lua_State *L)
-{
-   lua_pushinteger(L, check_gauss(L, 1)->D);
-   return 1;
-}
-
-static int l_gauss_mean(lua_State *L)
-{
-   ddpm_gauss *g = check_gauss(L, 1);
-   float *p = push_new_tensor(L, 1, g->D, 0, "gauss mean");
-   for (int i = 0; i < g->D; i++) p[i] = (float)g->mean[i];
-   return 1;
-}
-
-static int l_gauss_cov(lua_State *L)
-{
-   ddpm_gauss *g = check_gauss(L, 1);
-   if (g->n < 2) return luaL_error(L, "gauss cov: %d rows (need at least 2)", (int)g->n);
-   float *p = push_new_tensor(L, 2, g->D, g->D, "gauss cov");
-   const double s = 1.0 / (double)(g->n - 1);
-   for (size_t i = 0; i < (size_t)g->D * g->D; i++) p[i] = (float)(g->m2[i] * s);
-   return 1;
-}
-
-static int l_gauss_save(lua_State *L)
-{
-   ddpm_gauss *g = check_gauss(L, 1);
-   const char *path = luaL_checkstring(L, 2);
-   const char *keys[32], *vals[32];
-   int n = read_meta(L, 3, keys, vals, "gauss save");
-   l_check(L, ddpm_gauss_save(g, path, n, keys, vals), "gauss save");
-   return 0;
-}
-
-static int l_gauss_gc(lua_State *L)
-{
-   l_gauss *u = luaL_checkudata(L, 1, DDPM_GAUSS_MT);
-   ddpm_gauss_free(u->g);
-   u->g = NULL;
-   return 0;
-}
-
-static int l_gauss_free(lua_State *L)
-{
-   check_gauss(L, 1);
-   return l_gauss_gc(L);
-}
-
-static int l_gauss_tostring(lua_State *L)
-{
-   l_gauss *u = luaL_checkudata(L, 1, DDPM_GAUSS_MT);
-   if (!u->g) lua_pushstring(L, "[ddpm.GaussStats (freed)]");
-   else lua_pushfstring(L, "[ddpm.GaussStats D=%d n=%d]", u->g->D, (int)u->g->n);
-   return 1;
-}
-
-static int l_frechet_distance(lua_State *L)
-{
-   ddpm_gauss *a = check_gauss(L, 1), *b = check_gauss(L, 2);
-   double fd;
-   ddpm_frechet_parts p;
-   l_check(L, ddpm_frechet_gauss(&fd, &p, a, b), "frechet_distance");
-   lua_pushnumber(L, fd);
-   lua_createtable(L, 0, 5);
-   lua_pushnumber(L, p.mean_term); lua_setfield(L, -2, "mean_term");
-   lua_pushnumber(L, p.tr1); lua_setfield(L, -2, "tr1");
-   lua_pushnumber(L, p.tr2); lua_setfield(L, -2, "tr2");
-   lua_pushnumber(L, p.tr_sqrt); lua_setfield(L, -2, "tr_sqrt");
-   lua_pushnumber(L, p.min_eig); lua_setfield(L, -2, "min_eig");
-   return 2;
-}
-
 static int l_sha256_file(lua_State *L)
 {
    const char *path = luaL_checkstring(L, 1);
@@ -529,15 +316,9 @@ void l_lenet_register(lua_State *L)
       {"num_params", l_lenet_num_params}, {"params_sha256", l_lenet_params_sha256},
       {"save", l_lenet_save}, {"load", l_lenet_load}, {"free", l_lenet_free}, {NULL, NULL}
    };
-   static const luaL_Reg gauss_methods[] = {
-      {"add", l_gauss_add}, {"merge", l_gauss_merge}, {"allreduce", l_gauss_allreduce}, {"count", l_gauss_count},
-      {"dim", l_gauss_dim}, {"mean", l_gauss_mean}, {"cov", l_gauss_cov},
-      {"save", l_gauss_save}, {"free", l_gauss_free}, {NULL, NULL}
-   };
    static const luaL_Reg fns[] = {
       {"lenet_new", l_lenet_new}, {"lenet_load", l_lenet_load_new},
-      {"gauss_stats", l_gauss_new}, {"gauss_load", l_gauss_load},
-      {"frechet_distance", l_frechet_distance}, {"sha256_file", l_sha256_file}, {NULL, NULL}
+      {"sha256_file", l_sha256_file}, {NULL, NULL}
    };
    luaL_newmetatable(L, DDPM_LENET_MT);
    lua_pushcfunction(L, l_lenet_gc);
@@ -546,15 +327,6 @@ void l_lenet_register(lua_State *L)
    lua_setfield(L, -2, "__tostring");
    lua_newtable(L);
    luaL_register(L, NULL, lenet_methods);
-   lua_setfield(L, -2, "__index");
-   lua_pop(L, 1);
-   luaL_newmetatable(L, DDPM_GAUSS_MT);
-   lua_pushcfunction(L, l_gauss_gc);
-   lua_setfield(L, -2, "__gc");
-   lua_pushcfunction(L, l_gauss_tostring);
-   lua_setfield(L, -2, "__tostring");
-   lua_newtable(L);
-   luaL_register(L, NULL, gauss_methods);
    lua_setfield(L, -2, "__index");
    lua_pop(L, 1);
    luaL_register(L, NULL, fns);

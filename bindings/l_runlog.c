@@ -78,7 +78,7 @@ static const char *opt_str(lua_State *L, int idx, const char *what)
 
 static void check(lua_State *L, int rc)
 {
-   if (rc != DDPM_OK) luaL_error(L, "runlog: %s", ddpm_errmsg());
+   l_check(L, rc, "runlog");
 }
 
 /* core.runlog_open(path [, {readonly = true}]) */

@@ -145,6 +145,11 @@ uint32_t ddpm_rng_below(ddpm_rng *r, uint32_t n);
 /* Stateless helpers used by kernels: the u32 / uniform at absolute index i. */
 uint32_t ddpm_rng_u32_at(uint64_t seed, uint64_t i);
 float    ddpm_rng_uniform_at(uint64_t seed, uint64_t i);
+/* splitmix64's output function, a bijection that scatters the bits of z. */
+uint64_t ddpm_splitmix64(uint64_t z);
+/* An independent seed for stream `stream` of a run's seed (noise, timesteps,
+   dropout, flips: one seed gives separate streams), by splitmix64. */
+uint64_t ddpm_rng_mix_seed(uint64_t seed, uint64_t stream);
 
 /* ------------------------------------------------------------------ gemm */
 

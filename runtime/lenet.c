@@ -376,6 +376,24 @@ int ddpm_lenet_predict(ddpm_lenet *m, float *logits, float *features, const floa
    return DDPM_OK;
 }
 
+int ddpm_lenet_evaluate(ddpm_lenet *m, int64_t *correct, double *loss, float *logits,
+                        const float *x, const int *labels, int64_t N)
+{
+   int rc = ddpm_lenet_predict(m, logits, NULL, x, N);
+   if (rc != DDPM_OK) return rc;
+   /* per chunk of 2^20 rows: softmax_xent takes an int count */
+   double sum = 0;
+   int64_t right = 0;
+   for (int64_t i = 0; i < N; i += 1 << 20) {
+      int n = N - i < (1 << 20) ? (int)(N - i) : 1 << 20, c;
+      sum += ddpm_softmax_xent(NULL, &c, logits + i * S_LG, labels + i, n, S_LG) * n;
+      right += c;
+   }
+   *correct = right;
+   *loss = sum / (double)N;
+   return DDPM_OK;
+}
+
 /* ------------------------------------------------------------ files */
 
 void ddpm_lenet_params_sha256(const ddpm_lenet *m, char hex[65])

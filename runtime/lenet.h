@@ -101,6 +101,11 @@ int ddpm_lenet_train_step(ddpm_lenet *m, double *loss, int *correct, const float
    that ddpm_lenet_backward needs. */
 #define DDPM_LENET_CHUNK 256
 int ddpm_lenet_predict(ddpm_lenet *m, float *logits, float *features, const float *x, int64_t N);
+/* Test accuracy and loss: ddpm_lenet_predict into logits [N,10] (the
+   caller's scratch), then *correct = the images whose largest logit is
+   their label, *loss = the mean softmax cross-entropy. labels[N] in 0..9. */
+int ddpm_lenet_evaluate(ddpm_lenet *m, int64_t *correct, double *loss, float *logits,
+                        const float *x, const int *labels, int64_t N);
 
 /* SHA-256 of the parameters as they are stored in a file: the float32
    little-endian bytes of each tensor in the order above. 64 hex + NUL. */

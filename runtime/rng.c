@@ -93,3 +93,15 @@ uint32_t ddpm_rng_below(ddpm_rng *r, uint32_t n)
    }
 }
 
+
+uint64_t ddpm_splitmix64(uint64_t z)
+{
+   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+   return z ^ (z >> 31);
+}
+
+uint64_t ddpm_rng_mix_seed(uint64_t seed, uint64_t stream)
+{
+   return ddpm_splitmix64(seed * 0x9E3779B97F4A7C15ull + stream * 0xD1B54A32D192ED03ull + 1);
+}

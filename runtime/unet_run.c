@@ -356,12 +356,10 @@ static inline float *dinput_of(ddpm_unet *m, int idx)
    return idx < 0 ? m->dxcur : m->nodes[idx].dy;
 }
 
+/* The dropout seed of node i: splitmix64's i+1-th output after seed. */
 static uint64_t node_seed(uint64_t seed, int i)
 {
-   uint64_t z = seed + 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
-   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-   return z ^ (z >> 31);
+   return ddpm_splitmix64(seed + 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1));
 }
 
 /* The dropout of node idx in the current pass (none in evaluation). */
