@@ -43,6 +43,9 @@ void l_pushtensor(lua_State *L, ddpm_tensor *t);
 void l_track(lua_State *L, const ddpm_tensor *t);
 /* Raises "<what>: <ddpm_errmsg()>" when rc != DDPM_OK. */
 void l_check(lua_State *L, int rc, const char *what);
+/* (l_io.c) The same for a constructor's result: raises "<what>:
+   <ddpm_errmsg()>" when p is NULL; returns p. */
+void *l_check_ptr(lua_State *L, void *p, const char *what);
 
 /* (l_io.c) A new float tensor [a] or [a,b] (ndim 1 or 2) pushed on the stack,
    owned by Lua from here; its data. */

@@ -73,7 +73,7 @@ static int l_dataset_idx(lua_State *L)
    const char *labels = luaL_optstring(L, 2, NULL);
    l_dataset *u = new_dataset_ud(L);
    u->d = ddpm_dataset_read_idx(images, labels);
-   if (!u->d) return luaL_error(L, "dataset_idx: %s", ddpm_errmsg());
+   l_check_ptr(L, u->d, "dataset_idx");
    charge_gc(L, (size_t)u->d->N * u->d->H * u->d->W);
    return 1;
 }
@@ -86,7 +86,7 @@ static int l_dataset_cifar(lua_State *L)
                  "split must be 'train' or 'test'");
    l_dataset *u = new_dataset_ud(L);
    u->d = ddpm_dataset_read_cifar(dir, split);
-   if (!u->d) return luaL_error(L, "dataset_cifar: %s", ddpm_errmsg());
+   l_check_ptr(L, u->d, "dataset_cifar");
    charge_gc(L, (size_t)u->d->N * 3072);
    return 1;
 }
@@ -98,7 +98,7 @@ static int l_dataset_png_dir(lua_State *L)
    luaL_argcheck(L, channels == 1 || channels == 3, 2, "channels must be 1 (gray) or 3 (RGB)");
    l_dataset *u = new_dataset_ud(L);
    u->d = ddpm_dataset_read_png_dir(dir, channels);
-   if (!u->d) return luaL_error(L, "dataset_png_dir: %s", ddpm_errmsg());
+   l_check_ptr(L, u->d, "dataset_png_dir");
    charge_gc(L, (size_t)u->d->N * u->d->C * u->d->H * u->d->W);
    return 1;
 }
@@ -227,7 +227,7 @@ static int l_batch(lua_State *L)
 
    if (!out) {
       ddpm_tensor *t = ddpm_tensor_new_4d(n, d->C, PH, PW);
-      if (!t) return luaL_error(L, "batch: %s", ddpm_errmsg());
+      l_check_ptr(L, t, "batch");
       l_pushtensor(L, t);
       charge_gc(L, (size_t)ddpm_tensor_numel(t) * sizeof(float));
       out = t;
@@ -314,7 +314,7 @@ static int l_save_grid(lua_State *L)
    ddpm_tensor *c = NULL;
    if (!ddpm_tensor_is_contiguous(x)) {
       c = ddpm_tensor_clone(x);
-      if (!c) return luaL_error(L, "save_grid: %s", ddpm_errmsg());
+      l_check_ptr(L, c, "save_grid");
    }
    int rc = ddpm_png_write_grid(path, ddpm_tensor_data(c ? c : x), (int)x->size[0], (int)x->size[1],
                                 (int)x->size[2], (int)x->size[3], nrow, padding, (float)pad_value);

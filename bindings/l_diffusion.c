@@ -41,7 +41,7 @@ static ddpm_schedule *check_schedule(lua_State *L, int idx)
 /* Pushes a Schedule that owns s; raises the runtime's message when s is NULL. */
 static void push_schedule(lua_State *L, ddpm_schedule *s, const char *what)
 {
-   if (!s) luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_check_ptr(L, s, what);
    l_schedule *u = lua_newuserdata(L, sizeof *u);
    u->s = s;
    luaL_getmetatable(L, DDPM_SCHEDULE_MT);
@@ -59,7 +59,7 @@ static const float *in_data(lua_State *L, ddpm_tensor *t, const char *what)
 {
    if (ddpm_tensor_is_contiguous(t)) return ddpm_tensor_data(t);
    ddpm_tensor *c = ddpm_tensor_clone(t);
-   if (!c) luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_check_ptr(L, c, what);
    l_pushtensor(L, c);
    return ddpm_tensor_data(c);
 }
@@ -81,7 +81,7 @@ static float *out_data(lua_State *L, int idx, const ddpm_tensor *like, const cha
       return ddpm_tensor_data(o);
    }
    ddpm_tensor *o = ddpm_tensor_new(like->ndim, like->size);
-   if (!o) luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_check_ptr(L, o, what);
    l_pushtensor(L, o);
    return ddpm_tensor_data(o);
 }
@@ -90,7 +90,7 @@ static float *out_data(lua_State *L, int idx, const ddpm_tensor *like, const cha
 static float *out_vec(lua_State *L, int n, const char *what)
 {
    ddpm_tensor *o = ddpm_tensor_new_1d(n);
-   if (!o) luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_check_ptr(L, o, what);
    l_pushtensor(L, o);
    return ddpm_tensor_data(o);
 }

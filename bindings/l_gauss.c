@@ -39,7 +39,7 @@ static int l_gauss_new(lua_State *L)
    luaL_argcheck(L, D >= 1 && D <= 16384 && D == floor(D), 1, "dimension must be an integer in 1..16384");
    l_gauss *u = push_gauss_ud(L);
    u->g = ddpm_gauss_new((int)D);
-   if (!u->g) return luaL_error(L, "gauss_stats: %s", ddpm_errmsg());
+   l_check_ptr(L, u->g, "gauss_stats");
    return 1;
 }
 
@@ -48,9 +48,9 @@ static int l_gauss_load(lua_State *L)
    const char *path = luaL_checkstring(L, 1);
    l_gauss *u = push_gauss_ud(L);
    u->g = ddpm_gauss_load(path);
-   if (!u->g) return luaL_error(L, "gauss_load: %s", ddpm_errmsg());
+   l_check_ptr(L, u->g, "gauss_load");
    ddpm_st_file *f = ddpm_st_open(path);
-   if (!f) return luaL_error(L, "gauss_load: %s", ddpm_errmsg());
+   l_check_ptr(L, f, "gauss_load");
    l_push_metadata(L, f);
    ddpm_st_close(f);
    return 2;
@@ -67,7 +67,7 @@ static int l_gauss_add(lua_State *L)
    const float *p = ddpm_tensor_data(x);
    if (!ddpm_tensor_is_contiguous(x)) {
       ddpm_tensor *c = ddpm_tensor_clone(x);
-      if (!c) return luaL_error(L, "gauss add: %s", ddpm_errmsg());
+      l_check_ptr(L, c, "gauss add");
       l_pushtensor(L, c);
       p = ddpm_tensor_data(c);
    }

@@ -12,12 +12,18 @@
 
 /* ------------------------------------------------------------ shared helpers (bind.h) */
 
+void *l_check_ptr(lua_State *L, void *p, const char *what)
+{
+   if (!p) luaL_error(L, "%s: %s", what, ddpm_errmsg());   /* as l_check */
+   return p;
+}
+
 /* A new float tensor pushed on the stack (Lua owns it from here). */
 float *l_new_tensor(lua_State *L, int ndim, int64_t a, int64_t b, const char *what)
 {
    int64_t size[2] = {a, b};
    ddpm_tensor *t = ddpm_tensor_new(ndim, size);
-   if (!t) luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_check_ptr(L, t, what);
    l_pushtensor(L, t);
    l_track(L, t);
    return ddpm_tensor_data(t);
@@ -67,7 +73,7 @@ static int l_load_safetensors(lua_State *L)
 {
    const char *path = luaL_checkstring(L, 1);
    ddpm_st_file *f = ddpm_st_open(path);
-   if (!f) return luaL_error(L, "load_safetensors: %s", ddpm_errmsg());
+   l_check_ptr(L, f, "load_safetensors");
    int n = ddpm_st_count(f);
    lua_createtable(L, 0, n);
    for (int i = 0; i < n; i++) {

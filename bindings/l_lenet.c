@@ -60,7 +60,7 @@ static const float *check_images(lua_State *L, int idx, int64_t *N, const char *
    *N = x->size[0];
    if (ddpm_tensor_is_contiguous(x)) return ddpm_tensor_data(x);
    ddpm_tensor *c = ddpm_tensor_clone(x);
-   if (!c) luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_check_ptr(L, c, what);
    l_pushtensor(L, c);
    l_track(L, c);
    return ddpm_tensor_data(c);
@@ -106,7 +106,7 @@ static int l_lenet_new(lua_State *L)
    luaL_argcheck(L, s >= 0 && s == floor(s) && s < 9007199254740992.0, 1, "seed must be an integer in [0, 2^53)");
    l_lenet *u = push_lenet_ud(L);
    u->m = ddpm_lenet_new((uint64_t)s);
-   if (!u->m) return luaL_error(L, "lenet_new: %s", ddpm_errmsg());
+   l_check_ptr(L, u->m, "lenet_new");
    return 1;
 }
 
@@ -114,7 +114,7 @@ static int l_lenet_new(lua_State *L)
 static void load_into(lua_State *L, ddpm_lenet *m, const char *path)
 {
    ddpm_st_file *f = ddpm_st_open(path);
-   if (!f) luaL_error(L, "lenet load: %s", ddpm_errmsg());
+   l_check_ptr(L, f, "lenet load");
    int rc = ddpm_lenet_load_st(m, f);
    if (rc != DDPM_OK) {
       ddpm_st_close(f);
@@ -129,7 +129,7 @@ static int l_lenet_load_new(lua_State *L)
    const char *path = luaL_checkstring(L, 1);
    l_lenet *u = push_lenet_ud(L);
    u->m = ddpm_lenet_new(0);
-   if (!u->m) return luaL_error(L, "lenet_load: %s", ddpm_errmsg());
+   l_check_ptr(L, u->m, "lenet_load");
    load_into(L, u->m, path);
    return 2;
 }
@@ -237,7 +237,7 @@ static int l_lenet_zero_grad(lua_State *L)
 static int l_lenet_flat(lua_State *L)
 {
    ddpm_tensor *t = ddpm_lenet_flat_tensor(check_lenet(L, 1), lua_toboolean(L, 2));
-   if (!t) return luaL_error(L, "lenet flat: %s", ddpm_errmsg());
+   l_check_ptr(L, t, "lenet flat");
    l_pushtensor(L, t);
    return 1;
 }
@@ -256,7 +256,7 @@ static int l_lenet_param(lua_State *L)
       if (i < 0) return luaL_error(L, "lenet: no parameter named '%s'", name);
    }
    ddpm_tensor *t = ddpm_lenet_param_tensor(m, i, lua_toboolean(L, 3));
-   if (!t) return luaL_error(L, "lenet param: %s", ddpm_errmsg());
+   l_check_ptr(L, t, "lenet param");
    l_pushtensor(L, t);
    return 1;
 }

@@ -99,7 +99,7 @@ static int l_runlog_open(lua_State *L)
    luaL_getmetatable(L, DDPM_RUNLOG_MT);
    lua_setmetatable(L, -2);
    u->rl = readonly ? ddpm_runlog_open_readonly(path) : ddpm_runlog_open(path);
-   if (!u->rl) return luaL_error(L, "runlog_open: %s", ddpm_errmsg());
+   l_check_ptr(L, u->rl, "runlog_open");
    return 1;
 }
 

@@ -68,7 +68,7 @@ static int l_tsampler_sample(lua_State *L)
    luaL_argcheck(L, c >= 0 && c == floor(c), 4, "counter must be a non-negative integer");
    const int N = (int)n;
    ddpm_tensor *w = ddpm_tensor_new_1d(N);
-   if (!w) return luaL_error(L, "tsampler:sample: %s", ddpm_errmsg());
+   l_check_ptr(L, w, "tsampler:sample");
    int *t = malloc(sizeof *t * (size_t)N);
    if (!t) { ddpm_tensor_release(w); return luaL_error(L, "tsampler:sample: out of memory"); }
    ddpm_tsampler_sample(s, N, (uint64_t)seed, (uint64_t)c, t, ddpm_tensor_data(w));
@@ -109,7 +109,7 @@ static int l_tsampler_probs(lua_State *L)
    double *p = lua_newuserdata(L, sizeof *p * (size_t)s->T);
    ddpm_tsampler_probs(s, p);
    ddpm_tensor *o = ddpm_tensor_new_1d(s->T);
-   if (!o) return luaL_error(L, "tsampler:probs: %s", ddpm_errmsg());
+   l_check_ptr(L, o, "tsampler:probs");
    float *d = ddpm_tensor_data(o);
    for (int i = 0; i < s->T; i++) d[i] = (float)p[i];
    l_pushtensor(L, o);
@@ -130,7 +130,7 @@ static int l_tsampler_state(lua_State *L)
    ddpm_tsampler *s = check_ts(L, 1);
    int64_t size[2] = {s->T, s->history + 1};
    ddpm_tensor *o = ddpm_tensor_new(2, size);
-   if (!o) return luaL_error(L, "tsampler:state: %s", ddpm_errmsg());
+   l_check_ptr(L, o, "tsampler:state");
    ddpm_tsampler_get_state(s, ddpm_tensor_data(o));
    l_pushtensor(L, o);
    return 1;

@@ -256,7 +256,7 @@ static int l_unet_forward(lua_State *L)
    read_timesteps(L, 3, N, tb);
    int64_t osz[4] = {N, c->out_ch, H, W};
    ddpm_tensor *out = ddpm_tensor_new(4, osz);
-   if (!out) return luaL_error(L, "unet forward: %s", ddpm_errmsg());
+   l_check_ptr(L, out, "unet forward");
    ddpm_tensor *xc = ddpm_tensor_is_contiguous(x) ? NULL : ddpm_tensor_clone(x);
    int rc = ddpm_unet_forward(u->m, ddpm_tensor_data(out), ddpm_tensor_data(xc ? xc : x), tb, N, H, W);
    ddpm_tensor_release(xc);
@@ -282,7 +282,7 @@ static int l_unet_backward(lua_State *L)
       return luaL_error(L, "unet backward: expected gradient [%d,%d,%d,%d] (the last output's shape), got %s",
                         u->N, c->out_ch, u->H, u->W, ddpm_tensor_shape_str(dy, s, sizeof s));
    ddpm_tensor *dx = ddpm_tensor_new_4d(u->N, c->in_ch, u->H, u->W);
-   if (!dx) return luaL_error(L, "unet backward: %s", ddpm_errmsg());
+   l_check_ptr(L, dx, "unet backward");
    ddpm_tensor *dc = ddpm_tensor_is_contiguous(dy) ? NULL : ddpm_tensor_clone(dy);
    int rc = ddpm_unet_backward(u->m, ddpm_tensor_data(dx), ddpm_tensor_data(dc ? dc : dy));
    ddpm_tensor_release(dc);
@@ -340,7 +340,7 @@ static int l_unet_load(lua_State *L)
    const char *prefix = luaL_optstring(L, 3, "");
    int strict = lua_isnoneornil(L, 4) ? 1 : lua_toboolean(L, 4);
    ddpm_st_file *f = ddpm_st_open(path);
-   if (!f) return luaL_error(L, "unet load: %s", ddpm_errmsg());
+   l_check_ptr(L, f, "unet load");
    int rc = ddpm_unet_load_st(u->m, f, prefix, strict);
    ddpm_st_close(f);
    l_check(L, rc, path);
