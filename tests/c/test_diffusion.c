@@ -1,9 +1,9 @@
 /*
  * test_diffusion.c — the diffusion core (runtime/schedule.c, diffusion.c):
- * the schedule reference numbers of spec 1.1 to their printed precision, the
+ * the schedule reference numbers of docs/math.md §1.1 to their printed precision, the
  * derived tables against their definitions, respacing and timestep spacing,
  * q_sample / predict round trips, the posterior against eq. 7, p_sample_step
- * against spec 4.2 (clipping, no noise at t = 0, fixedlarge vs fixedsmall,
+ * against docs/math.md §4.2 (clipping, no noise at t = 0, fixedlarge vs fixedsmall,
  * Algorithm 2's formula), the other mean and variance types, DDIM, L_simple
  * and the VLB terms with finite-difference gradients, and the error cases.
  */
@@ -75,7 +75,7 @@ static void test_linear(void)
          "the t = 0 substitution is exactly log(pv_1)");
    CHECK(s->timestep_map[0] == 0 && s->timestep_map[999] == 999, "identity timestep map");
 
-   /* every table against its definition (spec 1.2), straight from the betas */
+   /* every table against its definition (docs/math.md §1.2), straight from the betas */
    double worst = 0, ab = 1.0;
    for (int i = 0; i < 1000; i++) {
       double b = 1e-4 + i * ((0.02 - 1e-4) / 999), abp = ab;
@@ -95,7 +95,7 @@ static void test_linear(void)
       }
    }
    printf("# worst relative error of the 14 tables vs their definitions: %.3g\n", worst);
-   CHECK(worst < 1e-12, "all 14 derived tables match spec 1.2 to 1e-12 relative");
+   CHECK(worst < 1e-12, "all 14 derived tables match docs/math.md §1.2 to 1e-12 relative");
    CHECK(s->alphas_cumprod_prev[0] == 1.0 && s->alphas_cumprod_next[999] == 0.0,
          "alphas_cumprod_prev[0] = 1, alphas_cumprod_next[T-1] = 0");
    CHECK(ddpm_schedule_array_name(14) == NULL && ddpm_schedule_array_name(-1) == NULL,
@@ -393,7 +393,7 @@ static void test_p_sample_step(const ddpm_schedule *s)
          printf("# %s clip=%d: scaled max err %.3g, x0 %.3g, %d clipped\n",
                 ddpm_var_type_name(var), clip, e, e0, nclip);
          CHECK(e < 2e-6 && e0 < 2e-6 && finite,
-               "%s clip=%d: spec 4.2 closed form; no noise at t = 0 (NaN noise unread)",
+               "%s clip=%d: the docs/math.md §4.2 closed form; no noise at t = 0 (NaN noise unread)",
                ddpm_var_type_name(var), clip);
          if (clip) CHECK(nclip > 20, "clipping was exercised (%d elements)", nclip);
       }
@@ -586,7 +586,7 @@ static void test_likelihood_pieces(const ddpm_schedule *s)
    CHECK(ddpm_prior_bpd(s, pr, x0, 2, 1) == DDPM_OK, "prior_bpd");
    printf("# prior L_T: %.4g at +-1, %.4g at 0\n", pr[0], pr[1]);
    CHECK(near_printed(pr[0], "2.9e-5") && near_printed(pr[1], "5.9e-10"),
-         "prior term 2.9e-5 bits/dim at a pixel of 1, 5.9e-10 at 0 (spec 3.2)");
+         "prior term 2.9e-5 bits/dim at a pixel of 1, 5.9e-10 at 0 (docs/math.md §3.2)");
 }
 
 /* Central finite differences of sum_n dterms[n] * terms[n] w.r.t. model_out,

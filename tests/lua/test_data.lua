@@ -1,7 +1,7 @@
 -- test_data.lua — the ddpm.Dataset binding (IDX, CIFAR-10, PNG folders) and
 -- core.save_grid, on small files written to a temp dir: values and shapes,
 -- then every wrong argument as a Lua error with a useful message (the
--- STYLE.md promise), freed datasets included. The C readers' corrupt-file
+-- library's promise), freed datasets included. The C readers' corrupt-file
 -- cases are in tests/c/test_dataset.c and tests/c/test_png.c.
 
 local T = require 'ddpm.test'
