@@ -364,7 +364,11 @@ end
    p:close()
    local mb = tonumber(out:match('([%d.]+)%s*$'))
    T.assert_true(mb, 'peak memory printed: ' .. out)
-   T.assert_true(mb < 50, ('peak %.1f MB, want < 50'):format(mb))
+   -- under AddressSanitizer (make asan) freed memory stays resident in its
+   -- quarantine: the peak says nothing there
+   if not os.getenv('ASAN_OPTIONS') then
+      T.assert_true(mb < 50, ('peak %.1f MB, want < 50'):format(mb))
+   end
 end
 
 return tests
