@@ -153,8 +153,9 @@ fuzz: test-deps
 	@bash tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # The tests under AddressSanitizer + UBSan, with the normal build's SIMD
-# kernels (-march=native). LuaJIT itself is not instrumented; the suppressions
-# in tests/lsan.supp name only its allocations. TEST_PARTS / TEST_SKIP (see
+# kernels (-march=native). LuaJIT, libpng, zlib, SQLite and OpenBLAS are not
+# instrumented; tests/lsan.supp is where a leak inside one of them would be
+# named (none is today). TEST_PARTS / TEST_SKIP (see
 # tests/run.sh) pick a subset, as .ci/run does. build-asan/ddpmlua finds the
 # Lua library beside itself, as ./ddpmlua does: through links to lib/,
 # experiments/ and data/.
