@@ -21,6 +21,7 @@
 #include "npz.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define DDPM_INCEPTION_MT "ddpm.Inception"

@@ -628,11 +628,12 @@ static void init_threads(void)
    if (n == 0) n = env_threads("OMP_NUM_THREADS");
    if (n == 0) {
       cpu_set_t set;
-      int online = (int)sysconf(_SC_NPROCESSORS_ONLN);
       if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
-      if (n < 1) n = online;
-      /* MPI ranks that mpirun did not bind to cores share them */
-      if (ddpm_dist_local_size() > 1 && n >= online) n /= ddpm_dist_local_size();
+      if (n < 1) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+      /* MPI ranks on one host split its CPUs: a rank bound to k cores uses
+         k threads, ranks that mpirun left unbound share the host's */
+      const int ranks = ddpm_dist_local_size(), cpus = ddpm_dist_node_cpus();
+      if (ranks > 1 && cpus > 0 && n > cpus / ranks) n = cpus / ranks;
       if (n < 1) n = 1;
    }
    ddpm_set_num_threads(n);

@@ -19,6 +19,7 @@
 #include "ddpm.h"
 
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@
 
 #define CHUNK (1 << 30)     /* elements per MPI call: counts are ints */
 
-static int active, world_rank, world_size = 1, local_rank, local_size = 1;
+static int active, world_rank, world_size = 1, local_rank, local_size = 1, node_cpus;
 static double timeout_s = -1;
 
 static double mono_now(void)
@@ -69,6 +70,12 @@ int ddpm_dist_init(void)
                            &node) == MPI_SUCCESS) {
       MPI_Comm_rank(node, &local_rank);
       MPI_Comm_size(node, &local_size);
+      /* the CPUs the ranks of this host may run on, all masks together:
+         one count whether mpirun bound the ranks or not */
+      cpu_set_t set;
+      if (sched_getaffinity(0, sizeof set, &set) == 0 &&
+          MPI_Allreduce(MPI_IN_PLACE, &set, (int)sizeof set, MPI_BYTE, MPI_BOR, node) == MPI_SUCCESS)
+         node_cpus = CPU_COUNT(&set);
       MPI_Comm_free(&node);
    }
    active = 1;
@@ -80,6 +87,7 @@ int ddpm_dist_rank(void) { return world_rank; }
 int ddpm_dist_size(void) { return world_size; }
 int ddpm_dist_local_rank(void) { return local_rank; }
 int ddpm_dist_local_size(void) { return local_size; }
+int ddpm_dist_node_cpus(void) { return node_cpus; }
 
 double ddpm_dist_timeout(void)
 {

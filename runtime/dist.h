@@ -38,6 +38,9 @@ int  ddpm_dist_size(void);              /* 1 outside a job */
 int  ddpm_dist_local_rank(void);
 /* The number of ranks on this host, 1 outside a job. */
 int  ddpm_dist_local_size(void);
+/* The CPUs that the ranks on this host may run on together (the union of
+   their affinity masks); 0 outside a job or when unknown. */
+int  ddpm_dist_node_cpus(void);
 
 /* In-place reductions over all ranks; without a job they do nothing. */
 int  ddpm_dist_allreduce_f32(float *buf, int64_t n, ddpm_dist_op op);

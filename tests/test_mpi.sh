@@ -139,10 +139,11 @@ for np in 2 4; do
 done
 
 # threads per rank: bound ranks use their cores, unbound ones share the host's
-th=$(env -u DDPMLUA_NUM_THREADS mpirun --oversubscribe --bind-to none -np 2 "$D" -e \
-   "io.stderr:write('threads ', require('ddpm.core').get_num_threads(), '\\n')" 2>&1 | grep -c "^threads $(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))$")
-[ "$th" = 2 ] || why+="unbound ranks: $th of 2 use $(( $(nproc) / 2 )) threads"$'\n'
-th=$(env -u DDPMLUA_NUM_THREADS mpirun --bind-to core -np 1 "$D" -e \
+thr=$(env -u DDPMLUA_NUM_THREADS -u OMP_NUM_THREADS mpirun --oversubscribe --bind-to none -np 2 "$D" -e \
+   "io.stderr:write('threads ', require('ddpm.core').get_num_threads(), '\\n')" 2>&1)
+th=$(grep -c "^threads $(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))$" <<<"$thr")
+[ "$th" = 2 ] || why+="unbound ranks: $th of 2 use $(( $(nproc) / 2 )) threads (nproc $(nproc), online $(getconf _NPROCESSORS_ONLN)): $thr"$'\n'
+th=$(env -u DDPMLUA_NUM_THREADS -u OMP_NUM_THREADS mpirun --bind-to core -np 1 "$D" -e \
    "io.stderr:write('threads ', require('ddpm.core').get_num_threads(), '\\n')" 2>&1 | grep -c "^threads 1$")
 [ "$th" = 1 ] || why+="a rank bound to one core does not use 1 thread"$'\n'
 t "threads per rank: one per bound core; unbound ranks share the host's cores"
