@@ -29,10 +29,17 @@ local checkpoint = {}
 ---------------------------------------------------------------- self-description
 
 --- checkpoint.diffusion_config(diff) -> the table that rebuilds diff with
---- ddpm.diffusion{...} (a respaced process gives its original's).
+--- ddpm.diffusion{...} (a respaced process gives its original's). A custom
+--- schedule (a table or function of betas) is recorded as its T betas, in
+--- float64, so the file rebuilds the same process.
 function checkpoint.diffusion_config(diff)
    while diff.parent do diff = diff.parent end
-   return {schedule = diff.schedule_name, T = diff.base_T or diff.T, beta_start = diff.beta_start,
+   local schedule = diff.schedule_name
+   if schedule == 'custom' then
+      schedule = {}
+      for t = 0, diff.sched:T() - 1 do schedule[t + 1] = diff.sched:get('betas', t) end
+   end
+   return {schedule = schedule, T = diff.base_T or diff.T, beta_start = diff.beta_start,
            beta_end = diff.beta_end, mean_type = diff.mean_type, var_type = diff.var_type,
            loss_type = diff.loss_type, clip = diff.clip}
 end
@@ -62,6 +69,11 @@ local function diffusers_unet(c)
 end
 
 local function diffusers_scheduler(d)
+   if type(d.schedule) == 'table' then
+      return {_class_name = 'DDPMScheduler', num_train_timesteps = d.T, trained_betas = d.schedule,
+              variance_type = DIFFUSERS_VAR[d.var_type] or d.var_type,
+              prediction_type = DIFFUSERS_PRED[d.mean_type] or d.mean_type, clip_sample = d.clip ~= false}
+   end
    local sched = ({linear = 'linear', scaled_linear = 'scaled_linear', quad = 'scaled_linear',
                    squaredcos_cap_v2 = 'squaredcos_cap_v2', cosine = 'squaredcos_cap_v2'})[d.schedule]
    return {_class_name = 'DDPMScheduler', num_train_timesteps = d.T, beta_start = d.beta_start,
@@ -120,7 +132,10 @@ local function same(a, b)
 end
 
 local function show(v)
-   if type(v) == 'table' then return table.concat(v, ',') end
+   if type(v) == 'table' then
+      if #v > 8 then return ('{%s, ... %d values}'):format(table.concat(v, ', ', 1, 3), #v) end
+      return table.concat(v, ',')
+   end
    return tostring(v)
 end
 

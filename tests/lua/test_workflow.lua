@@ -252,6 +252,32 @@ function tests.checkpoints_describe_their_model_process_and_images()
    T.assert_error(function() ddpm.load_unet(path, {ema = true, bogus = 1}) end, 'bogus')
 end
 
+function tests.a_custom_schedule_is_rebuilt_from_the_file()
+   -- betas that no named schedule gives, with digits a float32 copy would lose
+   local betas = {}
+   for t = 1, 30 do betas[t] = 1e-4 + (t - 1) * 6.1e-4 + 1e-9 * math.sin(t) end
+   for _, sched in ipairs{betas, function(t) return betas[t + 1] end} do
+      local d = ddpm.diffusion{schedule = sched, T = 30, var_type = 'fixedsmall'}
+      local m = tiny(1)
+      local path = tmp .. '/custom.safetensors'
+      ddpm.checkpoint.save(path, {model = m, step = 1, seed = 1, diffusion = d})
+      local _, d2 = ddpm.load_unet(path)
+      T.assert_eq({d2.T, d2.var_type, d2.schedule_name}, {30, 'fixedsmall', 'custom'})
+      for t = 0, 29 do
+         T.assert_eq(d2.sched:get('betas', t), d.sched:get('betas', t), 'beta ' .. t .. ' bit for bit')
+      end
+      -- resuming with another custom schedule is refused, with this one accepted
+      local other = {}
+      for t = 1, 30 do other[t] = betas[t] * 1.01 end
+      T.assert_error(function() ddpm.checkpoint.load(path, {model = m, diffusion = ddpm.diffusion{schedule = other}}) end,
+                     'trained with schedule')
+      T.assert_eq(ddpm.checkpoint.load(path, {model = m, diffusion = d}).step, 1)
+      -- diffusers readers get the betas as trained_betas
+      local _, meta = core.load_safetensors(path)
+      T.assert_eq(#json.decode(meta['diffusers.scheduler_config']).trained_betas, 30)
+   end
+end
+
 function tests.eval_from_rebuilds_model_and_process_from_the_checkpoint()
    local path = trained()
    local want = nll_of(CDB, ckpt_run)
