@@ -97,9 +97,94 @@ function checkpoint.describe(model, diff, data_shape)
    return meta
 end
 
+-- A JSON file beside a model file, or nil when there is none.
+local function json_file(path)
+   local f = io.open(path, 'rb')
+   if not f then return nil end
+   local s = f:read(1048576)
+   f:close()
+   local ok, v = pcall(json.decode, s or '')
+   if not ok or type(v) ~= 'table' then
+      error(('%s: not a JSON object: %s'):format(path, tostring(v)), 0)
+   end
+   return v, path
+end
+
+local FROM_DIFFUSERS_VAR, FROM_DIFFUSERS_PRED = {}, {}
+for k, v in pairs(DIFFUSERS_VAR) do FROM_DIFFUSERS_VAR[v] = k end
+for k, v in pairs(DIFFUSERS_PRED) do FROM_DIFFUSERS_PRED[v] = k end
+
+-- The U-Net config of a diffusers UNet2DModel config.json (the inverse of
+-- diffusers_unet); nil with a reason when the model is not one ddpm.unet
+-- builds.
+local function unet_from_diffusers(c, path)
+   local function bad(why) error(('%s: %s'):format(path, why), 0) end
+   if c._class_name ~= 'UNet2DModel' then bad('not a UNet2DModel config (_class_name ' .. tostring(c._class_name) .. ')') end
+   local blocks, down = c.block_out_channels, c.down_block_types
+   if type(blocks) ~= 'table' or #blocks == 0 or type(down) ~= 'table' or #down ~= #blocks then
+      bad('block_out_channels and down_block_types must be lists of one length')
+   end
+   local ch, res = blocks[1], c.sample_size
+   if type(res) == 'table' then res = res[1] end
+   local mult, attn = {}, {}
+   for i, b in ipairs(blocks) do
+      if b % ch ~= 0 then bad(('block_out_channels %s are not multiples of %d'):format(table.concat(blocks, ','), ch)) end
+      mult[i] = b / ch
+      if tostring(down[i]):find('Attn', 1, true) then attn[#attn + 1] = res / 2 ^ (i - 1) end
+   end
+   -- the DDPM network's choices, where diffusers' defaults differ from them
+   for k, want in pairs{act_fn = 'silu', time_embedding_type = 'positional', flip_sin_to_cos = false,
+                        freq_shift = 1, downsample_padding = 0, center_input_sample = false,
+                        mid_block_scale_factor = 1} do
+      local v = c[k]
+      if v == nil and (k == 'flip_sin_to_cos' or k == 'freq_shift' or k == 'downsample_padding') then
+         bad(('%s is not set (diffusers\' default differs from the DDPM U-Net, which has %s = %s)'):format(
+            k, k, tostring(want)))
+      end
+      if v ~= nil and v ~= want then
+         bad(('%s = %s, but the DDPM U-Net has %s = %s'):format(k, tostring(v), k, tostring(want)))
+      end
+   end
+   if c.attention_head_dim ~= nil then   -- channels per head; null means one head
+      for i, b in ipairs(blocks) do
+         if (tostring(down[i]):find('Attn', 1, true) or i == #blocks) and c.attention_head_dim ~= b then
+            bad(('attention_head_dim = %s: the DDPM U-Net has one attention head (null)'):format(
+               tostring(c.attention_head_dim)))
+         end
+      end
+   end
+   return {ch = ch, ch_mult = mult, num_res_blocks = c.layers_per_block or 2, attn_resolutions = attn,
+           dropout = c.dropout or 0, in_ch = c.in_channels or 3, out_ch = c.out_channels or 3,
+           resolution = res, groups = c.norm_num_groups or 32, eps = c.norm_eps or 1e-5}
+end
+
+local function diffusion_from_diffusers(d)
+   local sched = d.trained_betas
+   if type(sched) ~= 'table' then
+      sched = ({linear = 'linear', squaredcos_cap_v2 = 'cosine'})[d.beta_schedule] or d.beta_schedule
+   end
+   return {schedule = sched, T = d.num_train_timesteps, beta_start = d.beta_start, beta_end = d.beta_end,
+           mean_type = FROM_DIFFUSERS_PRED[d.prediction_type] or d.prediction_type,
+           var_type = FROM_DIFFUSERS_VAR[d.variance_type] or d.variance_type, clip = d.clip_sample}
+end
+
+-- A diffusers model folder: config.json beside the weights, and the
+-- scheduler's scheduler_config.json beside them or in ../scheduler/.
+local function diffusers_folder(path)
+   local dir = path:match('^(.*)/[^/]*$') or '.'
+   local c, cpath = json_file(dir .. '/config.json')
+   if not c then return nil end
+   local unet = unet_from_diffusers(c, cpath)
+   local d = json_file(dir .. '/scheduler_config.json') or json_file(dir .. '/../scheduler/scheduler_config.json')
+   return unet, d and diffusion_from_diffusers(d), cpath
+end
+
 --- checkpoint.read_config(path) -> {unet =, diffusion =, data_shape =,
---- checkpoint = true when it is a training checkpoint}; a field is nil when
---- the file does not record it (a diffusers file, an older checkpoint).
+--- checkpoint = true when it is a training checkpoint, source = where the
+--- configs came from}; a field is nil when nothing records it. A file
+--- without ddpmlua metadata (diffusers' diffusion_pytorch_model.safetensors)
+--- takes its configs from diffusers' config.json beside it and
+--- scheduler_config.json beside it or in ../scheduler/.
 function checkpoint.read_config(path)
    local tensors, meta = core.load_safetensors(path)
    local has_ema = tensors['ema.conv_in.weight'] ~= nil
@@ -111,9 +196,18 @@ function checkpoint.read_config(path)
       if not ok then error(('%s: metadata %s is not JSON: %s'):format(path, k, tostring(v)), 3) end
       return v
    end
-   return {unet = field('ddpmlua.unet_config'), diffusion = field('ddpmlua.diffusion_config'),
-           data_shape = field('ddpmlua.data_shape'), checkpoint = meta.format == 'ddpmlua.checkpoint/1',
-           ema = has_ema, meta = meta}
+   local info = {unet = field('ddpmlua.unet_config'), diffusion = field('ddpmlua.diffusion_config'),
+                 data_shape = field('ddpmlua.data_shape'), checkpoint = meta.format == 'ddpmlua.checkpoint/1',
+                 ema = has_ema, meta = meta, source = path}
+   if not info.unet then
+      local unet, diff, cpath = diffusers_folder(path)
+      if unet then
+         info.unet, info.source = unet, cpath
+         info.diffusion = info.diffusion or diff
+         info.data_shape = info.data_shape or {unet.in_ch, unet.resolution, unet.resolution}
+      end
+   end
+   return info
 end
 
 local MODEL_KEYS = {'ch', 'ch_mult', 'num_res_blocks', 'attn_resolutions', 'dropout'}

@@ -278,6 +278,43 @@ function tests.a_custom_schedule_is_rebuilt_from_the_file()
    end
 end
 
+function tests.a_diffusers_folder_describes_its_weights()
+   -- diffusers' layout: unet/config.json + unet/diffusion_pytorch_model.safetensors
+   -- (no ddpmlua metadata) and scheduler/scheduler_config.json
+   local m = tiny(4)
+   local d = ddpm.diffusion{T = 40, var_type = 'fixedsmall'}
+   local dir = tmp .. '/hub'
+   os.execute(('rm -rf %s && mkdir -p %s/unet %s/scheduler'):format(dir, dir, dir))
+   m:save(dir .. '/full.safetensors', {diffusion = d})
+   local t, meta = core.load_safetensors(dir .. '/full.safetensors')
+   local weights = dir .. '/unet/diffusion_pytorch_model.safetensors'
+   core.save_safetensors(weights, t, {format = 'pt'})
+   local function write(path, text)
+      local f = assert(io.open(path, 'w'))
+      f:write(text)
+      f:close()
+   end
+   -- without config.json the file cannot say what it is
+   T.assert_error(function() ddpm.load_unet(weights) end, 'has no ddpmlua.unet_config metadata')
+   local ucfg = json.decode(meta['diffusers.unet_config'])
+   write(dir .. '/unet/config.json', json.encode(ucfg))
+   write(dir .. '/scheduler/scheduler_config.json', meta['diffusers.scheduler_config'])
+   local m2, d2, info = ddpm.load_unet(weights)
+   T.assert_eq(json.encode(m2:config()), json.encode(m:config()))
+   T.assert_eq((m2:flat_params() - m:flat_params()):abs():max(), 0)
+   T.assert_eq({d2.T, d2.var_type, d2.mean_type, d2.schedule_name}, {40, 'fixedsmall', 'eps', 'linear'})
+   T.assert_eq(info.source, dir .. '/unet/config.json')
+   -- a diffusers U-Net that is not the DDPM one is refused by name
+   ucfg.downsample_padding = 1
+   write(dir .. '/unet/config.json', json.encode(ucfg))
+   T.assert_error(function() ddpm.load_unet(weights) end, 'downsample_padding = 1, but the DDPM U-Net has')
+   ucfg.downsample_padding, ucfg.attention_head_dim = 0, 8
+   write(dir .. '/unet/config.json', json.encode(ucfg))
+   T.assert_error(function() ddpm.load_unet(weights) end, 'one attention head')
+   write(dir .. '/unet/config.json', '{"_class_name": "UNet2DModel",')
+   T.assert_error(function() ddpm.load_unet(weights) end, 'config.json: not a JSON object')
+end
+
 function tests.eval_from_rebuilds_model_and_process_from_the_checkpoint()
    local path = trained()
    local want = nll_of(CDB, ckpt_run)
