@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # tests/test_diskfull.sh — a training run whose writes fail. A checkpoint, a
 # sample PNG or runs.db on a small tmpfs that fills up (ENOSPC), a checkpoint
-# past RLIMIT_FSIZE (EFBIG, SIGXFSZ ignored) and a checkpoint whose fsync
-# fails with EIO (strace fault injection): each gives an error naming the
+# past RLIMIT_FSIZE (EFBIG, SIGXFSZ ignored), a checkpoint or PNG whose fsync
+# fails with EIO and a runs.db whose writes fail with EIO (strace fault
+# injection): each gives an error naming the
 # file, ends the run 'failed' with that reason, keeps the checkpoint before it
 # intact and leaves no temp file. When runs.db itself is full the run cannot
 # be marked failed: stderr says so and the database stays intact.
@@ -70,8 +71,8 @@ local m = ddpm.unet{ch = 8, groups = 4, ch_mult = {1, 2}, num_res_blocks = 1, at
 local run = ddpm.log.start{db = db, name = 'full-' .. mode, dir = dir}
 ddpm.train{model = m, diffusion = ddpm.diffusion{T = 20}, data = core.dataset_idx('$tmp/synthetic-idx3-ubyte'),
    steps = 12, batch = 8, seed = 1, run = run, progress = false,
-   sample_n = 4, sample_every = mode == 'png' and 4 or 0, sample_at_end = false,
-   checkpoint_every = mode == 'png' and 0 or 2, keep_checkpoints = 2,
+   sample_n = 4, sample_every = mode:match('png') and 4 or 0, sample_at_end = false,
+   checkpoint_every = mode:match('png') and 0 or 2, keep_checkpoints = 2,
    on_step = function(step)
       if step == 3 and (mode == 'ckpt' or mode == 'png' or mode == 'db') then
          fill(mode == 'ckpt' and 40000 or 0)
@@ -167,8 +168,42 @@ if command -v strace >/dev/null; then
    check_ckpt2 "$tmp/eio.db" "$tmp/eio"
    eq "$(files "$tmp/eio")" "ckpt-00000002.safetensors " "files of the run"
    t "checkpoint whose fsync fails with EIO: error names the file, run failed, step-2 checkpoint intact, no temp file"
+
+   # 6. EIO from fsync of the sample grid (the first fsync of a run without
+   # checkpoints)
+   mkdir -p "$tmp/eiopng"
+   err=$(strace -f -qq -o /dev/null -e trace=fsync -e inject=fsync:error=EIO:when=1 \
+         "$D" "$tmp/train.lua" eio-png "$tmp/eiopng.db" "$tmp/eiopng" 2>&1 >/dev/null); rc=$?
+   [ "$rc" -ne 0 ] || why+="exit status 0"$'\n'
+   has "$err" "$tmp/eiopng/samples-00000004.png" "stderr"
+   has "$err" "Input/output error" "stderr"
+   check_failed "$tmp/eiopng.db" "$tmp/eiopng" "samples-00000004.png"
+   eq "$(files "$tmp/eiopng")" "" "files of the run"
+   t "sample PNG whose fsync fails with EIO: error names the file, run failed, no temp file"
+
+   # 7. EIO on runs.db: every write to its WAL fails from two thirds of the
+   # run on (counted on a clean run first)
+   mkdir -p "$tmp/eiodb"
+   strace -f -qq -o "$tmp/wal.trace" -P "$tmp/eiodb/count.db-wal" -e trace=pwrite64 \
+      "$D" "$tmp/train.lua" eio-db "$tmp/eiodb/count.db" "$tmp/eiodb/count" >/dev/null 2>&1
+   nw=$(grep -c 'pwrite64(' "$tmp/wal.trace")
+   db=$tmp/eiodb/runs.db
+   err=$(strace -f -qq -o /dev/null -P "$db-wal" -e trace=pwrite64 -e inject=pwrite64:error=EIO:when=$((nw * 2 / 3))+ \
+         "$D" "$tmp/train.lua" eio-db "$db" "$tmp/eiodb/run" 2>&1 >/dev/null); rc=$?
+   [ "$rc" -ne 0 ] || why+="exit status 0 ($nw WAL writes in a clean run)"$'\n'
+   has "$err" "$db: disk I/O error" "stderr"
+   has "$err" "could not be marked failed in $db" "stderr"
+   eq "$(q "$db" "PRAGMA integrity_check")" "ok" "integrity_check"
+   s=$("$D" runs --db "$db" 2>&1)
+   has "$s" "crashed" "ddpmlua runs"
+   s=$(q "$db" "SELECT (SELECT max(step) FROM metrics_v WHERE key = 'loss') >= (SELECT max(step) FROM checkpoints), (SELECT count(*) FROM checkpoints)")
+   [[ "$s" =~ ^1\|[1-9] ]] || why+="metrics up to the last recorded checkpoint expected: $s"$'\n'
+   ls -A "$tmp/eiodb/run" | grep -q '\.tmp\.' && why+="a temp file is left: $(ls -A "$tmp/eiodb/run")"$'\n'
+   t "runs.db whose writes fail with EIO: stderr names it, the database stays intact, the run reads crashed with its metrics"
 else
    skip "checkpoint whose fsync fails with EIO" "needs strace (scripts/setup.sh test)"
+   skip "sample PNG whose fsync fails with EIO" "needs strace (scripts/setup.sh test)"
+   skip "runs.db whose writes fail with EIO" "needs strace (scripts/setup.sh test)"
 fi
 
 echo "1..$n"
