@@ -171,8 +171,20 @@ done:
    return 0;
 }
 
+/* remove_stale_temps(dir) -> how many temp files of killed writers were removed */
+static int l_remove_stale_temps(lua_State *L)
+{
+   const char *dir = luaL_checkstring(L, 1);
+   int removed = 0;
+   l_check(L, ddpm_remove_stale_temps(dir, &removed), "remove_stale_temps");
+   lua_pushinteger(L, removed);
+   return 1;
+}
+
 void l_io_register(lua_State *L)
 {
+   lua_pushcfunction(L, l_remove_stale_temps);
+   lua_setfield(L, -2, "remove_stale_temps");
    lua_pushcfunction(L, l_load_safetensors);
    lua_setfield(L, -2, "load_safetensors");
    lua_pushcfunction(L, l_save_safetensors);

@@ -407,6 +407,13 @@ const char *ddpm_st_metadata_key(const ddpm_st_file *f, int i);
    prefixed "<what>: ", names the path and the failing step. */
 int ddpm_file_write_atomic(const char *path, const void *buf, size_t len, const char *what);
 
+/* Removes from dir the temp files of atomic writes (".<name>.tmp.<pid>.<k>")
+   whose writer is no longer running on this host, i.e. was killed before
+   its rename; *removed = how many (may be NULL). Other files, and temps of
+   live processes, are left alone. DDPM_EIO + message when dir cannot be
+   read or a file cannot be removed. */
+int ddpm_remove_stale_temps(const char *dir, int *removed);
+
 /* Writes float32 tensors atomically (temp file, fsync, rename, fsync dir).
    names[i], ndims[i], shapes[i] (ndims[i] values), data[i]; optional
    metadata as meta_n key/value pairs. Names must be unique. */

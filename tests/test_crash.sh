@@ -12,7 +12,9 @@
 #     (a checkpoint cut short exists only as a temp file);
 #   * resuming from the newest of them ends bit for bit where an
 #     uninterrupted run ends (parameters, EMA, Adam moments);
-#   * every metric of every step up to that checkpoint is in runs.db.
+#   * every metric of every step up to that checkpoint is in runs.db;
+#   * after the resume no temp file of the killed writer is left in its
+#     folder (the resume removes them).
 # CRASH_SEED=n repeats a sequence of kill moments (the seed is printed).
 # Prints TAP and "N passed, N failed".
 
@@ -191,6 +193,8 @@ for k in range(KILLS):
         rc, out = run(db, os.path.join(rdir, ckpts[-1]), os.path.join(tmp, 'y.st'), idx, ref)
         if rc != 0 or 'BITEXACT yes' not in out or 'CKPTS-OK' not in out:
             why.append('resume from %s: exit %d\n%s' % (ckpts[-1], rc, out))
+        left = [n for n in os.listdir(rdir) if '.tmp.' in n]
+        if left: why.append('temp files of the killed run left after its resume: %r' % left)
         what += ', landed in %s, resumed from step %d' % (where, c)
     result(not why, what, '\n'.join(why))
 

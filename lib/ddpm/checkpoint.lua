@@ -323,6 +323,17 @@ end
 --- checkpoint.read_meta(path) -> metadata table (numbers converted).
 function checkpoint.load(path, st)
    local tensors, meta = core.load_safetensors(path)
+   if st.adam and core.dist_rank() == 0 then
+      -- resuming a run that was killed: its folder may hold the temp file of
+      -- a checkpoint or PNG write cut short (never a partial file under a
+      -- final name); remove those whose writer is gone
+      local dir = path:match('^(.*)/[^/]*$') or '.'
+      local ok, n = pcall(core.remove_stale_temps, dir)
+      if ok and n > 0 then
+         io.stderr:write(('removed %d temporary file%s left in %s by a killed writer\n'):format(
+            n, n == 1 and '' or 's', dir))
+      end
+   end
    if meta.format ~= 'ddpmlua.checkpoint/1' then
       error(('checkpoint: %s is not a ddpmlua checkpoint (format %s)'):format(path, tostring(meta.format)), 2)
    end
