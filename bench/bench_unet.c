@@ -10,9 +10,12 @@
  * train:   one training step as the Lua trainer takes it: zero the gradients,
  *          forward in training mode (the preset's dropout, 0.1 for cifar) with
  *          a fresh dropout seed, the L_simple (MSE) gradient against a random
- *          target, backward, ddpm_adam_step (lr 2e-4) and ddpm_ema_update
- *          (decay 0.9999) of a copy of the parameters — the same work
- *          bench_torch.py times.
+ *          target, backward, then Adam (lr 2e-4), the EMA (decay 0.9999) of a
+ *          copy of the parameters and the zeroing of the gradients for the
+ *          next step, in one pass (ddpm_adam_step_ex) — the same work
+ *          bench_torch.py times. --unfused: ddpm_unet_zero_grad before the
+ *          step and ddpm_adam_step, ddpm_ema_update after it, as before the
+ *          fused pass.
  * One warm-up step (it sizes the activation arena), then --reps timed steps.
  * Prints one JSON line: median_s, times, cpu_s (median CPU seconds of a step,
  * all threads: steadier than wall time on a shared machine), gflop (counted
@@ -125,18 +128,19 @@ static double forward_flops(const ddpm_unet *m)
 static void usage(void)
 {
    fprintf(stderr, "usage: bench_unet [--config cifar|fashion|small] [--batch N] "
-                   "[--mode forward|train] [--reps R] [--threads T] [--seed S] [--profile]\n");
+                   "[--mode forward|train] [--reps R] [--threads T] [--seed S] [--profile] [--unfused]\n");
    exit(2);
 }
 
 int main(int argc, char **argv)
 {
    const char *cname = "cifar", *mode = "forward";
-   int N = 1, reps = 3, threads = 2, profile = 0;
+   int N = 1, reps = 3, threads = 2, profile = 0, fused = 1;
    unsigned long long seed = 0;
    for (int i = 1; i < argc; i++) {
       const char *a = argv[i];
       if (strcmp(a, "--profile") == 0) { profile = 1; continue; }
+      if (strcmp(a, "--unfused") == 0) { fused = 0; continue; }
       if (i + 1 >= argc) usage();
       const char *v = argv[++i];
       if (strcmp(a, "--config") == 0) cname = v;
@@ -192,7 +196,9 @@ int main(int argc, char **argv)
       double t0 = now(), c0 = cpu_now(), t1;
       int rc;
       if (train) {
-         ddpm_unet_zero_grad(m);
+         if (r < 0 || !fused) {   /* the fused pass leaves them zero for the next step */
+            ddpm_unet_zero_grad(m);
+         }
          t1 = now();
          if (r >= 0) t_zero += t1 - t0;
          ddpm_unet_set_dropout_seed(m, 1000 + (uint64_t)(r + 1), 0);
@@ -207,10 +213,16 @@ int main(int argc, char **argv)
          }
          if (rc == DDPM_OK) {
             double t3 = now();
-            rc = ddpm_adam_step(adam, ddpm_unet_params(m), ddpm_unet_grads(m), 2e-4);
-            double t4 = now();
-            ddpm_ema_update(ema, ddpm_unet_params(m), (int64_t)np, 0.9999);
-            if (r >= 0) { t_adam += t4 - t3; t_ema += now() - t4; }
+            if (fused) {
+               ddpm_adam_pass p = { 0.0f, ema, 0.9999, DDPM_GRADS_ZERO };
+               rc = ddpm_adam_step_ex(adam, ddpm_unet_params(m), ddpm_unet_grads(m), 2e-4, &p);
+               if (r >= 0) t_adam += now() - t3;
+            } else {
+               rc = ddpm_adam_step(adam, ddpm_unet_params(m), ddpm_unet_grads(m), 2e-4);
+               double t4 = now();
+               ddpm_ema_update(ema, ddpm_unet_params(m), (int64_t)np, 0.9999);
+               if (r >= 0) { t_adam += t4 - t3; t_ema += now() - t4; }
+            }
          }
       } else {
          rc = ddpm_unet_forward(m, out, x, t, N, R, R);
@@ -252,9 +264,11 @@ int main(int argc, char **argv)
                 100 * prof.t[k] / t_all, (double)prof.calls[k] / reps);
       }
       if (train) {
-         const char *nm[4] = {"zero_grad (memset)", "loss gradient", "adam", "ema"};
+         const char *nm[4] = {"zero_grad (memset)", "loss gradient",
+                              fused ? "adam+ema+zero_grad (fused)" : "adam", "ema"};
          double v[4] = {t_zero, t_loss, t_adam, t_ema};
          for (int k = 0; k < 4; k++) {
+            if (fused && (k == 0 || k == 3)) continue;
             covered += v[k];
             printf("# %-26s %9.2f %6.1f%% %7d\n", nm[k], 1e3 * v[k] / reps, 100 * v[k] / t_all, 1);
          }

@@ -1,7 +1,8 @@
 /*
  * test_adam.c — Adam against a double-precision reference written from the
  * TF1 update rule, clipping, EMA, and the thread-count independence of the
- * gradient norm.
+ * gradient norm, and the fused pass (step + clip scale + EMA + zero_grad)
+ * against the separate passes bit for bit.
  */
 #include "check.h"
 #include "ddpm.h"
@@ -71,9 +72,91 @@ static void test_clip_ema(void)
    free(g);
 }
 
+
+/* The loop ddpm_adam_step ran before the fused pass, element by element in
+   float32: the fused pass must give its bits. */
+static void ref_adam(float *w, const float *g, float *m, float *v, int64_t n, int t, double lr,
+                     double beta1, double beta2, double eps, double wd)
+{
+   const float b1 = (float)beta1, b2 = (float)beta2, e = (float)eps, d = (float)wd;
+   const float step = (float)(lr * sqrt(1.0 - pow(beta2, (double)t)) / (1.0 - pow(beta1, (double)t)));
+   for (int64_t i = 0; i < n; i++) {
+      float gi = g[i] + d * w[i];
+      float mi = b1 * m[i] + (1.0f - b1) * gi;
+      float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+      m[i] = mi;
+      v[i] = vi;
+      w[i] -= step * mi / (sqrtf(vi) + e);
+   }
+}
+
+static int same_bits(const float *a, const float *b, int64_t n)
+{
+   return memcmp(a, b, (size_t)n * sizeof *a) == 0;
+}
+
+/* ddpm_adam_step_ex (scale, step, EMA, zeroing) against scale + the old loop
+   + ddpm_ema_update + memset, bit for bit, for 1 and 2 threads, a length with
+   a ragged tail and weight decay on and off. */
+static void test_fused(void)
+{
+   const int64_t n = 3 * 16384 + 1000 + 7;
+   float *w = malloc(n * 4), *g = malloc(n * 4), *e = malloc(n * 4);
+   float *rw = malloc(n * 4), *rg = malloc(n * 4), *re = malloc(n * 4);
+   float *rm = calloc(n, 4), *rv = calloc(n, 4);
+   for (int threads = 1; threads <= 2; threads++)
+      for (int wdi = 0; wdi < 2; wdi++) {
+         const double wd = wdi ? 0.01 : 0.0;
+         ddpm_set_num_threads(threads);
+         check_fill(w, n, 3);
+         check_fill(e, n, 4);
+         memcpy(rw, w, n * 4);
+         memcpy(re, e, n * 4);
+         memset(rm, 0, n * 4);
+         memset(rv, 0, n * 4);
+         ddpm_adam *a = ddpm_adam_new(n, 0.9, 0.999, 1e-8, wd);
+         int ok = 1;
+         for (int s = 1; s <= 4; s++) {
+            check_fill(g, n, 20 + s);
+            if (s == 3) g[5] *= 1e20f;   /* a large one, as a spike would be */
+            memcpy(rg, g, n * 4);
+            const double lr = 1e-3 * s;
+            /* steps 2 and 4: clipped by a scale, as ddpm_clip_grad_norm does */
+            const float gs = s % 2 ? 0.0f : (float)(1.0 / ddpm_l2_norm(rg, n));
+            if (gs != 0.0f) ddpm_scale(rg, n, gs);
+            ref_adam(rw, rg, rm, rv, n, s, lr, 0.9, 0.999, 1e-8, wd);
+            ddpm_ema_update(re, rw, n, 0.999);
+            memset(rg, 0, n * 4);
+            ddpm_adam_pass p = { gs, e, 0.999, DDPM_GRADS_ZERO };
+            ok &= ddpm_adam_step_ex(a, w, g, lr, &p) == DDPM_OK;
+            ok &= same_bits(w, rw, n) && same_bits(e, re, n) && same_bits(g, rg, n);
+            ok &= same_bits(ddpm_tensor_data(a->m), rm, n) && same_bits(ddpm_tensor_data(a->v), rv, n);
+         }
+         CHECK(ok, "fused Adam + clip scale + EMA + zero_grad bit-identical to the separate "
+                   "passes (%d threads, weight decay %g)", threads, wd);
+         /* a plain step leaves g alone, a scaled one leaves the scaled g */
+         check_fill(g, n, 40);
+         memcpy(rg, g, n * 4);
+         ddpm_adam_step(a, w, g, 1e-3);
+         CHECK(same_bits(g, rg, n), "ddpm_adam_step leaves the gradients as they were");
+         ddpm_adam_pass p = { 0.5f, NULL, 0, DDPM_GRADS_KEEP };
+         ddpm_adam_step_ex(a, w, g, 1e-3, &p);
+         ddpm_scale(rg, n, 0.5f);
+         CHECK(same_bits(g, rg, n), "a scaled step leaves the scaled gradients");
+         ddpm_adam_pass bad = { 0, e, 1.5, DDPM_GRADS_KEEP };
+         const int64_t t0 = a->t;
+         CHECK(ddpm_adam_step_ex(a, w, g, 1e-3, &bad) == DDPM_EINVAL && a->t == t0,
+               "EMA decay 1.5 rejected before any change: %s", ddpm_errmsg());
+         ddpm_adam_free(a);
+      }
+   ddpm_set_num_threads(2);
+   free(w); free(g); free(e); free(rw); free(rg); free(re); free(rm); free(rv);
+}
+
 int main(void)
 {
    test_adam();
    test_clip_ema();
+   test_fused();
    return check_done();
 }
