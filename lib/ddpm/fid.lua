@@ -60,11 +60,7 @@ function fid.weights_help(path)
       .. "(see docs/fid.md)"):format(path, path)
 end
 
-local function exists(path)
-   local f = io.open(path, 'rb')
-   if f then f:close() end
-   return f ~= nil
-end
+local exists = require('ddpm.util').exists
 
 --- fid.inception([path]) -> the network (ddpm.Inception); a clear error when the file is missing.
 function fid.inception(path)

@@ -14,6 +14,7 @@ ends or the Run is collected.
 ]]
 local core = require 'ddpm.core'
 local json = require 'ddpm.json'
+local util = require 'ddpm.util'
 
 local log = {}
 
@@ -21,15 +22,7 @@ local Run = {}
 Run.__index = Run
 log.Run = Run
 
-local function read_file(path)
-   local f = io.open(path, 'rb')
-   if not f then return nil end
-   local s = f:read('*a')
-   f:close()
-   return s
-end
-
-local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local read_file, shell_quote = util.read_file, util.shell_quote
 
 local function git_info(path)
    local dir = path and path:match('^(.*)/[^/]*$') or '.'
