@@ -175,10 +175,11 @@ asan:
 # current folder.
 SHARE := $(DESTDIR)$(PREFIX)/share/ddpmlua
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(SHARE)/lua/ddpm $(SHARE)/experiments $(SHARE)/data \
+	install -d $(DESTDIR)$(PREFIX)/bin $(SHARE)/lua/ddpm/cmd $(SHARE)/experiments $(SHARE)/data \
 	           $(SHARE)/scripts $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 ddpmlua $(DESTDIR)$(PREFIX)/bin/ddpmlua
 	install -m 644 lib/ddpm/*.lua $(SHARE)/lua/ddpm/
+	install -m 644 lib/ddpm/cmd/*.lua $(SHARE)/lua/ddpm/cmd/
 	install -m 644 experiments/*.lua $(SHARE)/experiments/
 	install -m 644 data/*.safetensors $(SHARE)/data/
 	install -m 644 scripts/queries.sql $(SHARE)/scripts/
@@ -202,9 +203,10 @@ $(PIC)/ddpm/core.so: $(MOD_OBJ)
 	@echo "  LD    $@"
 	$(Q)$(CC) -shared -o $@ $^ $(filter-out -lluajit-5.1,$(LDLIBS))
 install-module: module
-	install -d $(DESTDIR)$(LIBDIR)/ddpm $(DESTDIR)$(LUADIR)/ddpm
+	install -d $(DESTDIR)$(LIBDIR)/ddpm $(DESTDIR)$(LUADIR)/ddpm/cmd
 	install -m 755 $(PIC)/ddpm/core.so $(DESTDIR)$(LIBDIR)/ddpm/core.so
 	install -m 644 lib/ddpm/*.lua $(DESTDIR)$(LUADIR)/ddpm/
+	install -m 644 lib/ddpm/cmd/*.lua $(DESTDIR)$(LUADIR)/ddpm/cmd/
 
 clean:
 	rm -rf build build-asan ddpmlua

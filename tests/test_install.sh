@@ -11,6 +11,10 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export DDPMLUA_NUM_THREADS=2 DDPMLUA_HISTORY=
 unset DDPMLUA_DB DDPMLUA_PARENT_RUN DDPMLUA_LENET
+# what a user installs is the normal build, also when this runs under
+# `make asan` (whose sanitizer flags reach nested makes through MAKEFLAGS:
+# plain luajit cannot load a module built with them)
+unset MAKEFLAGS MFLAGS MAKELEVEL
 
 n=0 failed=0 why=""
 t() {
@@ -24,7 +28,8 @@ run() { "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?; out=$(cat "$tmp/out"); err=$(cat "
 P=$tmp/prefix
 run make --no-print-directory install PREFIX="$P"
 [ "$rc" -eq 0 ] || why+="make install failed: $err"$'\n'
-for f in bin/ddpmlua share/ddpmlua/lua/ddpm/init.lua share/ddpmlua/experiments/ablation_sigma.lua \
+for f in bin/ddpmlua share/ddpmlua/lua/ddpm/init.lua share/ddpmlua/lua/ddpm/cmd/common.lua \
+         share/ddpmlua/experiments/ablation_sigma.lua \
          share/ddpmlua/data/lenet_fmnist.safetensors share/man/man1/ddpmlua.1; do
    [ -f "$P/$f" ] || why+="$f not installed"$'\n'
 done

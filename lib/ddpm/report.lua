@@ -17,6 +17,7 @@ JavaScript, other runs (see `ddpmlua compare`).
 ]]
 local json = require 'ddpm.json'
 local plot = require 'ddpm.plot'
+local util = require 'ddpm.util'
 
 local report = {}
 
@@ -63,15 +64,7 @@ function report.base64(s)
    return table.concat(out)
 end
 
-local function read_file(path, limit)
-   local f = io.open(path, 'rb')
-   if not f then return nil, 'missing' end
-   local s = f:read(limit and (limit + 1) or '*a')
-   f:close()
-   if not s then return nil, 'unreadable' end
-   if limit and #s > limit then return nil, 'too large' end
-   return s
-end
+local read_file = util.read_file
 
 -- Width and height of PNG bytes, or nil when they are not a PNG.
 local function png_size(s)
@@ -88,17 +81,11 @@ end
 local function png_uri(s) return 'data:image/png;base64,' .. report.base64(s) end
 
 local function fmt(v)
-   local commands = require 'ddpm.commands'
    if v == nil then return '-' end
-   return commands.g6(v)
+   return require('ddpm.cmd.common').g6(v)
 end
 
-local function duration(s)
-   if not s then return '-' end
-   if s < 60 then return ('%.1f s'):format(s) end
-   if s < 3600 then return ('%d min %02d s'):format(math.floor(s / 60), math.floor(s % 60)) end
-   return ('%d h %02d min'):format(math.floor(s / 3600), math.floor(s % 3600 / 60))
-end
+local function duration(s) return util.duration(s, true) end
 
 ---------------------------------------------------------------- charts
 
@@ -225,7 +212,7 @@ end
 
 --- report.write{rl=, run=, out=, smooth=, logy=} -> {bytes, charts, images}
 function report.write(opt)
-   local commands = require 'ddpm.commands'
+   local commands = require 'ddpm.cmd.common'
    local rl, id = opt.rl, opt.run
    local r = rl:query('SELECT * FROM runs WHERE run_id = :id', {id = id})[1]
    if not r then error(('no run %s'):format(tostring(id)), 0) end

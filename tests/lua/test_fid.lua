@@ -1,5 +1,5 @@
 -- test_fid.lua — FID and the Inception Score from Lua (lib/ddpm/fid.lua,
--- bindings/l_inception.c, lib/ddpm/cmd_fid.lua, experiments/cifar_linear.lua).
+-- bindings/l_inception.c, lib/ddpm/cmd/fid.lua, experiments/cifar_linear.lua).
 --
 -- The network runs with the random weights of the parity fixture
 -- (tests/fixtures/inception_weights.safetensors, made by `make test` with
