@@ -72,6 +72,9 @@ size_t ddpm_conv2d_gemm_work_floats(const ddpm_conv2d_shape *s);
    threads than it serves. The forward and the input gradient give the same
    bits for any thread count, the weight gradient for a fixed one. */
 size_t ddpm_wino_scratch_floats(int N, int C, int OC, int H, int W, int backward, int threads);
+/* 1 when Winograd is the faster way for a batch of N images of H x W (enough
+   4x4 tiles to fill its GEMM), else 0: im2col + GEMM is (see winograd.c). */
+int ddpm_wino_pays(int N, int H, int W);
 void ddpm_wino_forward(float *out, float *scratch, size_t nscratch, const float *in,
                        const float *weight, const ddpm_conv_epi *e, int N, int C, int H, int W,
                        int OC);
