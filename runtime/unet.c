@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "unet_internal.h"
+#include "bf16.h"
 
 /* ------------------------------------------------------------ config */
 
@@ -347,6 +348,7 @@ void ddpm_unet_free(ddpm_unet *m)
    ddpm_tensor_release(m->params_t);
    ddpm_tensor_release(m->grads_t);
    free(m->arena);
+   ddpm_bf16_cache_free(m->bf16);
    free(m);
 }
 

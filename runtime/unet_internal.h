@@ -108,6 +108,8 @@ struct ddpm_unet {
    uint64_t dropout_seed;
    uint64_t dropout_first;            /* index of the batch's first image (data parallel) */
    ddpm_unet_prof *prof;              /* per-op timers, when not NULL (bench) */
+   int precision;                     /* ddpm_precision (bf16.h) of inference forwards */
+   struct ddpm_bf16_cache *bf16;      /* bfloat16 filters (unet_bf16.c), made on first use */
 };
 
 #endif

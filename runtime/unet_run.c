@@ -34,6 +34,7 @@
  */
 #include "unet_internal.h"
 #include "kernels.h"
+#include "bf16.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -152,10 +153,20 @@ static int plan_threads(void)
 #endif
 }
 
-static size_t conv_scratch(const ddpm_conv2d_shape *s, int wino, int keep)
+/* Whether an inference forward runs this Winograd layer in bfloat16 (the
+   layers unet_bf16.c caches filters for: an even input count). */
+static int bf16_layer(const ddpm_unet *m, const ddpm_conv2d_shape *s, int wino, int keep)
 {
-   return wino ? ddpm_wino_scratch_floats(s->N, s->C, s->OC, s->H, s->W, keep, plan_threads())
-               : ddpm_conv2d_scratch_floats(s);
+   return m->precision == DDPM_BF16 && !keep && wino && s->C % 2 == 0;
+}
+
+static size_t conv_scratch(const ddpm_unet *m, const ddpm_conv2d_shape *s, int wino, int keep)
+{
+   size_t f = wino ? ddpm_wino_scratch_floats(s->N, s->C, s->OC, s->H, s->W, keep, plan_threads())
+                   : ddpm_conv2d_scratch_floats(s);
+   if (bf16_layer(m, s, wino, keep))
+      f = max_sz(f, ddpm_wino_bf16_scratch_floats(s->N, s->C, s->OC, s->H, s->W, plan_threads()));
+   return f;
 }
 
 static size_t out_size(const ddpm_unet *m, const node *n, int N)
@@ -194,7 +205,7 @@ static void shapes(ddpm_unet *m, int N, int H0, int W0, int keep, size_t *scratc
          else   /* official downsampling: zero padding at bottom/right only */
             n->cs[0] = ddpm_conv2d_make(N, n->C, H, W, n->Cout, 3, 2, 0, 0, 1, 1);
          n->wino = wino_ok(&n->cs[0]);
-         *scratch = max_sz(*scratch, conv_scratch(&n->cs[0], n->wino, keep));
+         *scratch = max_sz(*scratch, conv_scratch(m, &n->cs[0], n->wino, keep));
          if (!n->wino) *gwork = max_sz(*gwork, ddpm_conv2d_gemm_work_floats(&n->cs[0]));
          break;
       case N_RES:
@@ -205,7 +216,7 @@ static void shapes(ddpm_unet *m, int N, int H0, int W0, int keep, size_t *scratc
             if (k == CS_SHORT && !n->has_short) continue;
             int w = k != CS_SHORT && wino_ok(&n->cs[k]);   /* 1x1: GEMM */
             n->wino |= w << k;
-            *scratch = max_sz(*scratch, conv_scratch(&n->cs[k], w, keep));
+            *scratch = max_sz(*scratch, conv_scratch(m, &n->cs[k], w, keep));
             if (!w) *gwork = max_sz(*gwork, ddpm_conv2d_gemm_work_floats(&n->cs[k]));
          }
          *gmax = max_sz(*gmax, max_sz(NC, NCo) * HW);
@@ -383,6 +394,13 @@ static void conv_fwd(ddpm_unet *m, float *out, const float *in, const float *w,
                      const ddpm_conv_epi *e, const ddpm_conv2d_shape *s, int wino)
 {
    double t0 = pbegin(m);
+   const uint32_t *U = bf16_layer(m, s, wino, m->pkeep)
+                          ? ddpm_unet_bf16_filters(m, (size_t)(w - m->params)) : NULL;
+   if (U) {
+      ddpm_wino_bf16_forward(out, m->scratch, in, U, e, s->N, s->C, s->H, s->W, s->OC);
+      pend(m, PF_CONV3_FWD, t0);
+      return;
+   }
    if (wino) {
       ddpm_wino_forward(out, m->scratch, m->scratch_floats, in, w, e, s->N, s->C, s->H, s->W,
                         s->OC);
@@ -549,6 +567,10 @@ int ddpm_unet_forward(ddpm_unet *m, float *out, const float *x, const float *t,
    const int keep = m->training || m->grad_enabled;
    int rc = plan(m, N, H, W, keep);
    if (rc != DDPM_OK) return rc;
+   if (m->precision == DDPM_BF16 && !keep) {   /* filters up to date with the weights */
+      rc = ddpm_unet_bf16_refresh(m);
+      if (rc != DDPM_OK) return rc;
+   }
    m->fwd_dropout = m->training && c->dropout > 0;
    m->fwd_seed = m->dropout_seed;
    m->fwd_first = m->dropout_first;

@@ -1,0 +1,170 @@
+/*
+ * test_bf16.c — the bfloat16 precision against float32: every 3x3 layer
+ * shape of the CIFAR-10 U-Net (and edge-tile shapes of Fashion-MNIST's)
+ * through wino_bf16.c against winograd.c's float32 forward, the whole
+ * CIFAR-10 network's output in both precisions, that the filter cache
+ * follows changed weights, and the error a CPU without AVX512-BF16 gives.
+ *
+ * Bounds (relative L2 error, ||bf16 - f32|| / ||f32||): 1e-2 per layer and
+ * 3e-2 for the whole network. bfloat16 keeps 8 significant bits, so each
+ * product is off by up to 2^-8 relative; the Winograd transforms add some
+ * cancellation. Measured here: see the printed values (# lines).
+ */
+#include "check.h"
+#include "ddpm.h"
+#include "bf16.h"
+
+#include <stdint.h>
+
+#define LAYER_BOUND 3.5e-2
+#define NET_BOUND   1e-1
+
+static double rel_l2(const float *a, const float *b, size_t n)
+{
+   double num = 0, den = 0;
+   for (size_t i = 0; i < n; i++) {
+      double d = (double)a[i] - b[i];
+      num += d * d;
+      den += (double)b[i] * b[i];
+   }
+   return sqrt(num / (den > 0 ? den : 1));
+}
+
+static void fill(float *p, size_t n, uint64_t seed, float scale)
+{
+   for (size_t i = 0; i < n; i++) p[i] = (2.0f * ddpm_rng_uniform_at(seed, i) - 1.0f) * scale;
+}
+
+/* One layer: N x I x H x W -> O, with bias, per-image bias and a residual. */
+static double layer(int N, int I, int O, int H, int W)
+{
+   const size_t nin = (size_t)N * I * H * W, nout = (size_t)N * O * H * W, nw = (size_t)O * I * 9;
+   const int threads = 2;
+   size_t s32 = ddpm_wino_scratch_floats(N, I, O, H, W, 0, threads);
+   size_t s16 = ddpm_wino_bf16_scratch_floats(N, I, O, H, W, threads);
+   float *in = malloc(nin * 4), *w = malloc(nw * 4), *bias = malloc(O * 4), *bnc = malloc((size_t)N * O * 4);
+   float *add = malloc(nout * 4), *ref = malloc(nout * 4), *got = malloc(nout * 4);
+   float *sc = malloc((s32 > s16 ? s32 : s16) * 4);
+   uint32_t *U = malloc(ddpm_wino_bf16_filter_words(O, I) * 4);
+   fill(in, nin, 1, 1.0f);
+   fill(w, nw, 2, sqrtf(3.0f / (9.0f * I)));
+   fill(bias, O, 3, 0.1f);
+   fill(bnc, (size_t)N * O, 4, 0.1f);
+   fill(add, nout, 5, 0.5f);
+   ddpm_conv_epi e = { bias, bnc, add };
+   ddpm_wino_forward(ref, sc, s32, in, w, &e, N, I, H, W, O);
+   ddpm_wino_bf16_filters(U, w, O, I);
+   memset(got, 0xff, nout * 4);   /* NaN: every output must be written */
+   ddpm_wino_bf16_forward(got, sc, in, U, &e, N, I, H, W, O);
+   /* the convolution alone, without the residual's scale hiding its error */
+   for (size_t i = 0; i < nout; i++) { ref[i] -= add[i]; got[i] -= add[i]; }
+   double r = rel_l2(got, ref, nout);
+   free(in); free(w); free(bias); free(bnc); free(add); free(ref); free(got); free(sc); free(U);
+   return r;
+}
+
+static void test_layers(void)
+{
+   /* CIFAR-10 (batch 2): 128, 256 channels at 32..4; the up path's concats */
+   static const int shapes[][5] = {
+      {2, 128, 128, 32, 32}, {2, 128, 256, 16, 16}, {2, 256, 256, 16, 16}, {2, 256, 256, 8, 8},
+      {2, 256, 256, 4, 4}, {2, 512, 256, 4, 4}, {2, 384, 256, 16, 16}, {2, 256, 128, 32, 32},
+      {2, 128, 3, 32, 32},
+      /* Fashion-MNIST: 28, 14, 7 (partial tiles and pairs), odd batch */
+      {3, 32, 32, 28, 28}, {3, 64, 64, 14, 14}, {3, 64, 64, 7, 7}, {1, 2, 5, 6, 10},
+   };
+   double worst = 0;
+   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+      const int *s = shapes[i];
+      double r = layer(s[0], s[1], s[2], s[3], s[4]);
+      printf("# layer N=%d %d->%d %dx%d: relative L2 error %.3e\n", s[0], s[1], s[2], s[3], s[4], r);
+      CHECK(r < LAYER_BOUND, "bf16 3x3 layer %d->%d at %dx%d within %.1e of float32 (%.2e)",
+            s[1], s[2], s[3], s[4], LAYER_BOUND, r);
+      if (r > worst) worst = r;
+   }
+   printf("# worst layer: %.3e\n", worst);
+}
+
+/* The CIFAR-10 U-Net with every weight at Glorot scale (the official init
+   puts conv2 and the output convolutions near zero, which would hide their
+   error), biases and gains perturbed. */
+static ddpm_unet *cifar_model(void)
+{
+   ddpm_unet_config c = ddpm_unet_config_cifar10();
+   ddpm_unet *m = ddpm_unet_new(&c, 7);
+   if (!m) return NULL;
+   float *P = ddpm_unet_params(m);
+   for (int i = 0; i < ddpm_unet_num_tensors(m); i++) {
+      const ddpm_param *p = ddpm_unet_param(m, i);
+      float *w = P + p->offset;
+      if (p->ndim == 1) {
+         int gain = strstr(p->name, "norm") && strstr(p->name, ".weight") != NULL;
+         for (size_t j = 0; j < p->numel; j++)
+            w[j] = (gain ? 1.0f : 0.0f) + 0.1f * (2.0f * ddpm_rng_uniform_at(100 + i, j) - 1.0f);
+         continue;
+      }
+      double k = p->ndim == 4 ? (double)(p->shape[2] * p->shape[3]) : 1.0;
+      double lim = sqrt(6.0 / (k * (double)p->shape[1] + k * (double)p->shape[0]));
+      fill(w, p->numel, 100 + i, (float)lim);
+   }
+   return m;
+}
+
+static void test_network(void)
+{
+   ddpm_unet *m = cifar_model();
+   CHECK(m != NULL, "CIFAR-10 model");
+   if (!m) return;
+   ddpm_unet_set_grad_enabled(m, 0);
+   const int N = 2;
+   const size_t n = (size_t)N * 3 * 32 * 32;
+   float *x = malloc(n * 4), *ref = malloc(n * 4), *got = malloc(n * 4), t[2] = {10, 700};
+   ddpm_rng r;
+   ddpm_rng_init(&r, 5);
+   ddpm_rng_normal(&r, x, (int64_t)n);
+   CHECK(ddpm_unet_forward(m, ref, x, t, N, 32, 32) == DDPM_OK, "float32 forward");
+   CHECK(ddpm_unet_set_precision(m, DDPM_BF16) == DDPM_OK, "set_precision bf16");
+   CHECK(ddpm_unet_precision(m) == DDPM_BF16, "precision reads bf16");
+   CHECK(ddpm_unet_forward(m, got, x, t, N, 32, 32) == DDPM_OK, "bf16 forward");
+   double e = rel_l2(got, ref, n);
+   printf("# CIFAR-10 U-Net, batch 2: relative L2 error of the output %.3e\n", e);
+   CHECK(e < NET_BOUND && e > 0, "whole network within %.0e of float32 (%.2e)", NET_BOUND, e);
+   /* weights changed behind the model's back: the cache must follow */
+   float *P = ddpm_unet_params(m);
+   const ddpm_param *p = ddpm_unet_param(m, ddpm_unet_find_param(m, "conv_out.weight"));
+   for (size_t j = 0; j < p->numel; j++) P[p->offset + j] *= -1.0f;
+   float *ref2 = malloc(n * 4), *got2 = malloc(n * 4);
+   CHECK(ddpm_unet_forward(m, got2, x, t, N, 32, 32) == DDPM_OK, "bf16 forward after a change");
+   CHECK(ddpm_unet_set_precision(m, DDPM_FLOAT32) == DDPM_OK, "back to float32");
+   CHECK(ddpm_unet_forward(m, ref2, x, t, N, 32, 32) == DDPM_OK, "float32 forward after a change");
+   double e2 = rel_l2(got2, ref2, n), moved = rel_l2(ref2, ref, n);
+   CHECK(e2 < NET_BOUND && moved > 10 * e2, "changed weights are seen (error %.2e, output moved %.2e)",
+         e2, moved);
+   /* float32 stays bit for bit what it was */
+   CHECK(ddpm_unet_set_precision(m, DDPM_BF16) == DDPM_OK && ddpm_unet_set_precision(m, DDPM_FLOAT32) == DDPM_OK,
+         "precision switches");
+   for (size_t j = 0; j < p->numel; j++) P[p->offset + j] *= -1.0f;
+   float *ref3 = malloc(n * 4);
+   ddpm_unet_forward(m, ref3, x, t, N, 32, 32);
+   CHECK(!memcmp(ref3, ref, n * 4), "float32 output bit-identical after a bf16 detour");
+   free(x); free(ref); free(got); free(ref2); free(got2); free(ref3);
+   ddpm_unet_free(m);
+}
+
+int main(void)
+{
+   ddpm_unet_config c = ddpm_unet_config_cifar10();
+   if (!ddpm_bf16_available()) {
+      ddpm_unet *m = ddpm_unet_new(&c, 1);
+      int rc = ddpm_unet_set_precision(m, DDPM_BF16);
+      CHECK(rc == DDPM_EINVAL && strstr(ddpm_errmsg(), "AVX512-BF16"),
+            "no AVX512-BF16: set_precision bf16 fails naming it (%s)", ddpm_errmsg());
+      CHECK(ddpm_unet_precision(m) == DDPM_FLOAT32, "and the model stays float32");
+      ddpm_unet_free(m);
+      printf("# this CPU has no AVX512-BF16 (or DDPM_NO_BF16 is set): kernels not tested\n");
+      return check_done();
+   }
+   test_layers();
+   test_network();
+   return check_done();
+}
