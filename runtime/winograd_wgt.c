@@ -65,25 +65,48 @@ static void grad_task(v8 k[NXI], rowring *r, const geom *g, const float *base,
    }
 }
 
-/* dg += G^T du G, du[xi * xs] (in double: 9 outputs per 36 inputs, cheap) */
-static void filter_bwd(float *dw, const float *du, int64_t xs)
+/* dg += G^T du G for output channels oc0 .. oc0+7 (those < OC) of input
+   channel c, in double (9 outputs per 36 inputs), one lane per output
+   channel: the operations and their order are those of the earlier scalar
+   loop over single filters, so the bits are too, at a fraction of its cost
+   (it was ~6% of a CIFAR-10 training step). du = dU + c * OCw + oc0;
+   the 8 lanes lie inside dU's rows (OCw is a multiple of NRW). */
+typedef double v8d __attribute__((vector_size(64)));
+
+static void filter_bwd8(float *dweight, const float *du, int64_t xs, int OC, int C, int oc0, int c)
 {
    const double k6 = 1.0 / 6, k12 = 1.0 / 12, k24 = 1.0 / 24;
-   double t[6][3];
+   v8d t[6][3];
    for (int k = 0; k < 6; k++) {
-      double d[6];
-      for (int l = 0; l < 6; l++) d[l] = du[(6 * k + l) * xs];
+      v8d d[6];
+      for (int l = 0; l < 6; l++) d[l] = __builtin_convertvector(loadv(du + (6 * k + l) * xs), v8d);
       t[k][0] = d[0] * 0.25 - (d[1] + d[2]) * k6 + (d[3] + d[4]) * k24;
       t[k][1] = (d[2] - d[1]) * k6 + (d[3] - d[4]) * k12;
       t[k][2] = (d[3] + d[4] - d[1] - d[2]) * k6 + d[5];
    }
-   for (int c = 0; c < 3; c++) {
-      double d[6];
-      for (int k = 0; k < 6; k++) d[k] = t[k][c];
-      dw[c] += (float)(d[0] * 0.25 - (d[1] + d[2]) * k6 + (d[3] + d[4]) * k24);
-      dw[3 + c] += (float)((d[2] - d[1]) * k6 + (d[3] - d[4]) * k12);
-      dw[6 + c] += (float)((d[3] + d[4] - d[1] - d[2]) * k6 + d[5]);
+   v8 r[9];
+   for (int c3 = 0; c3 < 3; c3++) {
+      v8d d[6];
+      for (int k = 0; k < 6; k++) d[k] = t[k][c3];
+      r[c3] = __builtin_convertvector(d[0] * 0.25 - (d[1] + d[2]) * k6 + (d[3] + d[4]) * k24, v8);
+      r[3 + c3] = __builtin_convertvector((d[2] - d[1]) * k6 + (d[3] - d[4]) * k12, v8);
+      r[6 + c3] = __builtin_convertvector((d[3] + d[4] - d[1] - d[2]) * k6 + d[5], v8);
    }
+   const int nl = OC - oc0 < 8 ? OC - oc0 : 8;
+   for (int j = 0; j < nl; j++) {
+      float *dw = dweight + ((size_t)(oc0 + j) * C + c) * 9;
+      for (int q = 0; q < 9; q++) dw[q] += r[q][j];
+   }
+}
+
+/* dweight [OC, C, 3, 3] += G^T dU G for every filter, 8 output channels per
+   work item (call inside a parallel region). */
+static void filters_bwd(float *dweight, const float *dU, int64_t uxs, int OC, int C, int OCw)
+{
+   #pragma omp for schedule(static)
+   for (int ob = 0; ob < OC; ob += 8)
+      for (int c = 0; c < C; c++)
+         filter_bwd8(dweight, dU + (int64_t)c * OCw + ob, uxs, OC, C, ob, c);
 }
 
 DDPM_MKERNEL(kern_wgt, NVW)
@@ -242,10 +265,7 @@ void ddpm_wino_backward_weight(float *dweight, float *scratch, size_t nscratch,
                for (int64_t i = 0; i < (int64_t)Cp * OCw; i++) dst[i] += src[i];
             }
          }
-         #pragma omp for schedule(static)
-         for (int oc = 0; oc < OC; oc++)
-            for (int c = 0; c < C; c++)
-               filter_bwd(dweight + ((size_t)oc * C + c) * 9, dU + (int64_t)c * OCw + oc, uxs);
+         filters_bwd(dweight, dU, uxs, OC, C, OCw);
       }
       return;
    }
@@ -277,10 +297,7 @@ void ddpm_wino_backward_weight(float *dweight, float *scratch, size_t nscratch,
                            Dx + ob, OCw, nk, s0 > 0);
          }
       }
-      #pragma omp for schedule(static)
-      for (int oc = 0; oc < OC; oc++)
-         for (int c = 0; c < C; c++)
-            filter_bwd(dweight + ((size_t)oc * C + c) * 9, dU + (int64_t)c * OCw + oc, uxs);
+      filters_bwd(dweight, dU, uxs, OC, C, OCw);
    }
 }
 
