@@ -4,6 +4,7 @@
  * Shapes are checked here against the model's config before any C call.
  */
 #include "bind.h"
+#include "bf16.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -96,7 +97,7 @@ static int l_unet_new(lua_State *L)
    luaL_getmetatable(L, DDPM_UNET_MT);
    lua_setmetatable(L, -2);
    u->m = ddpm_unet_new(&c, (uint64_t)seed);
-   if (!u->m) return luaL_error(L, "%s", ddpm_errmsg());
+   l_check_ptr(L, u->m, NULL);
    return 1;
 }
 
@@ -152,7 +153,7 @@ static int l_unet_param(lua_State *L)
       if (i < 0) return luaL_error(L, "unet: no parameter named '%s'", name);
    }
    ddpm_tensor *t = ddpm_unet_param_tensor(m, i, grad);
-   if (!t) return luaL_error(L, "%s", ddpm_errmsg());
+   l_check_ptr(L, t, NULL);
    l_pushtensor(L, t);
    return 1;
 }
@@ -187,7 +188,7 @@ static int l_unet_flat(lua_State *L)
 {
    ddpm_unet *m = check_unet(L, 1)->m;
    ddpm_tensor *t = ddpm_unet_flat_tensor(m, lua_toboolean(L, 2));
-   if (!t) return luaL_error(L, "%s", ddpm_errmsg());
+   l_check_ptr(L, t, NULL);
    l_pushtensor(L, t);
    return 1;
 }
@@ -249,7 +250,7 @@ static int l_unet_forward(lua_State *L)
    ddpm_tensor *tt = NULL;
    if (N > 256) {
       tt = ddpm_tensor_new_1d(N);
-      if (!tt) return luaL_error(L, "%s", ddpm_errmsg());
+      l_check_ptr(L, tt, NULL);
       l_pushtensor(L, tt);      /* freed by the GC if an error follows */
       tb = ddpm_tensor_data(tt);
    }
@@ -262,7 +263,7 @@ static int l_unet_forward(lua_State *L)
    ddpm_tensor_release(xc);
    if (rc != DDPM_OK) {
       ddpm_tensor_release(out);
-      return luaL_error(L, "%s", ddpm_errmsg());
+      l_check(L, rc, NULL);
    }
    u->N = N; u->H = H; u->W = W;
    l_pushtensor(L, out);
@@ -288,7 +289,7 @@ static int l_unet_backward(lua_State *L)
    ddpm_tensor_release(dc);
    if (rc != DDPM_OK) {
       ddpm_tensor_release(dx);
-      return luaL_error(L, "%s", ddpm_errmsg());
+      l_check(L, rc, NULL);
    }
    l_pushtensor(L, dx);
    return 1;
@@ -322,6 +323,23 @@ static int l_unet_set_dropout_seed(lua_State *L)
                  "first image index must be a non-negative integer");
    ddpm_unet_set_dropout_seed(u->m, (uint64_t)s, (uint64_t)first);
    return 0;
+}
+
+/* u:set_precision('float32' | 'bf16'): a Lua error where bf16 is not available */
+static int l_unet_set_precision(lua_State *L)
+{
+   static const char *const names[] = {"float32", "bf16", NULL};
+   l_unet *u = check_unet(L, 1);
+   int p = luaL_checkoption(L, 2, NULL, names);
+   l_check(L, ddpm_unet_set_precision(u->m, p == 1 ? DDPM_BF16 : DDPM_FLOAT32), "set_precision");
+   return 0;
+}
+
+static int l_unet_precision(lua_State *L)
+{
+   l_unet *u = check_unet(L, 1);
+   lua_pushstring(L, ddpm_unet_precision(u->m) == DDPM_BF16 ? "bf16" : "float32");
+   return 1;
 }
 
 static int l_unet_save(lua_State *L)
@@ -395,6 +413,7 @@ void l_unet_register(lua_State *L)
       {"set_grad_enabled", l_unet_set_grad_enabled}, {"set_dropout_seed", l_unet_set_dropout_seed},
       {"save", l_unet_save}, {"load", l_unet_load}, {"config", l_unet_config},
       {"workspace_bytes", l_unet_workspace_bytes}, {"free", l_unet_free},
+      {"set_precision", l_unet_set_precision}, {"precision", l_unet_precision},
       {NULL, NULL}
    };
    luaL_newmetatable(L, DDPM_UNET_MT);

@@ -14,6 +14,7 @@ test split (--data_dir).
 
    ddpmlua experiments/evaluate.lua --run=3 --fd_steps=1000          # full ancestral chain
    ddpmlua experiments/evaluate.lua --run=3 --fd_sampler=ddim --fd_steps=50 --nll_n=0
+   ddpmlua experiments/evaluate.lua --run=3 --precision=bf16                # bfloat16 forwards
 ]]
 local ddpm = require 'ddpm'
 
@@ -21,7 +22,7 @@ local cfg = ddpm.cli.parse(arg, {
    run = 0, db = 'runs.db', weights = 'ema',
    fd_n = 500, fd_steps = 0, fd_sampler = 'ancestral', eta = 0, seed = 1,
    nll_n = 0, nll_batch = 64, nll_steps = 0, data_dir = os.getenv('DDPMLUA_CIFAR10') or '',
-   name = '',
+   name = '', precision = 'float32',
 }, {
    run = {'the run to evaluate (its id in --db)', int = true, min = 1},
    weights = {'which weights of its checkpoint', choices = {'ema', 'raw'}},
@@ -51,6 +52,7 @@ local rc = ddpm.json.decode(row.config_json)
 -- the process to the run's recorded config
 local model, diff, info = ddpm.load_unet(ck.path, {prefix = cfg.weights == 'ema' and 'ema.' or nil, strict = false})
 model:evaluate()
+model:set_precision(cfg.precision)
 local mc = model:config()
 -- The process is the evaluated run's own when its config records one: a run
 -- may evaluate weights another run trained (an ablation's sigma rows share

@@ -153,18 +153,21 @@ static int plan_threads(void)
 #endif
 }
 
-/* Whether an inference forward runs this Winograd layer in bfloat16 (the
-   layers unet_bf16.c caches filters for: an even input count). */
-static int bf16_layer(const ddpm_unet *m, const ddpm_conv2d_shape *s, int wino, int keep)
+/* Whether an inference forward runs this layer in bfloat16: the 3x3 stride-1
+   "same" layers with an even input count (those unet_bf16.c caches filters
+   for), Winograd or not in float32: with the filters transformed once per
+   weight change, the small-tile layers that float32 sends to im2col pay too. */
+static int bf16_layer(const ddpm_unet *m, const ddpm_conv2d_shape *s, int keep)
 {
-   return m->precision == DDPM_BF16 && !keep && wino && s->C % 2 == 0;
+   return m->precision == DDPM_BF16 && !keep && s->KH == 3 && s->KW == 3 && s->stride == 1 &&
+          s->pad_t == 1 && s->pad_l == 1 && s->OH == s->H && s->OW == s->W && s->C % 2 == 0;
 }
 
 static size_t conv_scratch(const ddpm_unet *m, const ddpm_conv2d_shape *s, int wino, int keep)
 {
    size_t f = wino ? ddpm_wino_scratch_floats(s->N, s->C, s->OC, s->H, s->W, keep, plan_threads())
                    : ddpm_conv2d_scratch_floats(s);
-   if (bf16_layer(m, s, wino, keep))
+   if (bf16_layer(m, s, keep))
       f = max_sz(f, ddpm_wino_bf16_scratch_floats(s->N, s->C, s->OC, s->H, s->W, plan_threads()));
    return f;
 }
@@ -394,7 +397,7 @@ static void conv_fwd(ddpm_unet *m, float *out, const float *in, const float *w,
                      const ddpm_conv_epi *e, const ddpm_conv2d_shape *s, int wino)
 {
    double t0 = pbegin(m);
-   const uint32_t *U = bf16_layer(m, s, wino, m->pkeep)
+   const uint32_t *U = bf16_layer(m, s, m->pkeep)
                           ? ddpm_unet_bf16_filters(m, (size_t)(w - m->params)) : NULL;
    if (U) {
       ddpm_wino_bf16_forward(out, m->scratch, in, U, e, s->N, s->C, s->H, s->W, s->OC);

@@ -79,6 +79,8 @@ cli.options = {
    fid_ref = {'reference statistics for FID (.npz)', path = true},
    fid_weights = {'Inception weights for FID (DDPMLUA_INCEPTION)', path = true},
    override = 'diffusion settings (comma-separated) whose flags win over the checkpoint\'s',
+   precision = {'arithmetic of sampling and evaluation forwards (bf16 needs AVX512-BF16)',
+      choices = {'float32', 'bf16'}},
 }
 
 local UsageError = {}

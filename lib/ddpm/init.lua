@@ -123,7 +123,7 @@ ddpm.UNet = UNet
 local unet_keys = {ch = 'number', ch_mult = 'table', num_res_blocks = 'number',
                    attn_resolutions = 'table', dropout = 'number', in_ch = 'number',
                    out_ch = 'number', resolution = 'number', groups = 'number',
-                   eps = 'number', seed = 'number'}
+                   eps = 'number', seed = 'number', precision = 'string'}
 
 local function check_self(self, method)
    if getmetatable(self) ~= UNet then
@@ -148,10 +148,38 @@ function UNet:__init(cfg)
    end
    self._c = core.unet_new(cfg, cfg.seed or 0)
    self.is_training = false
+   self.precision = 'float32'
+   self._precision = 'float32'
+   if cfg.precision then self:_apply_precision(cfg.precision, 'unet', 4) end
+end
+
+-- Sets the C model's precision; a bad name or a CPU without AVX512-BF16 is
+-- an error naming `who`, raised at `level`.
+function UNet:_apply_precision(p, who, level)
+   if p ~= 'float32' and p ~= 'bf16' then
+      error(("%s: precision must be 'float32' or 'bf16', got %s"):format(who, tostring(p)), level)
+   end
+   local ok, err = pcall(self._c.set_precision, self._c, p)
+   if not ok then
+      error(who .. ': ' .. tostring(err):gsub('^[^:]*:%d+: ', ''):gsub('^set_precision: unet: ', ''), level)
+   end
+   self.precision, self._precision = p, p
+end
+
+--- m:set_precision('float32' | 'bf16'), or m.precision = ... before a
+--- forward: the arithmetic of forwards without gradients (sampling, the NLL
+--- bound). 'bf16' multiplies the 3x3 convolutions in bfloat16 with float32
+--- sums (AVX512-BF16); a CPU without it raises an error saying so. Forwards
+--- for training stay float32. Not saved with the model.
+function UNet:set_precision(p)
+   check_self(self, 'set_precision')
+   self:_apply_precision(p, 'set_precision', 3)
+   return self
 end
 
 --- ddpm.unet{ch=, ch_mult=, num_res_blocks=, attn_resolutions=, dropout=,
----           in_ch=, out_ch=, resolution=, groups=32, eps=1e-6, seed=0}
+---           in_ch=, out_ch=, resolution=, groups=32, eps=1e-6, seed=0,
+---           precision='float32'}
 --- Defaults are the paper's CIFAR-10 model (35,746,307 parameters).
 function ddpm.unet(cfg)
    return UNet.new(cfg)
@@ -161,6 +189,7 @@ end
 --- one number for all). Returns a new [N,out_ch,H,W] tensor.
 function UNet:forward(x, t)
    check_self(self, 'forward')
+   if self.precision ~= self._precision then self:_apply_precision(self.precision, 'forward', 3) end
    self.output = self._c:forward(x, t)
    return self.output
 end

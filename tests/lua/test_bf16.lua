@@ -1,0 +1,121 @@
+-- test_bf16.lua — the bfloat16 precision from Lua (lib/ddpm/init.lua,
+-- bindings/l_unet.c): the constructor option, m:set_precision and the
+-- m.precision field, the errors (a bad name; a CPU without AVX512-BF16,
+-- shown with DDPM_NO_BF16=1), bf16 forwards close to float32, and the
+-- quality gate on the committed Fashion-MNIST model (data/fashion_bf16_gate.safetensors):
+-- FD-LeNet of bf16 samples within the sampling noise of float32 samples,
+-- and the NLL bound within 0.01 bits/dim. The kernels' error bounds are
+-- tested in C (tests/c/test_bf16.c); scripts/bf16_quality.lua gives the
+-- README's table with more samples.
+
+local T = require 'ddpm.test'
+local ddpm = require 'ddpm'
+local core = ddpm.core
+
+local tests = T.suite()
+
+local GATE_MODEL = 'data/fashion_bf16_gate.safetensors'
+local FMNIST = (os.getenv('DDPMLUA_FASHION_MNIST') or '/usr/share/datasets/fashion-mnist') ..
+               '/t10k-images-idx3-ubyte.gz'
+
+local exe = (function()
+   local a, i = arg, 0
+   while a[i - 1] do i = i - 1 end
+   return a[i]
+end)()
+
+local function exists(path)
+   local f = io.open(path, 'rb')
+   if f then f:close() end
+   return f ~= nil
+end
+
+local function available()
+   local m = ddpm.unet{ch = 32, ch_mult = {1}, attn_resolutions = {}, resolution = 8}
+   return pcall(m.set_precision, m, 'bf16')
+end
+
+local function need_bf16()
+   if not available() then T.skip('this CPU has no AVX512-BF16') end
+end
+
+local function rel_l2(a, b)
+   local d = a - b
+   return math.sqrt((d * d):sum() / (b * b):sum())
+end
+
+function tests.precision_option_and_errors()
+   local m = ddpm.unet{ch = 32, ch_mult = {1, 2}, attn_resolutions = {}, resolution = 8}
+   T.assert_eq(m.precision, 'float32', 'float32 is the default')
+   T.assert_eq(m._c:precision(), 'float32')
+   T.assert_error(function() m:set_precision('fp8') end, "precision must be 'float32' or 'bf16', got fp8")
+   T.assert_error(function() m:set_precision() end, "got nil")
+   T.assert_error(function() ddpm.unet{ch = 32, resolution = 8, precision = 16} end, "option 'precision' must be a string")
+   T.assert_error(function() ddpm.unet{ch = 32, resolution = 8, precision = 'half'} end, "unet: precision must be")
+   T.assert_error(function() m._c:set_precision('half') end, "invalid option 'half'")
+   T.assert_error(function() m._c.set_precision(nil, 'bf16') end, 'ddpm.UNet')
+   T.assert_eq(m.precision, 'float32', 'unchanged after the errors')
+   m._c:free()
+   T.assert_error(function() m._c:set_precision('float32') end, 'freed')
+end
+
+function tests.no_avx512_bf16_is_a_clear_error()
+   local code = "local ddpm = require 'ddpm'; local m = ddpm.unet{ch = 32, ch_mult = {1}, resolution = 8}; " ..
+                "local ok, e = pcall(m.set_precision, m, 'bf16'); print(ok, m.precision, e); " ..
+                "m.precision = 'bf16'; ok, e = pcall(m.forward, m, ddpm.randn({1, 3, 8, 8}), 1); print(ok, e); " ..
+                "ok, e = pcall(ddpm.unet, {ch = 32, ch_mult = {1}, resolution = 8, precision = 'bf16'}); print(ok, e)"
+   local p = io.popen('DDPM_NO_BF16=1 ' .. exe .. ' -e "' .. code .. '" 2>&1')
+   local out = p:read('*a')
+   p:close()
+   print('# ' .. out:gsub('\n', '\n# '))
+   T.assert_true(out:find("false\tfloat32\tset_precision: precision 'bf16' needs a CPU with AVX512-BF16", 1, true), out)
+   T.assert_true(out:find("false\tforward: precision 'bf16' needs a CPU with AVX512-BF16", 1, true), out)
+   T.assert_true(out:find("false\tunet: precision 'bf16' needs a CPU with AVX512-BF16", 1, true), out)
+end
+
+function tests.bf16_forward_close_to_float32()
+   need_bf16()
+   local m = ddpm.unet{ch = 64, ch_mult = {1, 2}, attn_resolutions = {8}, resolution = 16, seed = 3}
+   -- Glorot-sized weights everywhere (the official init zeroes some convolutions)
+   for name, p in pairs(m:parameters()) do
+      if p:dim() > 1 then p:copy(ddpm.randn(p:size()) * 0.05) end
+   end
+   m:set_grad_enabled(false)
+   local x, t = ddpm.randn({3, 3, 16, 16}), {5, 300, 900}
+   local ref = m:forward(x, t):clone()
+   m.precision = 'bf16'
+   local got = m:forward(x, t):clone()
+   T.assert_eq(m._c:precision(), 'bf16', 'the field took effect')
+   local e = rel_l2(got, ref)
+   print(('# small U-Net: bf16 vs float32 relative L2 error %.3e'):format(e))
+   T.assert_true(e > 0 and e < 0.1, 'relative error ' .. e)
+   -- a training forward (gradients on) stays float32, bit for bit
+   m:set_grad_enabled(true)
+   local tr = m:forward(x, t):clone()
+   m:set_precision('float32')
+   local tr32 = m:forward(x, t):clone()
+   T.assert_true(tr:equal(tr32), 'forwards with gradients are float32 whatever the precision')
+   m:set_grad_enabled(false)
+   T.assert_true(m:forward(x, t):equal(ref), 'float32 again gives the same bits')
+end
+
+-- The quality gate on a trained model, with few samples to keep the suite
+-- short: FD-LeNet of bf16 samples (seed 1) against float32 samples of the
+-- same seed, within the distance between float32 samples of seeds 1 and 2
+-- (plus a margin for so few samples); the NLL bound with the same noise.
+function tests.quality_gate_fashion_mnist()
+   need_bf16()
+   if not exists(GATE_MODEL) then T.skip(GATE_MODEL .. ' is missing: ./ddpmlua scripts/bf16_quality.lua --train') end
+   if not exists(FMNIST) then T.skip('Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)') end
+   local gate = dofile('scripts/bf16_quality.lua')
+   local r = gate.run{model = GATE_MODEL, n = 256, steps = 50, nll_n = 64, nll_steps = 50, progress = false}
+   print(('# FD-LeNet float32 seed 1 %.3f, seed 2 %.3f, bf16 seed 1 %.3f; NLL float32 %.4f bf16 %.4f bits/dim')
+         :format(r.fd32_a, r.fd32_b, r.fd16_a, r.nll32, r.nll16))
+   local noise = math.abs(r.fd32_a - r.fd32_b)
+   T.assert_true(math.abs(r.fd16_a - r.fd32_a) <= math.max(noise, 0.05 * r.fd32_a),
+                 ('FD bf16 %.3f vs float32 %.3f: within the seed noise %.3f'):format(r.fd16_a, r.fd32_a, noise))
+   T.assert_true(math.abs(r.nll16 - r.nll32) < 0.01,
+                 ('NLL bf16 %.4f vs float32 %.4f bits/dim'):format(r.nll16, r.nll32))
+end
+
+return tests
