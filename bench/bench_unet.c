@@ -36,6 +36,7 @@
  */
 #include "ddpm.h"
 #include "unet_internal.h"
+#include "bf16.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -128,13 +129,14 @@ static double forward_flops(const ddpm_unet *m)
 static void usage(void)
 {
    fprintf(stderr, "usage: bench_unet [--config cifar|fashion|small] [--batch N] "
-                   "[--mode forward|train] [--reps R] [--threads T] [--seed S] [--profile] [--unfused]\n");
+                   "[--mode forward|train] [--reps R] [--threads T] [--seed S] [--profile] [--unfused]\n"
+                   "       [--precision float32|bf16]\n");
    exit(2);
 }
 
 int main(int argc, char **argv)
 {
-   const char *cname = "cifar", *mode = "forward";
+   const char *cname = "cifar", *mode = "forward", *precision = "float32";
    int N = 1, reps = 3, threads = 2, profile = 0, fused = 1;
    unsigned long long seed = 0;
    for (int i = 1; i < argc; i++) {
@@ -149,6 +151,7 @@ int main(int argc, char **argv)
       else if (strcmp(a, "--reps") == 0) reps = atoi(v);
       else if (strcmp(a, "--threads") == 0) threads = atoi(v);
       else if (strcmp(a, "--seed") == 0) seed = strtoull(v, NULL, 10);
+      else if (strcmp(a, "--precision") == 0) precision = v;
       else usage();
    }
    int train = strcmp(mode, "train") == 0;
@@ -159,6 +162,13 @@ int main(int argc, char **argv)
 
    ddpm_unet *m = ddpm_unet_new(&cfg, 1);
    if (!m) { fprintf(stderr, "bench_unet: %s\n", ddpm_errmsg()); return 1; }
+   /* bf16: inference forwards only (bf16.h); a training step stays float32 */
+   if (strcmp(precision, "float32") != 0 &&
+       (strcmp(precision, "bf16") != 0 || ddpm_unet_set_precision(m, DDPM_BF16) != DDPM_OK)) {
+      fprintf(stderr, "bench_unet: precision %s: %s\n", precision,
+              strcmp(precision, "bf16") ? "expected float32 or bf16" : ddpm_errmsg());
+      return 1;
+   }
    const int R = cfg.resolution;
    const size_t nx = (size_t)N * cfg.in_ch * R * R, no = (size_t)N * cfg.out_ch * R * R;
    const size_t np = ddpm_unet_num_params(m);
@@ -248,9 +258,9 @@ int main(int argc, char **argv)
    printf("], \"cpu_s\": %.6f, \"gflop\": %.4f, \"gflops\": %.2f, \"rss_mb\": %.1f, "
           "\"workspace_mb\": %.1f, \"params\": %zu, "
           "\"impl\": \"ddpmlua\", \"config\": \"%s\", \"batch\": %d, \"mode\": \"%s\", "
-          "\"threads\": %d, \"reps\": %d}\n",
+          "\"threads\": %d, \"reps\": %d, \"precision\": \"%s\"}\n",
           median(cpus, reps), gflop, gflop / med, ru.ru_maxrss / 1024.0, ddpm_unet_workspace_bytes(m) / 1048576.0, np,
-          cname, N, mode, threads, reps);
+          cname, N, mode, threads, reps, precision);
 
    if (profile) {
       printf("# profile: %s %s batch %d, %d steps, %d threads; ms per step\n", cname, mode, N,

@@ -5,8 +5,8 @@
  * The linear algebra is OpenBLAS: cblas_dsyrk/cblas_dgemm for the products
  * and LAPACK's dsyevd (divide and conquer symmetric eigensolver, which the
  * OpenBLAS library we link already contains) for the two decompositions.
- * The statistics file is safetensors with F64 tensors, written and read here
- * because the shared safetensors writer is float32-only.
+ * The statistics file is safetensors with F64 tensors mean and cov, written
+ * by the shared safetensors writer and read here.
  *
  * Not here: the feature network, anything float32 beyond the input rows.
  */
@@ -15,8 +15,8 @@
 
 #include <cblas.h>
 #include <errno.h>
-#include <float.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -290,57 +290,6 @@ int ddpm_frechet_gauss(double *fd, ddpm_frechet_parts *parts, const ddpm_gauss *
 
 /* ------------------------------------------------------------ files */
 
-/* A growing byte buffer for the JSON header. */
-typedef struct { char *p; size_t n, cap; int oom; } buf;
-
-static void put(buf *b, const char *s, size_t n)
-{
-   if (b->oom) return;
-   if (b->n + n + 1 > b->cap) {
-      size_t cap = b->cap ? b->cap : 256;
-      while (cap < b->n + n + 1) cap *= 2;
-      char *q = realloc(b->p, cap);
-      if (!q) { b->oom = 1; return; }
-      b->p = q;
-      b->cap = cap;
-   }
-   memcpy(b->p + b->n, s, n);
-   b->n += n;
-   b->p[b->n] = '\0';
-}
-
-static void putf(buf *b, const char *fmt, long long a, long long c)
-{
-   char t[96];
-   int n = snprintf(t, sizeof t, fmt, a, c);
-   put(b, t, (size_t)n);
-}
-
-static void put_str(buf *b, const char *s)
-{
-   put(b, "\"", 1);
-   for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-      char esc[8];
-      if (*c == '"' || *c == '\\') { esc[0] = '\\'; esc[1] = (char)*c; put(b, esc, 2); }
-      else if (*c < 0x20) { snprintf(esc, sizeof esc, "\\u%04x", *c); put(b, esc, 6); }
-      else put(b, (const char *)c, 1);
-   }
-   put(b, "\"", 1);
-}
-
-static int write_all(int fd, const void *p, size_t n)
-{
-   const char *c = p;
-   while (n > 0) {
-      ssize_t k = write(fd, c, n);
-      if (k < 0 && errno == EINTR) continue;
-      if (k <= 0) return -1;
-      c += k;
-      n -= (size_t)k;
-   }
-   return 0;
-}
-
 int ddpm_gauss_save(const ddpm_gauss *g, const char *path, int meta_n,
                     const char *const *meta_keys, const char *const *meta_vals)
 {
@@ -352,53 +301,27 @@ int ddpm_gauss_save(const ddpm_gauss *g, const char *path, int meta_n,
    const int D = g->D;
    const size_t DD = (size_t)D * D;
    double *cov = calloc(DD, sizeof *cov);
-   if (!cov) return ddpm_seterr(DDPM_ENOMEM, "gauss save: out of memory");
+   const char **keys = malloc((size_t)(meta_n + 1) * sizeof *keys);
+   const char **vals = malloc((size_t)(meta_n + 1) * sizeof *vals);
+   if (!cov || !keys || !vals) {
+      free(cov); free(keys); free(vals);
+      return ddpm_seterr(DDPM_ENOMEM, "gauss save: out of memory");
+   }
    if (g->n >= 2) ddpm_gauss_cov(g, cov);
-   buf h = {0};
    char nstr[32];
    snprintf(nstr, sizeof nstr, "%lld", (long long)g->n);
-   put(&h, "{\"__metadata__\":{\"ddpmlua.gauss_n\":", 35);
-   put_str(&h, nstr);
-   for (int i = 0; i < meta_n; i++) {
-      put(&h, ",", 1);
-      put_str(&h, meta_keys[i]);
-      put(&h, ":", 1);
-      put_str(&h, meta_vals[i]);
-   }
-   putf(&h, "},\"mean\":{\"dtype\":\"F64\",\"shape\":[%lld],\"data_offsets\":[0,%lld]}",
-        D, (long long)D * 8);
-   putf(&h, ",\"cov\":{\"dtype\":\"F64\",\"shape\":[%lld,%lld],", D, D);
-   putf(&h, "\"data_offsets\":[%lld,%lld]}}", (long long)D * 8, (long long)(D + DD) * 8);
-   while (!h.oom && h.n % 8) put(&h, " ", 1);
-   int rc = DDPM_OK;
-   char *tmp = NULL;
-   if (h.oom || !(tmp = malloc(strlen(path) + 32))) {
-      rc = ddpm_seterr(DDPM_ENOMEM, "gauss save: out of memory");
-      goto done;
-   }
-   sprintf(tmp, "%s.tmp.%ld", path, (long)getpid());
-   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-   if (fd < 0) {
-      rc = ddpm_seterr(DDPM_EIO, "gauss save: %s: %s", tmp, strerror(errno));
-      goto done;
-   }
-   unsigned char pre[8];
-   for (int i = 0; i < 8; i++) pre[i] = (unsigned char)((uint64_t)h.n >> (8 * i));
-   /* float64 little-endian is the host's order on x86-64 and aarch64. */
-   int bad = write_all(fd, pre, 8) || write_all(fd, h.p, h.n) ||
-             write_all(fd, g->mean, (size_t)D * sizeof(double)) ||
-             write_all(fd, cov, DD * sizeof(double)) || fsync(fd) != 0;
-   int err = errno;
-   if (close(fd) != 0 && !bad) { bad = 1; err = errno; }
-   if (bad || rename(tmp, path) != 0) {
-      if (!bad) err = errno;
-      unlink(tmp);
-      rc = ddpm_seterr(DDPM_EIO, "gauss save: %s: %s", path, strerror(err));
-   }
-done:
-   free(tmp);
-   free(h.p);
-   free(cov);
+   keys[0] = "ddpmlua.gauss_n";
+   vals[0] = nstr;
+   for (int i = 0; i < meta_n; i++) { keys[i + 1] = meta_keys[i]; vals[i + 1] = meta_vals[i]; }
+   const char *names[2] = {"mean", "cov"};
+   const int dtypes[2] = {DDPM_DT_F64, DDPM_DT_F64};
+   const int ndims[2] = {1, 2};
+   const int64_t smean[1] = {D}, scov[2] = {D, D};
+   const int64_t *shapes[2] = {smean, scov};
+   const void *data[2] = {g->mean, cov};
+   int rc = ddpm_st_write_typed(path, 2, names, dtypes, ndims, shapes, data, meta_n + 1, keys,
+                                vals);
+   free(cov); free(keys); free(vals);
    return rc;
 }
 

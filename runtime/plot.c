@@ -10,8 +10,9 @@
  * parent reads the pipe for PLplot's message and waits. Forking copies no
  * memory (copy-on-write), and a chart takes a few milliseconds either way.
  *
- * The PNG goes to a temp file beside the target and is renamed into place
- * once the child succeeded, so a failed plot leaves nothing behind.
+ * The child draws into the atomic writer's temp file (runtime/fileio.c),
+ * which is renamed into place once the child succeeded, so a failed plot
+ * leaves nothing behind.
  * Not here: what to plot (lib/ddpm/plot.lua), other chart types, smoothing.
  */
 #include "plot.h"
@@ -239,73 +240,23 @@ static int draw(const chart *c, const char *tmp)
    return 0;
 }
 
-static int make_tmp(const char *path, char **tmp_out)
-{
-   const char *slash = strrchr(path, '/');
-   const char *base = slash ? slash + 1 : path;
-   if (!*base) return ddpm_seterr(DDPM_EINVAL, "plot: path '%s' names a directory, not a file", path);
-   size_t tlen = strlen(path) + 48;
-   char *tmp = malloc(tlen);
-   if (!tmp) return ddpm_seterr(DDPM_ENOMEM, "plot: out of memory");
-   int dlen = slash ? (int)(slash - path) : 0;
-   int fd = -1;
-   for (int k = 0; k < 100 && fd < 0; k++) {
-      snprintf(tmp, tlen, "%.*s%s.%s.tmp.%ld.%d", dlen, path, slash ? "/" : "", base,
-               (long)getpid(), k);
-      fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-      if (fd < 0 && errno != EEXIST) break;
-   }
-   if (fd < 0) {
-      int e = errno;
-      free(tmp);
-      return ddpm_seterr(DDPM_EIO, "plot: cannot write %s (%s)", path, strerror(e));
-   }
-   close(fd);
-   *tmp_out = tmp;
-   return DDPM_OK;
-}
+typedef struct plot_job { const chart *c; const char *path; } plot_job;
 
-int ddpm_plot_lines(const char *path, const char *title, const char *xlabel,
-                    const char *ylabel, int nseries, const char *const *names,
-                    const double *const *xs, const double *const *ys, const int *ns,
-                    int logy, int width, int height)
+/* The atomic writer's fill (runtime/fileio.c): a forked child draws the chart
+   into the temp file by name, its stderr into a pipe for PLplot's message. */
+static int draw_in_child(int fd, const char *tmp, void *ctx)
 {
-   if (!path || !*path) return ddpm_seterr(DDPM_EINVAL, "plot: empty output path");
-   if (nseries < 1) return ddpm_seterr(DDPM_EINVAL, "plot: no series to draw");
-   if (!xs || !ys || !ns) return ddpm_seterr(DDPM_EINVAL, "plot: NULL data arrays");
-   if (width < DDPM_PLOT_MIN_SIDE || width > DDPM_PLOT_MAX_SIDE || height < DDPM_PLOT_MIN_SIDE ||
-       height > DDPM_PLOT_MAX_SIDE)
-      return ddpm_seterr(DDPM_EINVAL, "plot: size %dx%d is outside %d..%d pixels a side", width,
-                         height, DDPM_PLOT_MIN_SIDE, DDPM_PLOT_MAX_SIDE);
-   for (int s = 0; s < nseries; s++) {
-      if (ns[s] < 0) return ddpm_seterr(DDPM_EINVAL, "plot: series %d has %d points", s + 1, ns[s]);
-      if (ns[s] > 0 && (!xs[s] || !ys[s]))
-         return ddpm_seterr(DDPM_EINVAL, "plot: series %d has NULL data", s + 1);
-   }
-   chart c = {title, xlabel, ylabel, nseries, names, xs, ys, ns, logy != 0, width, height,
-              0, 0, 0, 0};
-   if (!ranges(&c))
-      return ddpm_seterr(DDPM_EINVAL, logy ? "plot: no positive finite values for a log axis"
-                                           : "plot: no finite values to draw");
-
-   char *tmp = NULL;
-   int rc = make_tmp(path, &tmp);
-   if (rc != DDPM_OK) return rc;
+   const plot_job *job = ctx;
+   const char *path = job->path;
+   int rc = DDPM_OK;
    int fds[2];
-   if (pipe(fds) != 0) {
-      int e = errno;
-      unlink(tmp);
-      free(tmp);
-      return ddpm_seterr(DDPM_EIO, "plot: pipe: %s", strerror(e));
-   }
+   if (pipe(fds) != 0) return ddpm_seterr(DDPM_EIO, "plot: pipe: %s", strerror(errno));
    fflush(NULL);   /* nothing buffered may be written twice */
    pid_t pid = fork();
    if (pid < 0) {
       int e = errno;
       close(fds[0]);
       close(fds[1]);
-      unlink(tmp);
-      free(tmp);
       return ddpm_seterr(DDPM_EIO, "plot: fork: %s", strerror(e));
    }
    if (pid == 0) {
@@ -314,7 +265,7 @@ int ddpm_plot_lines(const char *path, const char *title, const char *xlabel,
       int null = open("/dev/null", O_RDWR);   /* PLplot may prompt for a device */
       if (null >= 0) { dup2(null, STDIN_FILENO); dup2(null, STDOUT_FILENO); }
       signal(SIGPIPE, SIG_DFL);
-      _exit(draw(&c, tmp));
+      _exit(draw(job->c, tmp));
    }
    close(fds[1]);
    char msg[1024];
@@ -345,14 +296,36 @@ int ddpm_plot_lines(const char *path, const char *title, const char *xlabel,
    } else if (WEXITSTATUS(status) != 0) {
       rc = ddpm_seterr(DDPM_EIO, "plot: PLplot failed writing %s: %s", path,
                        *why ? why : "no message");
-   } else if (stat(tmp, &st) != 0 || st.st_size == 0) {
+   } else if (fstat(fd, &st) != 0 || st.st_size == 0) {
       rc = ddpm_seterr(DDPM_EIO, "plot: PLplot wrote no image%s%s (is the package "
                        "plplot-driver-cairo installed?)", *why ? ": " : "", why);
-   } else if (rename(tmp, path) != 0) {
-      int e = errno;
-      rc = ddpm_seterr(DDPM_EIO, "plot: cannot write %s (%s)", path, strerror(e));
    }
-   if (rc != DDPM_OK) unlink(tmp);
-   free(tmp);
    return rc;
+}
+
+int ddpm_plot_lines(const char *path, const char *title, const char *xlabel,
+                    const char *ylabel, int nseries, const char *const *names,
+                    const double *const *xs, const double *const *ys, const int *ns,
+                    int logy, int width, int height)
+{
+   if (!path || !*path) return ddpm_seterr(DDPM_EINVAL, "plot: empty output path");
+   if (nseries < 1) return ddpm_seterr(DDPM_EINVAL, "plot: no series to draw");
+   if (!xs || !ys || !ns) return ddpm_seterr(DDPM_EINVAL, "plot: NULL data arrays");
+   if (width < DDPM_PLOT_MIN_SIDE || width > DDPM_PLOT_MAX_SIDE || height < DDPM_PLOT_MIN_SIDE ||
+       height > DDPM_PLOT_MAX_SIDE)
+      return ddpm_seterr(DDPM_EINVAL, "plot: size %dx%d is outside %d..%d pixels a side", width,
+                         height, DDPM_PLOT_MIN_SIDE, DDPM_PLOT_MAX_SIDE);
+   for (int s = 0; s < nseries; s++) {
+      if (ns[s] < 0) return ddpm_seterr(DDPM_EINVAL, "plot: series %d has %d points", s + 1, ns[s]);
+      if (ns[s] > 0 && (!xs[s] || !ys[s]))
+         return ddpm_seterr(DDPM_EINVAL, "plot: series %d has NULL data", s + 1);
+   }
+   chart c = {title, xlabel, ylabel, nseries, names, xs, ys, ns, logy != 0, width, height,
+              0, 0, 0, 0};
+   if (!ranges(&c))
+      return ddpm_seterr(DDPM_EINVAL, logy ? "plot: no positive finite values for a log axis"
+                                           : "plot: no finite values to draw");
+
+   plot_job job = {&c, path};
+   return ddpm_file_write_atomic_fill(path, draw_in_child, &job, "plot");
 }

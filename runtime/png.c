@@ -3,100 +3,25 @@
  * API (png_image_*), which reports errors in png_image.message instead of
  * longjmp'ing through our frames.
  *
- * Writing encodes into memory first and then writes the bytes ourselves
- * (temp file, fsync, rename, fsync of the directory, as for checkpoints), so
- * every file-system error comes back with its errno and a failed write leaves
- * no partial PNG. Not here: text chunks, 16-bit output, interlaced writing.
+ * Writing encodes into memory first and then hands the bytes to the atomic
+ * writer (runtime/fileio.c), so every file-system error comes back with its
+ * errno and a failed write leaves no partial PNG. Not here: text chunks,
+ * 16-bit output, interlaced writing.
  *
- * Note: this file's own header is runtime/png.h, which shadows libpng's
- * <png.h> under -Iruntime; libpng is therefore included by its versioned path.
+ * Our own header is pngio.h, so that <png.h> is libpng's.
  */
 #include "pngio.h"
 
 #include <png.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 /* ------------------------------------------------------------------ write */
-
-/* ddpm.h: the one atomic writer of whole buffers (PNG, .npz). */
-int ddpm_file_write_atomic(const char *path, const void *buf, size_t len, const char *what)
-{
-   const char *slash = strrchr(path, '/');
-   const char *base = slash ? slash + 1 : path;
-   int dlen = slash ? (int)(slash - path) : 0;
-   if (!*base) return ddpm_seterr(DDPM_EINVAL, "%s: path '%s' names a directory, not a file", what, path);
-
-   size_t tlen = strlen(path) + 48;
-   char *tmp = malloc(tlen);
-   char *dir = malloc((size_t)dlen + 2);
-   if (!tmp || !dir) {
-      free(tmp);
-      free(dir);
-      return ddpm_seterr(DDPM_ENOMEM, "%s: out of memory writing %s", what, path);
-   }
-   if (slash) snprintf(dir, (size_t)dlen + 2, "%.*s", dlen ? dlen : 1, dlen ? path : "/");
-   else snprintf(dir, 2, ".");
-
-   int fd = -1;
-   for (int k = 0; k < 100 && fd < 0; k++) {
-      snprintf(tmp, tlen, "%.*s%s.%s.tmp.%ld.%d", dlen, path, slash ? "/" : "", base,
-               (long)getpid(), k);
-      fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-      if (fd < 0 && errno != EEXIST) break;
-   }
-   if (fd < 0) {
-      int e = errno;
-      ddpm_seterr(DDPM_EIO, "%s: cannot write %s: cannot create a file in %s (%s)", what, path, dir,
-                  strerror(e));
-      free(tmp);
-      free(dir);
-      return DDPM_EIO;
-   }
-
-   const char *p = buf;
-   size_t left = len;
-   int e = 0;
-   const char *step = "write";
-   while (left > 0) {
-      ssize_t w = write(fd, p, left);
-      if (w < 0) {
-         if (errno == EINTR) continue;
-         e = errno;
-         break;
-      }
-      p += w;
-      left -= (size_t)w;
-   }
-   if (!e && fsync(fd) != 0) { e = errno; step = "fsync"; }
-   if (close(fd) != 0 && !e) { e = errno; step = "close"; }
-   if (!e && rename(tmp, path) != 0) { e = errno; step = "rename"; }
-   if (e) {
-      unlink(tmp);
-      ddpm_seterr(DDPM_EIO, "%s: cannot write %s: %s failed after %zu of %zu bytes (%s)", what, path,
-                  step, len - left, len, strerror(e));
-      free(tmp);
-      free(dir);
-      return DDPM_EIO;
-   }
-   /* rename is atomic but only durable once the directory is synced; some
-      file systems refuse fsync on a directory, which is not an error here. */
-   int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-   if (dfd >= 0) {
-      (void)fsync(dfd);
-      close(dfd);
-   }
-   free(tmp);
-   free(dir);
-   return DDPM_OK;
-}
 
 static int check_image_size(const char *what, const char *path, int C, int H, int W)
 {

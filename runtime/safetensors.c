@@ -70,6 +70,18 @@ static int dtype_index(int dtype)
    return 0;   /* unreachable for validated entries */
 }
 
+const char *ddpm_st_dtype_name(int dtype)
+{
+   for (int k = 0; k < ST_NDTYPES; k++) if (dtypes[k].dtype == dtype) return dtypes[k].name;
+   return NULL;
+}
+
+int ddpm_st_dtype_size(int dtype)
+{
+   for (int k = 0; k < ST_NDTYPES; k++) if (dtypes[k].dtype == dtype) return dtypes[k].size;
+   return 0;
+}
+
 static char *dupstr(const char *s)
 {
    size_t n = strlen(s) + 1;

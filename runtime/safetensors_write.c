@@ -4,25 +4,20 @@
  *
  * The header is built in memory in the layout safetensors' own writer uses
  * (__metadata__ first, tensors in the caller's order, contiguous offsets,
- * spaces up to a multiple of 8 so the data starts 8-aligned). The file goes
- * to a temp file beside the target (O_EXCL), is fsynced, closed, renamed over
- * the target, and the directory is fsynced. On any failure the temp file is
- * removed and the previous file, if any, is untouched.
+ * spaces up to a multiple of 8 so the data starts 8-aligned). The length
+ * prefix, the header and the caller's buffers go to the atomic writer
+ * (runtime/fileio.c) as parts, so nothing is copied.
  *
- * Not here: other dtypes, streaming (the caller's buffers are written as
- * they are), big-endian hosts, free-space checks before writing (the write
- * itself reports ENOSPC). A symlink at the target is replaced, not followed.
+ * Not here: converting between dtypes (the caller's buffers are written as
+ * they are, in the host's byte order), big-endian hosts.
  */
 #include "ddpm.h"
 #include "json.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors_write.c assumes a little-endian host"
@@ -111,8 +106,9 @@ static int check_string(const char *path, const char *kind, int i, const char *s
 }
 
 /* Everything the caller passed, before any byte is written; fills bytes[]. */
-static int write_check(const char *path, int n, const char *const *names, const int *ndims,
-                       const int64_t *const *shapes, const float *const *data, int meta_n,
+static int write_check(const char *path, int n, const char *const *names, const int *dtypes,
+                       const int *ndims, const int64_t *const *shapes, const void *const *data,
+                       int meta_n,
                        const char *const *meta_keys, const char *const *meta_vals,
                        uint64_t *bytes)
 {
@@ -134,7 +130,11 @@ static int write_check(const char *path, int n, const char *const *names, const 
                             names[i], ndims[i], DDPM_MAX_DIMS);
       if (ndims[i] > 0 && !shapes[i])
          return ddpm_seterr(DDPM_EINVAL, "%s: tensor \"%s\": shape is NULL", path, names[i]);
-      uint64_t b = 4;
+      int size = ddpm_st_dtype_size(dtypes ? dtypes[i] : DDPM_DT_F32);
+      if (size == 0)
+         return ddpm_seterr(DDPM_EINVAL, "%s: tensor \"%s\": unknown dtype %d", path, names[i],
+                            dtypes[i]);
+      uint64_t b = (uint64_t)size;
       for (int d = 0; d < ndims[i]; d++) {
          if (shapes[i][d] < 0)
             return ddpm_seterr(DDPM_EINVAL, "%s: tensor \"%s\": negative size %" PRId64
@@ -160,102 +160,20 @@ static int write_check(const char *path, int n, const char *const *names, const 
    return DDPM_OK;
 }
 
-/* Writes all n bytes, through short writes and EINTR. */
-static int write_all(int fd, const void *buf, uint64_t n)
+/* The length prefix, the header, then the tensors, as the atomic writer's parts. */
+static int write_file(const char *path, const sbuf *hdr, int n, const void *const *data,
+                      const uint64_t *bytes)
 {
-   const unsigned char *p = buf;
-   while (n > 0) {
-      size_t chunk = n > ((size_t)1 << 30) ? (size_t)1 << 30 : (size_t)n;
-      ssize_t w = write(fd, p, chunk);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) return -1;
-      if (w == 0) { errno = EIO; return -1; }
-      p += w;
-      n -= (uint64_t)w;
-   }
-   return 0;
-}
-
-/* The header, then the tensors, via dir/.base.tmp.<pid>.<k>, fsync, rename and
-   a directory fsync (docs/design.md §2). On failure the temp file is gone
-   and whatever was at path before is untouched. */
-static int write_atomic(const char *path, const sbuf *hdr, int n, const float *const *data,
-                        const uint64_t *bytes)
-{
-   const char *slash = strrchr(path, '/');
-   const char *base = slash ? slash + 1 : path;
-   size_t dirlen = slash ? (size_t)(slash - path) : 0;
-   size_t baselen = strlen(base);
-   if (baselen == 0 || !strcmp(base, ".") || !strcmp(base, ".."))
-      return ddpm_seterr(DDPM_EINVAL, "%s: path names a directory, not a file", path);
-   size_t tmpsize = dirlen + 1 + (baselen > 200 ? 200 : baselen) + 64;
-   char *tmp = malloc(tmpsize);
-   char *dir = malloc(dirlen + 2);
-   if (!tmp || !dir) {
-      free(tmp);
-      free(dir);
-      return ddpm_seterr(DDPM_ENOMEM, "%s: out of memory", path);
-   }
-   if (!slash) strcpy(dir, ".");
-   else if (dirlen == 0) strcpy(dir, "/");
-   else { memcpy(dir, path, dirlen); dir[dirlen] = '\0'; }
-
-   int fd = -1, rc = DDPM_OK;
-   for (int k = 0; fd < 0; k++) {
-      /* base is cut at 200 bytes so the temp name stays under NAME_MAX */
-      snprintf(tmp, tmpsize, "%.*s.%.200s.tmp.%ld.%d", (int)(slash ? dirlen + 1 : 0),
-               path, base, (long)getpid(), k);
-      fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-      if (fd < 0 && (errno != EEXIST || k == 99)) {
-         rc = ddpm_seterr(DDPM_EIO, "%s: cannot create temporary file %s: %s", path, tmp,
-                          strerror(errno));
-         free(tmp);
-         free(dir);
-         return rc;
-      }
-   }
-
+   ddpm_file_part *parts = malloc((size_t)(n + 2) * sizeof *parts);
+   if (!parts) return ddpm_seterr(DDPM_ENOMEM, "%s: out of memory", path);
    unsigned char pre[8];
    uint64_t N = hdr->n;
    memcpy(pre, &N, 8);
-   const char *step = "write";
-   int ok = write_all(fd, pre, 8) == 0 && write_all(fd, hdr->p, hdr->n) == 0;
-   for (int i = 0; ok && i < n; i++) ok = write_all(fd, data[i], bytes[i]) == 0;
-   if (ok) {
-      /* without this a crash after the rename can leave an empty file */
-      step = "fsync";
-      ok = fsync(fd) == 0;
-   }
-   if (!ok) {
-      rc = ddpm_seterr(DDPM_EIO, "%s: %s failed: %s", path, step, strerror(errno));
-      close(fd);
-      unlink(tmp);
-      free(tmp);
-      free(dir);
-      return rc;
-   }
-   /* Linux closes the descriptor even when close reports EINTR; after a
-      successful fsync that is not a lost write */
-   if (close(fd) != 0 && errno != EINTR) {
-      rc = ddpm_seterr(DDPM_EIO, "%s: close failed: %s", path, strerror(errno));
-      unlink(tmp);
-   }
-   else if (rename(tmp, path) != 0) {
-      rc = ddpm_seterr(DDPM_EIO, "%s: cannot rename %s into place: %s", path, tmp,
-                       strerror(errno));
-      unlink(tmp);
-   }
-   else {
-      /* the rename is atomic but not durable until the directory is synced;
-         file systems that cannot sync a directory say EINVAL */
-      int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL))
-         rc = ddpm_seterr(DDPM_EIO, "%s: written, but syncing directory %s failed: %s", path,
-                          dir, strerror(errno));
-      if (dfd >= 0) close(dfd);
-   }
-   free(tmp);
-   free(dir);
+   parts[0] = (ddpm_file_part){pre, 8};
+   parts[1] = (ddpm_file_part){hdr->p, hdr->n};
+   for (int i = 0; i < n; i++) parts[i + 2] = (ddpm_file_part){data[i], (size_t)bytes[i]};
+   int rc = ddpm_file_write_atomicv(path, parts, n + 2, "safetensors");
+   free(parts);
    return rc;
 }
 
@@ -264,10 +182,20 @@ int ddpm_st_write(const char *path, int n, const char *const *names,
                   const float *const *data,
                   int meta_n, const char *const *meta_keys, const char *const *meta_vals)
 {
+   return ddpm_st_write_typed(path, n, names, NULL, ndims, shapes, (const void *const *)data,
+                              meta_n, meta_keys, meta_vals);
+}
+
+int ddpm_st_write_typed(const char *path, int n, const char *const *names, const int *dtypes,
+                        const int *ndims, const int64_t *const *shapes,
+                        const void *const *data,
+                        int meta_n, const char *const *meta_keys, const char *const *meta_vals)
+{
    if (!path || !*path) return ddpm_seterr(DDPM_EINVAL, "ddpm_st_write: path is NULL or empty");
    uint64_t *bytes = malloc((size_t)(n > 0 ? n : 1) * sizeof *bytes);
    if (!bytes) return ddpm_seterr(DDPM_ENOMEM, "%s: out of memory", path);
-   int rc = write_check(path, n, names, ndims, shapes, data, meta_n, meta_keys, meta_vals, bytes);
+   int rc = write_check(path, n, names, dtypes, ndims, shapes, data, meta_n, meta_keys, meta_vals,
+                        bytes);
    if (rc != DDPM_OK) { free(bytes); return rc; }
 
    /* the layout safetensors' own writer produces: metadata first, tensors
@@ -288,7 +216,9 @@ int ddpm_st_write(const char *path, int n, const char *const *names,
    for (int i = 0; i < n; i++) {
       if (i) sb_put(&h, ",", 1);
       sb_json_str(&h, names[i]);
-      sb_cstr(&h, ":{\"dtype\":\"F32\",\"shape\":[");
+      sb_cstr(&h, ":{\"dtype\":\"");
+      sb_cstr(&h, ddpm_st_dtype_name(dtypes ? dtypes[i] : DDPM_DT_F32));
+      sb_cstr(&h, "\",\"shape\":[");
       for (int d = 0; d < ndims[i]; d++) {
          if (d) sb_put(&h, ",", 1);
          sb_u64(&h, (uint64_t)shapes[i][d]);
@@ -305,7 +235,7 @@ int ddpm_st_write(const char *path, int n, const char *const *names,
    if (h.oom) rc = ddpm_seterr(DDPM_ENOMEM, "%s: out of memory building the header", path);
    else if (h.n > ST_MAX_HEADER)
       rc = ddpm_seterr(DDPM_EINVAL, "%s: header of %zu bytes exceeds the 100 MiB limit", path, h.n);
-   else rc = write_atomic(path, &h, n, data, bytes);
+   else rc = write_file(path, &h, n, data, bytes);
    free(h.p);
    free(bytes);
    return rc;
