@@ -41,7 +41,9 @@ void l_pushtensor(lua_State *L, ddpm_tensor *t);
 /* Counts a new tensor's bytes and runs a full GC past a threshold: big
    tensors are invisible to Lua's own accounting. */
 void l_track(lua_State *L, const ddpm_tensor *t);
-/* Raises "<what>: <ddpm_errmsg()>" when rc != DDPM_OK. */
+/* The one way a binding raises a runtime error: "<what>: <ddpm_errmsg()>"
+   when rc != DDPM_OK (what NULL: the message alone, for messages that
+   already name the call). Release what the binding made before calling. */
 void l_check(lua_State *L, int rc, const char *what);
 /* (l_io.c) The same for a constructor's result: raises "<what>:
    <ddpm_errmsg()>" when p is NULL; returns p. */

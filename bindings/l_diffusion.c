@@ -240,7 +240,7 @@ static int opt_enum(lua_State *L, int idx, const char *key, int def, int (*parse
       if (lua_type(L, -1) != LUA_TSTRING)
          luaL_error(L, "%s: option '%s' must be a string, got %s", what, key, luaL_typename(L, -1));
       v = parse(lua_tostring(L, -1));
-      if (v < 0) luaL_error(L, "%s: %s", what, ddpm_errmsg());
+      if (v < 0) l_check(L, DDPM_EINVAL, what);
    }
    lua_pop(L, 1);
    return v;
@@ -354,8 +354,7 @@ static const double *table_arg(lua_State *L, const ddpm_schedule *s, int idx)
 {
    const char *name = luaL_checkstring(L, idx);
    const double *a = ddpm_schedule_array(s, name);
-   if (!a) luaL_error(L, "%s", ddpm_errmsg());
-   return a;
+   return l_check_ptr(L, (void *)a, NULL);
 }
 
 /* s:get(name, t) -> number at 0-based code index t */
@@ -412,8 +411,7 @@ static int l_space_timesteps(lua_State *L)
    const char *spec = luaL_checkstring(L, 2);
    luaL_argcheck(L, T == floor(T) && T >= 1 && T <= 1e7, 1, "T must be an integer in 1..1e7");
    int *idx = lua_newuserdata(L, sizeof(int) * (size_t)T), K = 0;
-   if (ddpm_space_timesteps(idx, &K, (int)T, spec) != DDPM_OK)
-      return luaL_error(L, "%s", ddpm_errmsg());
+   l_check(L, ddpm_space_timesteps(idx, &K, (int)T, spec), NULL);
    lua_createtable(L, K, 0);
    for (int k = 0; k < K; k++) {
       lua_pushinteger(L, idx[k]);
@@ -685,7 +683,7 @@ static int l_loss_simple(lua_State *L)
    ddpm_clearerr();
    double loss = ddpm_loss_simple(g, po, py, N, D);
    /* NaN inputs give a NaN loss, a value; only a set message is an error */
-   if (isnan(loss) && ddpm_errmsg()[0]) return luaL_error(L, "%s", ddpm_errmsg());
+   if (isnan(loss) && ddpm_errmsg()[0]) l_check(L, DDPM_EINVAL, NULL);
    lua_pushnumber(L, loss);
    lua_insert(L, -2);
    return 2;

@@ -55,10 +55,10 @@ static int l_inception_load(lua_State *L)
    luaL_getmetatable(L, DDPM_INCEPTION_MT);
    lua_setmetatable(L, -2);
    ddpm_st_file *f = ddpm_st_open(path);
-   if (!f) return luaL_error(L, "inception_load: %s", ddpm_errmsg());
+   l_check_ptr(L, f, "inception_load");
    u->m = ddpm_inception_load_st(f);
    ddpm_st_close(f);
-   if (!u->m) return luaL_error(L, "inception_load: %s: %s", path, ddpm_errmsg());
+   if (!u->m) l_check_ptr(L, NULL, lua_pushfstring(L, "inception_load: %s", path));
    return 1;
 }
 
@@ -66,7 +66,7 @@ static float *new_matrix(lua_State *L, int64_t a, int64_t b)
 {
    int64_t size[2] = {a, b};
    ddpm_tensor *t = ddpm_tensor_new(2, size);
-   if (!t) luaL_error(L, "inception forward: %s", ddpm_errmsg());
+   l_check_ptr(L, t, "inception forward");
    l_pushtensor(L, t);
    l_track(L, t);
    return ddpm_tensor_data(t);
@@ -85,7 +85,7 @@ static int l_inception_forward(lua_State *L)
    const float *p = ddpm_tensor_data(x);
    if (!ddpm_tensor_is_contiguous(x)) {
       ddpm_tensor *c = ddpm_tensor_clone(x);
-      if (!c) return luaL_error(L, "inception forward: %s", ddpm_errmsg());
+      l_check_ptr(L, c, "inception forward");
       l_pushtensor(L, c);
       l_track(L, c);
       p = ddpm_tensor_data(c);
@@ -128,7 +128,7 @@ static int l_inception_score(lua_State *L)
    const float *p = ddpm_tensor_data(t);
    if (!ddpm_tensor_is_contiguous(t)) {
       ddpm_tensor *c = ddpm_tensor_clone(t);
-      if (!c) return luaL_error(L, "inception_score: %s", ddpm_errmsg());
+      l_check_ptr(L, c, "inception_score");
       l_pushtensor(L, c);
       p = ddpm_tensor_data(c);
    }
@@ -144,7 +144,7 @@ static int l_fid_ref_load(lua_State *L)
 {
    const char *path = luaL_checkstring(L, 1);
    ddpm_npz *z = ddpm_npz_open(path);
-   if (!z) return luaL_error(L, "fid_ref_load: %s", ddpm_errmsg());
+   l_check_ptr(L, z, "fid_ref_load");
    const ddpm_npy *mu = ddpm_npz_find(z, "mu"), *sg = ddpm_npz_find(z, "sigma"), *n = ddpm_npz_find(z, "n");
    const char *bad = NULL;
    char buf[256];
@@ -169,7 +169,8 @@ static int l_fid_ref_load(lua_State *L)
    luaL_getmetatable(L, GAUSS_MT);
    lua_setmetatable(L, -2);
    u->g = ddpm_gauss_new(D);
-   if (!u->g) { ddpm_npz_close(z); return luaL_error(L, "fid_ref_load: %s", ddpm_errmsg()); }
+   if (!u->g) ddpm_npz_close(z);
+   l_check_ptr(L, u->g, "fid_ref_load");
    const double cnt = n ? n->data[0] : 2.0;
    u->g->n = (int64_t)cnt;
    memcpy(u->g->mean, mu->data, (size_t)D * sizeof *mu->data);

@@ -14,7 +14,7 @@
 
 void *l_check_ptr(lua_State *L, void *p, const char *what)
 {
-   if (!p) luaL_error(L, "%s: %s", what, ddpm_errmsg());   /* as l_check */
+   if (!p) l_check(L, DDPM_EINVAL, what);   /* any status: the message is ddpm_errmsg() */
    return p;
 }
 
@@ -81,13 +81,13 @@ static int l_load_safetensors(lua_State *L)
       ddpm_tensor *t = ddpm_tensor_new(e->ndim, e->shape);
       if (!t) {
          ddpm_st_close(f);
-         return luaL_error(L, "load_safetensors: %s: tensor '%s': %s", path, e->name, ddpm_errmsg());
+         l_check_ptr(L, NULL, lua_pushfstring(L, "load_safetensors: %s: tensor '%s'", path, e->name));
       }
       int rc = ddpm_st_read_f32(f, i, ddpm_tensor_data(t), (size_t)ddpm_tensor_numel(t));
       if (rc != DDPM_OK) {
          ddpm_tensor_release(t);
          ddpm_st_close(f);
-         return luaL_error(L, "load_safetensors: %s", ddpm_errmsg());
+         l_check(L, rc, "load_safetensors");
       }
       l_pushtensor(L, t);
       lua_setfield(L, -2, e->name);

@@ -118,7 +118,7 @@ static void load_into(lua_State *L, ddpm_lenet *m, const char *path)
    int rc = ddpm_lenet_load_st(m, f);
    if (rc != DDPM_OK) {
       ddpm_st_close(f);
-      luaL_error(L, "lenet load: %s: %s", path, ddpm_errmsg());
+      l_check(L, rc, lua_pushfstring(L, "lenet load: %s", path));
    }
    l_push_metadata(L, f);
    ddpm_st_close(f);

@@ -52,7 +52,7 @@ static int l_adam_new(lua_State *L)
    luaL_getmetatable(L, DDPM_ADAM_MT);
    lua_setmetatable(L, -2);
    u->a = ddpm_adam_new((int64_t)n, b1, b2, eps, wd);
-   if (!u->a) return luaL_error(L, "%s", ddpm_errmsg());
+   l_check_ptr(L, u->a, NULL);
    return 1;
 }
 
@@ -77,7 +77,7 @@ static int l_adam_step(lua_State *L)
 static int l_adam_m(lua_State *L)
 {
    ddpm_tensor *t = ddpm_tensor_view_of(check_adam(L, 1)->m);
-   if (!t) return luaL_error(L, "%s", ddpm_errmsg());
+   l_check_ptr(L, t, NULL);
    l_pushtensor(L, t);
    return 1;
 }
@@ -85,7 +85,7 @@ static int l_adam_m(lua_State *L)
 static int l_adam_v(lua_State *L)
 {
    ddpm_tensor *t = ddpm_tensor_view_of(check_adam(L, 1)->v);
-   if (!t) return luaL_error(L, "%s", ddpm_errmsg());
+   l_check_ptr(L, t, NULL);
    l_pushtensor(L, t);
    return 1;
 }

@@ -139,9 +139,8 @@ static int l_plot_lines(lua_State *L)
       }
       lua_pop(L, 1);   /* the series table */
    }
-   if (ddpm_plot_lines(path, title, xlabel, ylabel, n, names, xs, ys, ns, logy, width,
-                       height) != DDPM_OK)
-      return luaL_error(L, "%s", ddpm_errmsg());   /* "plot: ..." */
+   l_check(L, ddpm_plot_lines(path, title, xlabel, ylabel, n, names, xs, ys, ns, logy, width,
+                              height), NULL);   /* "plot: ..." */
    return 0;
 }
 

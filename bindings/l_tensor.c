@@ -32,7 +32,9 @@ void l_track(lua_State *L, const ddpm_tensor *t)
 
 void l_check(lua_State *L, int rc, const char *what)
 {
-   if (rc != DDPM_OK) luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   if (rc == DDPM_OK) return;
+   if (what) luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   luaL_error(L, "%s", ddpm_errmsg());
 }
 
 void l_pushtensor(lua_State *L, ddpm_tensor *t)
@@ -59,7 +61,7 @@ ddpm_tensor *l_checktensor(lua_State *L, int idx)
 /* Pushes a new tensor or raises the runtime's message. */
 static void push_new(lua_State *L, ddpm_tensor *t, const char *what)
 {
-   if (!t) luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_check_ptr(L, t, what);
    l_track(L, t);
    l_pushtensor(L, t);
 }
@@ -126,7 +128,7 @@ static int l_randn(lua_State *L)
    luaL_argcheck(L, ctr >= 0 && ctr == floor(ctr), 3, "counter must be a non-negative integer");
    int n = read_sizes(L, 1, size, "randn");
    ddpm_tensor *t = ddpm_tensor_new(n, size);
-   if (!t) luaL_error(L, "randn: %s", ddpm_errmsg());
+   l_check_ptr(L, t, "randn");
    ddpm_rng r = {(uint64_t)seed, (uint64_t)ctr};
    ddpm_rng_normal(&r, ddpm_tensor_data(t), ddpm_tensor_numel(t));
    push_new(L, t, "randn");
@@ -144,7 +146,7 @@ static int l_rand(lua_State *L)
    luaL_argcheck(L, seed >= 0 && seed == floor(seed), 2, "seed must be a non-negative integer");
    int n = read_sizes(L, 1, size, "rand");
    ddpm_tensor *t = ddpm_tensor_new(n, size);
-   if (!t) luaL_error(L, "rand: %s", ddpm_errmsg());
+   l_check_ptr(L, t, "rand");
    ddpm_rng r = {(uint64_t)seed, (uint64_t)ctr};
    ddpm_rng_uniform(&r, ddpm_tensor_data(t), ddpm_tensor_numel(t));
    push_new(L, t, "rand");
@@ -198,7 +200,7 @@ static int l_from_table(lua_State *L)
    int nd = table_shape(L, 1, size, 0);
    char path[256] = "";
    ddpm_tensor *t = ddpm_tensor_new(nd, size);
-   if (!t) luaL_error(L, "tensor: %s", ddpm_errmsg());
+   l_check_ptr(L, t, "tensor");
    l_pushtensor(L, t);       /* owned by Lua now: a ragged table error frees it */
    l_track(L, t);
    float *p = ddpm_tensor_data(t);
@@ -315,7 +317,7 @@ static int l_set(lua_State *L)
 static ddpm_tensor *new_view(lua_State *L, ddpm_tensor *t)
 {
    ddpm_tensor *v = ddpm_tensor_view_of(t);
-   if (!v) luaL_error(L, "view: %s", ddpm_errmsg());
+   l_check_ptr(L, v, "view");
    return v;
 }
 
@@ -324,7 +326,7 @@ static int finish_view(lua_State *L, ddpm_tensor *v, int rc, const char *what)
 {
    if (rc != DDPM_OK) {
       ddpm_tensor_release(v);
-      return luaL_error(L, "%s: %s", what, ddpm_errmsg());
+      l_check(L, rc, what);
    }
    l_pushtensor(L, v);
    return 1;
@@ -466,7 +468,7 @@ static int arith(lua_State *L, int op, const char *what)
                            ddpm_tensor_shape_str(b, sb, sizeof sb));
       }
       ddpm_tensor *o = ddpm_tensor_new(a->ndim, a->size);
-      if (!o) return luaL_error(L, "%s: %s", what, ddpm_errmsg());
+      l_check_ptr(L, o, what);
       ddpm_tensor_binop(o, a, b, op);
       push_new(L, o, what);
       return 1;
@@ -476,7 +478,7 @@ static int arith(lua_State *L, int op, const char *what)
    if (lua_type(L, si) != LUA_TNUMBER)
       return luaL_error(L, "%s: expected a tensor or a number, got %s", what, luaL_typename(L, si));
    ddpm_tensor *o = ddpm_tensor_new(t->ndim, t->size);
-   if (!o) return luaL_error(L, "%s: %s", what, ddpm_errmsg());
+   l_check_ptr(L, o, what);
    ddpm_tensor_scalarop(o, t, lua_tonumber(L, si), op, si == 1);
    push_new(L, o, what);
    return 1;
@@ -491,7 +493,7 @@ static int l_unm(lua_State *L)
 {
    ddpm_tensor *t = l_checktensor(L, 1);
    ddpm_tensor *o = ddpm_tensor_new(t->ndim, t->size);
-   if (!o) return luaL_error(L, "unm: %s", ddpm_errmsg());
+   l_check_ptr(L, o, "unm");
    ddpm_tensor_scalarop(o, t, -1.0, DDPM_OP_MUL, 0);
    push_new(L, o, "unm");
    return 1;
@@ -514,7 +516,7 @@ static int l_add_inplace(lua_State *L)
       if (alpha == 1.0) l_check(L, ddpm_tensor_binop(t, t, o, DDPM_OP_ADD), "add_");
       else {
          ddpm_tensor *s = ddpm_tensor_clone(o);
-         if (!s) return luaL_error(L, "add_: %s", ddpm_errmsg());
+         l_check_ptr(L, s, "add_");
          ddpm_tensor_scalarop(s, s, alpha, DDPM_OP_MUL, 0);
          ddpm_tensor_binop(t, t, s, DDPM_OP_ADD);
          ddpm_tensor_release(s);
@@ -561,7 +563,7 @@ static int l_max_abs_diff(lua_State *L)
                         ddpm_tensor_shape_str(b, sb, sizeof sb));
    }
    ddpm_tensor *d = ddpm_tensor_new(a->ndim, a->size);
-   if (!d) return luaL_error(L, "max_abs_diff: %s", ddpm_errmsg());
+   l_check_ptr(L, d, "max_abs_diff");
    ddpm_tensor_binop(d, a, b, DDPM_OP_SUB);
    double mx = -ddpm_tensor_min(d), mn = ddpm_tensor_max(d);
    ddpm_tensor_release(d);
@@ -574,7 +576,7 @@ static int l_abs(lua_State *L)
 {
    ddpm_tensor *t = l_checktensor(L, 1);
    ddpm_tensor *o = ddpm_tensor_clone(t);
-   if (!o) return luaL_error(L, "abs: %s", ddpm_errmsg());
+   l_check_ptr(L, o, "abs");
    float *p = ddpm_tensor_data(o);
    for (int64_t i = 0, n = ddpm_tensor_numel(o); i < n; i++) p[i] = fabsf(p[i]);
    push_new(L, o, "abs");
@@ -588,7 +590,7 @@ static int l_to_8bit(lua_State *L)
 {
    ddpm_tensor *t = l_checktensor(L, 1);
    ddpm_tensor *o = ddpm_tensor_clone(t);
-   if (!o) return luaL_error(L, "to_8bit: %s", ddpm_errmsg());
+   l_check_ptr(L, o, "to_8bit");
    float *p = ddpm_tensor_data(o);
    for (int64_t i = 0, n = ddpm_tensor_numel(o); i < n; i++) {
       double d = p[i];
@@ -607,7 +609,7 @@ static int l_clamp(lua_State *L)
    float lo = (float)luaL_checknumber(L, 2), hi = (float)luaL_checknumber(L, 3);
    luaL_argcheck(L, lo <= hi, 3, "clamp: lower bound above upper bound");
    ddpm_tensor *o = ddpm_tensor_clone(t);
-   if (!o) return luaL_error(L, "clamp: %s", ddpm_errmsg());
+   l_check_ptr(L, o, "clamp");
    float *p = ddpm_tensor_data(o);
    for (int64_t i = 0, n = ddpm_tensor_numel(o); i < n; i++) p[i] = p[i] < lo ? lo : p[i] > hi ? hi : p[i];
    push_new(L, o, "clamp");

@@ -47,7 +47,7 @@ static int l_tsampler_new(lua_State *L)
    luaL_getmetatable(L, DDPM_TSAMPLER_MT);
    lua_setmetatable(L, -2);
    ud->s = ddpm_tsampler_new((int)T, (int)h, u);
-   if (!ud->s) return luaL_error(L, "%s", ddpm_errmsg());
+   l_check_ptr(L, ud->s, NULL);
    return 1;
 }
 
