@@ -5,7 +5,8 @@
 # synthetic 8x8 images, two finished runs with different configs (one with
 # the NLL bound and its per-t terms) and one that fails at step 12. Outputs
 # are checked against the database; bad input must give one line on stderr
-# and exit status 1. The report is rendered by headless Chromium (Debian
+# and exit status 2 (a usage error; 1 only for a valid command that could not
+# be carried out), a traceback only with --debug. The report is rendered by headless Chromium (Debian
 # package chromium) when it is installed, and the screenshot must show the
 # curves and the sample grid. Prints TAP and "N passed, N failed".
 
@@ -32,9 +33,10 @@ has_out() { grep -qF -- "$1" <<<"$out" || why+="stdout lacks '$1': $out"$'\n'; }
 lacks_out() { ! grep -qF -- "$1" <<<"$out" || why+="stdout has '$1': $out"$'\n'; }
 has_err() { grep -qF -- "$1" <<<"$err" || why+="stderr lacks '$1': $err"$'\n'; }
 same() { [ "$1" = "$2" ] || why+="$3: got '$1', want '$2'"$'\n'; }
-# user_error DESC WORDS...: one line on stderr, nothing on stdout, exit status 1
+# user_error WORDS...: one line on stderr, nothing on stdout, exit status 2
+# (STATUS=1 user_error ...: a failure while doing valid work)
 user_error() {
-   expect_rc 1
+   expect_rc "${STATUS:-2}"
    [ -z "$out" ] || why+="stdout not empty: $out"$'\n'
    [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] || why+="stderr is not one line: $err"$'\n'
    grep -q 'traceback' <<<"$err" && why+="stderr has a traceback: $err"$'\n'
@@ -352,14 +354,14 @@ run "$D" rerun 99 --db "$DB"
 user_error "no run 99"
 run "$D" report 99 --db "$DB" -o "$tmp/x.html"
 user_error "no run 99"
-t "an unknown run id: one line, exit status 1"
+t "an unknown run id: one line, exit status 2"
 run "$D" sql "SELEC * FROM runs" --db "$DB"
 user_error "ddpmlua sql:" "syntax error"
 run "$D" sql "SELECT * FROM no_such_table" --db "$DB"
 user_error "no such table"
 run "$D" sql "SELECT :run" --db "$DB"
 user_error "--param run="
-t "malformed SQL: one line, exit status 1"
+t "malformed SQL: one line, exit status 2"
 run "$D" runs --db "$tmp/missing.db"
 user_error "no run database at '$tmp/missing.db'"
 [ ! -e "$tmp/missing.db" ] || why+="a missing database was created"$'\n'
@@ -378,9 +380,21 @@ run "$D" plot 1 --metric no_such_metric --db "$DB"
 user_error "run 1 has no metric 'no_such_metric'"
 run "$D" compare 1 --db "$DB"
 user_error "at least two runs"
+run "$D" runs --stauts failed --db "$DB"
+user_error "unknown option '--stauts'; did you mean --status?"
+run "$D" show --db "$DB"
+user_error "show takes one run"
+run "$D" help nosuch
+expect_rc 2; has_err "unknown command 'nosuch'"
+t "unknown options, commands and other bad arguments: one line, exit status 2"
 run "$D" export 1 /proc/no/such/dir --db "$DB"
-user_error "cannot make the directory"
-t "unknown options and other bad arguments: one line, exit status 1"
+STATUS=1 user_error "cannot make the directory"
+t "a valid command that cannot be carried out (no folder for export): one line, exit status 1"
+run "$D" show 99 --db "$DB" --debug
+expect_rc 2; has_err "ddpmlua show: no run 99"; has_err "stack traceback"
+run "$D" runs --db "$DB" --last x --debug
+expect_rc 2; has_err "expects a non-negative integer"; has_err "stack traceback"
+t "--debug adds the traceback to a usage error, same exit status"
 
 # In the directory of runs.db, which holds the runs/ directory of run files.
 cd "$tmp/db" && run "$D" runs

@@ -135,7 +135,7 @@ if [ ${#AS[@]} -gt 0 ] || [ "$(id -u)" -ne 0 ]; then
    [ -z "$(ls -A "$RO" | grep -vx runs.db)" ] || why+="files appeared in the read-only folder"$'\n'
    t "runs, show, compare, plot, sql, report, export by a user who cannot write the database or its folder"
    run "${AS[@]}" "$D" sql "DELETE FROM runs" --db "$RO/runs.db"
-   expect_rc 1 "sql DELETE"
+   expect_rc 2 "sql DELETE"
    has_err "read-only"
    t "in a read-only folder a write is refused with a clear message"
 fi
@@ -147,7 +147,7 @@ before=$(sum "$tmp/copy.db")
 for s in "DROP TABLE metrics" "DELETE FROM runs" "UPDATE runs SET name = 'x'" "PRAGMA user_version = 9" \
          "INSERT INTO metric_names (name) VALUES ('z')" "VACUUM" "CREATE TABLE t (a)"; do
    run "$D" sql "$s" --db "$tmp/copy.db"
-   expect_rc 1 "$s"
+   expect_rc 2 "$s"
    has_err "add --write"
    [ "$(wc -l <"$tmp/err")" -eq 1 ] || why+="$s: more than one line on stderr"$'\n'
 done
@@ -166,7 +166,7 @@ for c in runs "show 1" "sql SELECT_1" "report 1"; do
    read -r -a words <<<"$c"
    words=("${words[@]//_/ }")
    run "$D" "${words[@]}" --db "$tmp/nope.db"
-   expect_rc 1 "$c"
+   expect_rc 2 "$c"
    [ -e "$tmp/nope.db" ] && { why+="$c created nope.db"$'\n'; rm -f "$tmp/nope.db"; }
 done
 run "$D" -e "print(pcall(require('ddpm').log.runs, {db = 'nope.db'}))

@@ -86,14 +86,14 @@ run "$D" "$FM" --loss_type=foo
 usage_error "option --loss_type must be one of" "got 'foo'"; nothing_recorded "$W"
 t "--loss_type=foo: the allowed values, exit status 2, nothing recorded"
 run "$D" "$FM" --los_type=kl
-usage_error "unknown option --los_type" "did you mean --loss_type?"
+usage_error "unknown option '--los_type'" "did you mean --loss_type?"
 t "an unknown option says 'did you mean'"
 run "$D" "$FM" --mean_type=eps_
 usage_error "did you mean 'eps'?"
 t "a near-miss enum value says 'did you mean'"
 run "$D" "$FM" --steps=1.5 --debug
-expect_rc 1; has_err "stack traceback"
-t "--debug gives the traceback"
+expect_rc 2; has_err "option --steps expects an integer, got 1.5"; has_err "stack traceback"
+t "--debug gives the traceback, same exit status"
 run "$D" "$FM" --lr=abc
 usage_error "option --lr expects a number, got 'abc'"
 t "a number that is not one: one line"
@@ -190,7 +190,7 @@ cd "$W" || exit 2
 
 # ------------------------------------------------------------ plot's output format
 run "$D" plot 1 -o out.svg --db "$R/w/runs.db"
-expect_rc 1; has_err "plot writes PNG images"
+expect_rc 2; has_err "plot writes PNG images"
 [ ! -e out.svg ] || why+="out.svg was written: $(file out.svg)"$'\n'
 t "plot -o out.svg refuses instead of writing PNG bytes into out.svg"
 run "$D" plot 1 -o out.png --db "$R/w/runs.db"
@@ -237,11 +237,11 @@ run "$D" -h
 expect_rc 0; has_out "rerun"; has_out "export"; has_out "help CMD"
 t "ddpmlua -h lists the history commands"
 run "$D" help
-expect_rc 0; has_out "ddpmlua runs"; has_out "ddpmlua rerun"
+expect_rc 0; has_out "ddpmlua runs"; has_out "ddpmlua rerun"; has_out "exit status: 0 when done; 2 for a usage error"
 run "$D" help export
 expect_rc 0; has_out "usage: ddpmlua export"; has_out "resumed from"
 run "$D" help nosuch
-expect_rc 1; has_err "unknown command 'nosuch'"
+expect_rc 2; has_err "unknown command 'nosuch'"
 t "ddpmlua help [command]"
 
 echo "$((n - failed)) passed, $failed failed"

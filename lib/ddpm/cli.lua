@@ -17,8 +17,11 @@ any folder. A `db` option takes DDPMLUA_DB as its default when that is set.
 
 A wrong option raises a usage error (cli.usage_error): the host prints its
 one line and exits with status 2, without a traceback (--debug, or
-DDPMLUA_DEBUG=1, gives one). Nothing is recorded, no run folder exists yet.
+DDPMLUA_DEBUG=1, adds one). Nothing is recorded, no run folder exists yet.
 --help prints every option with its description and default.
+
+cli.read is the one argument parser: cli.parse reads a script's flags with
+it, and the history commands (ddpm.commands) their options and arguments.
 ]]
 local cli = {}
 
@@ -83,21 +86,35 @@ cli.options = {
       choices = {'float32', 'bf16'}},
 }
 
+-- The error object of the CLI layer: {message =, exit_status =}. The host
+-- (bindings/main.c) and ddpm.commands print its message as one line and exit
+-- with its status, without a traceback.
 local UsageError = {}
 UsageError.__index = UsageError
 UsageError.__tostring = function(e) return e.message end
 cli.UsageError = UsageError
 
---- cli.usage_error(fmt, ...): raises a usage error, which the host prints as
---- one line and exits with status 2 (a traceback only with --debug).
-function cli.usage_error(fmt, ...)
+local function raise(status, fmt, ...)
    local msg = select('#', ...) > 0 and fmt:format(...) or fmt
-   if cli.debug or os.getenv('DDPMLUA_DEBUG') == '1' then error(msg, 2) end
-   error(setmetatable({message = msg, exit_status = 2}, UsageError), 0)
+   -- --debug: the same one error, with where it was raised
+   if cli.debug or os.getenv('DDPMLUA_DEBUG') == '1' then msg = debug.traceback(msg, 3) end
+   error(setmetatable({message = msg, exit_status = status}, UsageError), 0)
 end
+
+--- cli.usage_error(fmt, ...): raises a usage error (an unknown option, a
+--- bad value, a missing argument, something named that does not exist),
+--- which the host prints as one line and exits with status 2 (with a
+--- traceback under --debug or DDPMLUA_DEBUG=1).
+function cli.usage_error(fmt, ...) raise(2, fmt, ...) end
 local fail = cli.usage_error
 
---- cli.is_usage_error(e) -> true for the error object of cli.usage_error.
+--- cli.failure(fmt, ...): the same for a valid command that could not be
+--- carried out (a file that cannot be written, a re-run that failed):
+--- one line, exit status 1.
+function cli.failure(fmt, ...) raise(1, fmt, ...) end
+
+--- cli.is_usage_error(e) -> true for the error object of cli.usage_error
+--- and cli.failure (e.exit_status tells which).
 function cli.is_usage_error(e) return getmetatable(e) == UsageError end
 
 -- Levenshtein distance, for "did you mean".
@@ -146,22 +163,26 @@ local function show(v)
    return tostring(v)
 end
 
-local function convert(key, default, text)
-   local ty = type(default)
-   if ty == 'number' then
+-- text as a value of the option's type ('number', 'boolean', 'numbers': a
+-- comma-separated list, 'string'); flag is the option as typed.
+local function convert(flag, s, text)
+   if s.type == 'number' then
       local v = tonumber(text)
-      if not v or v ~= v then fail("option --%s expects a number, got '%s'", key, tostring(text)) end
+      if not v or v ~= v then
+         fail("option %s expects %s, got '%s'", flag, s.int and (s.min == 0 and 'a non-negative integer'
+              or 'an integer') or 'a number', tostring(text))
+      end
       return v
-   elseif ty == 'boolean' then
+   elseif s.type == 'boolean' then
       if text == nil or text == 'true' or text == '1' or text == 'yes' then return true end
       if text == 'false' or text == '0' or text == 'no' then return false end
-      fail("option --%s expects true or false, got '%s'", key, text)
-   elseif ty == 'table' then
+      fail("option %s expects true or false, got '%s'", flag, text)
+   elseif s.type == 'numbers' then
       local out = {}
       if text ~= '' then
          for item in (text .. ','):gmatch('([^,]*),') do
             local v = tonumber(item)
-            if not v then fail("option --%s expects numbers separated by commas, got '%s'", key, text) end
+            if not v then fail("option %s expects numbers separated by commas, got '%s'", flag, text) end
             out[#out + 1] = v
          end
       end
@@ -170,18 +191,18 @@ local function convert(key, default, text)
    return text
 end
 
--- The spec's checks, for a value of the default's type.
-local function check(key, v, default, s)
-   if type(v) == 'number' and type(default) == 'number' then
-      if s.int and v % 1 ~= 0 then fail('option --%s expects an integer, got %s', key, show(v)) end
-      if s.min and v < s.min then fail('option --%s must be at least %s, got %s', key, show(s.min), show(v)) end
-      if s.max and v > s.max then fail('option --%s must be at most %s, got %s', key, show(s.max), show(v)) end
-   elseif type(v) == 'string' and type(default) == 'string' and s.choices then
+-- The spec's checks (int, min, max, choices) on a converted value.
+local function check(flag, v, s)
+   if s.type == 'number' then
+      if s.int and v % 1 ~= 0 then fail('option %s expects an integer, got %s', flag, show(v)) end
+      if s.min and v < s.min then fail('option %s must be at least %s, got %s', flag, show(s.min), show(v)) end
+      if s.max and v > s.max then fail('option %s must be at most %s, got %s', flag, show(s.max), show(v)) end
+   elseif s.type == 'string' and s.choices then
       local ok = false
       for _, c in ipairs(s.choices) do ok = ok or c == v end
       if not ok then
          local near = cli.suggest(v, s.choices)
-         fail("option --%s must be one of %s, got '%s'%s", key, table.concat(s.choices, ', '), v,
+         fail("option %s must be one of %s, got '%s'%s", flag, table.concat(s.choices, ', '), v,
               near and ("; did you mean '" .. near .. "'?") or '')
       end
    end
@@ -192,6 +213,77 @@ local function absolute(p)
    local dir = require('ddpm.core').cwd()
    p = p:gsub('^%./', '')
    return (dir == '/' and '' or dir) .. '/' .. p
+end
+
+--- cli.read(args, options [, how]) -> values, positional, given: the one
+--- argument parser, of scripts (cli.parse) and of the history commands
+--- (ddpm.commands). options maps a name to {type = 'string' | 'number' |
+--- 'boolean' | 'numbers', int =, min =, max =, choices =, path =, many =}.
+--- It reads --name=value, --name value, a bare --name for a boolean, -x
+--- through how.short = {x = 'name'}, and '-' in names as '_'; after `--`
+--- every argument is positional. A many option collects its values in a
+--- list; a path option is made absolute, also in args. how.positional
+--- accepts arguments that are not options (else they are an error);
+--- how.hint follows the message of an unknown option; how.help is called for
+--- -h and --help. --debug sets cli.debug. Raises a usage error on a mistake.
+function cli.read(args, options, how)
+   how = how or {}
+   for _, a in ipairs(args) do
+      if a == '--' then break end
+      if a == '--debug' and not options.debug then cli.debug = true end
+   end
+   local values, pos, given = {}, {}, {}
+   local i, only_pos = 1, false
+   while i <= #args do
+      local a = args[i]
+      if only_pos or a == '-' or a:sub(1, 1) ~= '-' then
+         if not how.positional then fail("unexpected argument '%s' (options look like --key=value)", a) end
+         pos[#pos + 1] = a
+      elseif a == '--' then
+         only_pos = true
+      elseif (a == '-h' or a == '--help') and how.help and not options.help then
+         how.help()
+      elseif a ~= '--debug' or options.debug then
+         local first = i
+         local flag, val = a:match('^(%-%-[%w_-]+)=(.*)$')
+         flag = flag or a:match('^%-%-[%w_-]+$')
+         local name = flag and (flag:sub(3):gsub('-', '_'))
+         if not flag then
+            flag = a
+            local short = a:match('^%-(%a)$')
+            name = short and how.short and how.short[short]
+         end
+         local s = name and options[name]
+         if not s then
+            local near = name and cli.suggest(name, options)
+            fail("unknown option '%s'%s%s", flag, near and ('; did you mean --' .. near .. '?') or '',
+                 how.hint and (' (' .. how.hint .. ')') or '')
+         end
+         if val == nil and s.type ~= 'boolean' then
+            i = i + 1
+            val = args[i]
+            if val == nil then fail('option %s needs a value', flag) end
+         end
+         local v = convert(flag, s, val)
+         check(flag, v, s)
+         if s.path and type(v) == 'string' and v ~= '' then
+            local abs = absolute(v)
+            if abs ~= v then   -- the history records arg: store the absolute path
+               if i > first then args[i] = abs else args[first] = flag .. '=' .. abs end
+               v = abs
+            end
+         end
+         if s.many then
+            values[name] = values[name] or {}
+            table.insert(values[name], v)
+         else
+            values[name] = v
+         end
+         given[name] = true
+      end
+      i = i + 1
+   end
+   return values, pos, given
 end
 
 --- cli.usage(defaults [, spec]) -> the text of --help: every option with its
@@ -226,49 +318,18 @@ function cli.parse(args, defaults, extra)
    if type(cfg.db) == 'string' and os.getenv('DDPMLUA_DB') and os.getenv('DDPMLUA_DB') ~= '' then
       cfg.db = os.getenv('DDPMLUA_DB')
    end
-   args = args or {}
-   for _, a in ipairs(args) do
-      if a == '--debug' then cli.debug = true end
+   local options = {}
+   for k, v in pairs(defaults) do
+      local s, ty = {}, type(v)
+      for f, x in pairs(spec_of(k, extra)) do s[f] = x end
+      s.type = ty == 'table' and 'numbers' or ty
+      options[k] = s
    end
-   local given = {}
-   local i = 1
-   while i <= #args do
-      local a = args[i]
-      if a == '--help' or a == '-h' then
-         io.stdout:write(cli.usage(defaults, extra), '\n')
-         os.exit(0)
-      end
-      local first = i
-      if a ~= '--debug' then
-         local key, val = a:match('^%-%-([%w_]+)=(.*)$')
-         if not key then
-            key = a:match('^%-%-([%w_]+)$')
-            if not key then fail("unexpected argument '%s' (options look like --key=value)", a) end
-         end
-         if defaults[key] == nil then
-            local near = cli.suggest(key, defaults)
-            fail('unknown option --%s%s (--help lists them)', key, near and ('; did you mean --' .. near .. '?') or '')
-         end
-         if val == nil and type(defaults[key]) ~= 'boolean' then
-            i = i + 1
-            val = args[i]
-            if val == nil then fail('option --%s needs a value', key) end
-         end
-         local s = spec_of(key, extra)
-         local v = convert(key, defaults[key], val)
-         check(key, v, defaults[key], s)
-         if s.path and type(v) == 'string' and v ~= '' then
-            local abs = absolute(v)
-            if abs ~= v then   -- the history records arg: store the absolute path
-               if i > first then args[i] = abs else args[first] = '--' .. key .. '=' .. abs end
-               v = abs
-            end
-         end
-         cfg[key] = v
-         given[key] = true
-      end
-      i = i + 1
-   end
+   local values, _, given = cli.read(args or {}, options, {hint = '--help lists them', help = function()
+      io.stdout:write(cli.usage(defaults, extra), '\n')
+      os.exit(0)
+   end})
+   for k, v in pairs(values) do cfg[k] = v end
    for k, v in pairs(cfg) do
       local s = spec_of(k, extra)
       if s.path and type(v) == 'string' and v ~= '' then cfg[k] = absolute(v) end

@@ -11,11 +11,18 @@ ddpm.commands — `ddpmlua <command> ...` over the run history (runs.db):
    ddpmlua report RUN [-o report.html] [--smooth N] [--log]
    ddpmlua fid DIR_OR_RUN [--ref stats.npz] [--weights PATH] [--save stats.npz]
 
-Every command takes --db PATH (default runs.db) and -h. RUN is a run id, a
-uuid (or a unique prefix of one, 6+ hex digits) or 'last'. A mistake of the
-user's (unknown run, malformed SQL, no such database, unknown option) is one
-line on stderr and exit status 1, never a traceback; the database must
-exist (no command creates one).
+Every command takes --db PATH (default runs.db), -h and --debug. RUN is a
+run id, a uuid (or a unique prefix of one, 6+ hex digits) or 'last'. The
+database must exist (no command creates one). Options and arguments are read
+by ddpm.cli's parser (cli.read), as a script's flags are.
+
+Exit status: a usage error (an unknown command or option, a bad value, a
+missing argument, no such run, metric or database, malformed SQL) is one
+line on stderr and status 2, without a traceback unless --debug is given,
+as for a script's flags. Status 1 is kept for a valid command that could
+not be carried out (a file that cannot be written, a re-run or an FID
+computation that failed, Ctrl-C) and for internal errors (with their
+traceback): scripts and CI can tell "you called it wrong" from "it broke".
 
 This file is the dispatcher: each command is a module lib/ddpm/cmd/<name>.lua
 returning {usage =, doc =, spec =, short =, run = function(opts, args)};
@@ -42,9 +49,15 @@ function commands.runs(opt)
    if opt ~= nil and type(opt) ~= 'table' then error('runs: expected an options table', 2) end
    local ok, rows = pcall(command('runs').list, opt)
    common.close_all()
-   if not ok then error(common.is_user_error(rows) and ('runs: ' .. rows.msg) or rows, 2) end
+   if not ok then error(common.is_user_error(rows) and ('runs: ' .. rows.message) or rows, 2) end
    return rows
 end
+
+local EXIT_STATUS = [[
+exit status: 0 when done; 2 for a usage error (an unknown command or option, a bad
+  value, a missing argument, no such run, metric or database), one line without a
+  traceback (--debug adds one); 1 when a valid command could not be carried out
+  (a file that cannot be written, a re-run or FID computation that failed, Ctrl-C).]]
 
 local function usage_all()
    local lines = {'commands over the run history (runs.db, or --db PATH):'}
@@ -52,28 +65,30 @@ local function usage_all()
    return table.concat(lines, '\n')
 end
 
+-- One line on stderr (the usage after it for an unknown command), then exit.
+local function quit(status, msg, with_usage)
+   io.stdout:flush()
+   io.stderr:write(msg, '\n', with_usage and (usage_all() .. '\n') or '')
+   io.stderr:flush()
+   os.exit(status)
+end
+
 --- commands.main(name, args): `ddpmlua <name> args...` (bindings/main.c).
 function commands.main(name, args)
    if name == 'help' then   -- ddpmlua help [command]
       local which = args and args[1]
       if which == nil then
-         io.stdout:write(usage_all(), '\n  ddpmlua help COMMAND\n')
+         io.stdout:write(usage_all(), '\n  ddpmlua help COMMAND\n', EXIT_STATUS, '\n')
          return
       end
       local c = command(which)
-      if not c then
-         io.stderr:write(("ddpmlua help: unknown command '%s'\n%s\n"):format(tostring(which), usage_all()))
-         os.exit(1)
-      end
+      if not c then quit(2, ("ddpmlua help: unknown command '%s'"):format(tostring(which)), true) end
       io.stdout:write('usage: ddpmlua ', c.usage, '\n')
       if c.doc then io.stdout:write(c.doc, '\n') end
       return
    end
    local c = command(name)
-   if not c then
-      io.stderr:write(('ddpmlua: unknown command \'%s\'\n%s\n'):format(tostring(name), usage_all()))
-      os.exit(1)
-   end
+   if not c then quit(2, ('ddpmlua: unknown command \'%s\''):format(tostring(name)), true) end
    local list = {}
    for i = 1, #(args or {}) do list[i] = args[i] end
    for _, a in ipairs(list) do
@@ -92,17 +107,16 @@ function commands.main(name, args)
       return e
    end)
    common.close_all()
-   io.stdout:flush()
-   if ok then return end
-   if common.is_user_error(err) then
-      io.stderr:write(('ddpmlua %s: %s\n'):format(name, err.msg))
-   elseif tostring(err):match('interrupted$') then
-      io.stderr:write(('ddpmlua %s: interrupted\n'):format(name))
-   else
-      io.stderr:write(('ddpmlua %s: internal error: %s\n'):format(name, trace or tostring(err)))
+   if ok then
+      io.stdout:flush()
+      return
    end
-   io.stderr:flush()
-   os.exit(1)
+   if common.is_user_error(err) then
+      quit(err.exit_status, ('ddpmlua %s: %s'):format(name, err.message))
+   elseif tostring(err):match('interrupted$') then
+      quit(1, ('ddpmlua %s: interrupted'):format(name))
+   end
+   quit(1, ('ddpmlua %s: internal error: %s'):format(name, trace or tostring(err)))
 end
 
 commands.usage = usage_all

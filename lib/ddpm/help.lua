@@ -557,9 +557,22 @@ entry(S, 'ddpm.cli.usage_error', 'ddpm.cli.usage_error(fmt, ...)',
    'Raises an error the host prints as one line, with exit status 2 and no\n' ..
    'traceback (--debug or DDPMLUA_DEBUG=1 gives one): for mistakes in how a\n' ..
    'script was called.', 'if cfg.n < 1 then ddpm.cli.usage_error(\'--n must be positive, got %d\', cfg.n) end')
+entry(S, 'ddpm.cli.failure', 'ddpm.cli.failure(fmt, ...)',
+   'Raises the same one-line error with exit status 1: for a valid command\n' ..
+   'that could not be carried out (a file that cannot be written).',
+   'if not ok then ddpm.cli.failure(\'cannot write %s: %s\', path, err) end')
 entry(S, 'ddpm.cli.is_usage_error', 'ddpm.cli.is_usage_error(err) -> boolean',
-   'True for the error object of ddpm.cli.usage_error (as pcall returns it).',
+   'True for the error object of ddpm.cli.usage_error and ddpm.cli.failure (as\n' ..
+   'pcall returns it): {message =, exit_status = 2 or 1}.',
    'local ok, e = pcall(ddpm.cli.parse, {\'--x=1\'}, {}); ddpm.cli.is_usage_error(e) --> true')
+entry(S, 'ddpm.cli.read', 'ddpm.cli.read(args, options [, how]) -> values, positional, given',
+   'The one argument parser, under ddpm.cli.parse and the history commands.\n' ..
+   'options: name -> {type = \'string\'|\'number\'|\'boolean\'|\'numbers\', int =,\n' ..
+   'min =, max =, choices =, path =, many =}; how: short = {o = \'output\'},\n' ..
+   'positional = true, hint = text after an unknown option, help = function.\n' ..
+   'Reads --k=v, --k v, a bare --flag, -o v and -- ; a mistake is a usage error.',
+   'local o, pos = ddpm.cli.read({\'-o\', \'a.png\', \'3\'}, {output = {type = \'string\'}},\n' ..
+   '                             {short = {o = \'output\'}, positional = true})')
 entry(S, 'ddpm.cli.usage', 'ddpm.cli.usage(defaults [, spec]) -> text',
    'The text --help prints: every option with its description and default.',
    'print(ddpm.cli.usage({steps = 100}))')

@@ -8,6 +8,7 @@ history.
 local core = require 'ddpm.core'
 local json = require 'ddpm.json'
 local util = require 'ddpm.util'
+local cli = require 'ddpm.cli'
 
 local common = {}
 
@@ -15,17 +16,16 @@ local file_exists = util.exists
 
 ---------------------------------------------------------------- errors
 
--- A user's mistake: printed as one line, no traceback.
-local UserError = {}
-UserError.__tostring = function(e) return e.msg end
-
-local function fail(msg, ...)
-   if select('#', ...) > 0 then msg = msg:format(...) end
-   error(setmetatable({msg = msg}, UserError), 0)
-end
+-- Mistakes in how a command was called (an unknown option, no such run, no
+-- such database, malformed SQL) are usage errors: one line, exit status 2.
+-- failure is for a valid command that could not be carried out (a file that
+-- cannot be written, a re-run that failed): one line, exit status 1. Both
+-- are ddpm.cli's error objects ({message =, exit_status =}).
+local fail = cli.usage_error
 common.fail = fail
+common.failure = cli.failure
 
-local function is_user_error(e) return getmetatable(e) == UserError end
+local is_user_error = cli.is_usage_error
 common.is_user_error = is_user_error
 
 -- A Lua error message without the "file:line: " of where it was raised.
@@ -53,7 +53,7 @@ local function open_db(path, write)
       fail("'%s' is not a run database (not an SQLite file)", path)
    end
    local ok, rl = pcall(core.runlog_open, path, {readonly = not write})
-   if not ok then fail('%s', (bare(rl):gsub('^runlog_open: ', ''))) end
+   if not ok then common.failure('%s', (bare(rl):gsub('^runlog_open: ', ''))) end
    opened[#opened + 1] = rl
    return rl
 end
@@ -66,10 +66,10 @@ function common.close_all()
    end
 end
 
--- rl:query with SQL errors as user errors (the SQL is ours unless said).
+-- rl:query; an error in our own SQL is a failure (exit status 1).
 local function query(rl, sql, params)
    local ok, rows, cols = pcall(rl.query, rl, sql, params)
-   if not ok then fail('%s', (bare(rows):gsub('^runlog: ', ''):gsub('^query: ', ''))) end
+   if not ok then common.failure('%s', (bare(rows):gsub('^runlog: ', ''):gsub('^query: ', ''))) end
    return rows, cols
 end
 common.query = query
@@ -101,61 +101,22 @@ end
 
 ---------------------------------------------------------------- options
 
--- spec: {name = 'string' | 'int' | 'flag' | 'list'}; short: {o = 'output'}.
--- Returns the options and the positional arguments.
+-- A command's option types as ddpm.cli specs.
+local TYPES = {string = {type = 'string'}, int = {type = 'number', int = true, min = 0},
+               flag = {type = 'boolean'}, list = {type = 'string', many = true}}
+
+--- parse_args(cmd, args, spec, short) -> options, positional arguments, read
+--- by ddpm.cli's parser. spec: {name = 'string' | 'int' (non-negative) |
+--- 'flag' | 'list' (repeatable)}; short: {o = 'output'}.
 function common.parse_args(cmd, args, spec, short)
-   local opts, pos = {}, {}
-   local i, n = 1, #args
-   local function known()
-      local names = {}
-      for k in pairs(spec) do names[#names + 1] = '--' .. k end
-      table.sort(names)
-      return table.concat(names, ', ')
+   local options, names = {}, {}
+   for k, ty in pairs(spec) do
+      options[k] = TYPES[ty]
+      names[#names + 1] = '--' .. k
    end
-   local only_pos = false
-   while i <= n do
-      local a = args[i]
-      if only_pos or a == '-' or a:sub(1, 1) ~= '-' then
-         pos[#pos + 1] = a
-      elseif a == '--' then
-         only_pos = true
-      else
-         local name, val = a:match('^%-%-([%w_-]+)=(.*)$')
-         if not name then name = a:match('^%-%-([%w_-]+)$') end
-         if not name then
-            local s = a:match('^%-(%a)$')
-            name = s and short and short[s]
-         end
-         if name then name = name:gsub('-', '_') end
-         local ty = name and spec[name]
-         if not ty then
-            fail("unknown option '%s' (%s takes %s)", a, cmd, known())
-         end
-         if ty == 'flag' then
-            if val then fail("option %s takes no value", a) end
-            opts[name] = true
-         else
-            if not val then
-               i = i + 1
-               val = args[i]
-               if val == nil then fail('option %s needs a value', a) end
-            end
-            if ty == 'int' then
-               local v = tonumber(val)
-               if not v or v % 1 ~= 0 or v < 0 then
-                  fail("option %s expects a non-negative integer, got '%s'", a, val)
-               end
-               opts[name] = v
-            elseif ty == 'list' then
-               opts[name] = opts[name] or {}
-               table.insert(opts[name], val)
-            else
-               opts[name] = val
-            end
-         end
-      end
-      i = i + 1
-   end
+   table.sort(names)
+   local opts, pos = cli.read(args, options, {short = short, positional = true,
+                                             hint = cmd .. ' takes ' .. table.concat(names, ', ')})
    return opts, pos
 end
 
@@ -338,14 +299,14 @@ function common.metric_keys(rl, id)
    return set, list
 end
 
--- Writes text to path; a failure is a user error naming the file.
+-- Writes text to path; an error names the file (exit status 1).
 function common.write_file(path, text)
    local f, err = io.open(path, 'wb')
-   if not f then fail('cannot write %s', bare(err)) end
+   if not f then common.failure('cannot write %s', bare(err)) end
    local ok, werr = f:write(text)
-   if not ok then f:close(); fail('cannot write %s: %s', path, tostring(werr)) end
+   if not ok then f:close(); common.failure('cannot write %s: %s', path, tostring(werr)) end
    local ok2, cerr = f:close()
-   if not ok2 then fail('cannot write %s: %s', path, tostring(cerr)) end
+   if not ok2 then common.failure('cannot write %s: %s', path, tostring(cerr)) end
 end
 
 -- The interpreter options, script path and arguments a run was started with.

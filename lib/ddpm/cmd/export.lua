@@ -4,6 +4,7 @@ ddpm.cmd.export — `ddpmlua export RUN DIR`: a folder that reproduces the run f
 local core = require 'ddpm.core'
 local json = require 'ddpm.json'
 local common = require 'ddpm.cmd.common'
+local failure = common.failure
 local util = require 'ddpm.util'
 local fail, query, open_db, resolve, get_run = common.fail, common.query, common.open_db, common.resolve, common.get_run
 local visible, num, bytes, bare, decode_config = common.visible, common.num, common.bytes, common.bare, common.decode_config
@@ -50,7 +51,7 @@ local command = {
       if file_exists(dir) and not is_dir(dir) then fail("'%s' exists and is not a directory", dir) end
       if not is_dir(dir) then
          os.execute('mkdir -p ' .. shell_quote(dir) .. ' 2>/dev/null')
-         if not is_dir(dir) then fail("cannot make the directory '%s'", dir) end
+         if not is_dir(dir) then failure("cannot make the directory '%s'", dir) end
       end
       local script = file_name(r.script_path, 'script.lua')
       if script == 'config.json' or script == 'run.json' or script == 'README.md' then

@@ -55,7 +55,7 @@ local command = {
       })
       if not ok then
          if tostring(r):match('interrupted$') then error(r, 0) end
-         fail('%s', (tostring(r):gsub('^[^:]*:%d+: ', '')))
+         common.failure('%s', (tostring(r):gsub('^[^:]*:%d+: ', '')))
       end
       if r.warning then io.stderr:write('warning: ', r.warning, '\n') end
       if r.fid then io.stdout:write(('FID %.4f  (%d images of %s against %s)\n'):format(r.fid, r.n, dir, o.ref)) end

@@ -3,6 +3,7 @@ ddpm.cmd.plot — `ddpmlua plot RUN...`: metric curves as a PNG (ddpm.plot).
 ]]
 local plot = require 'ddpm.plot'
 local common = require 'ddpm.cmd.common'
+local failure = common.failure
 local fail, open_db, resolve, get_run, bare = common.fail, common.open_db, common.resolve, common.get_run, common.bare
 local metric_keys = common.metric_keys
 
@@ -44,7 +45,7 @@ local command = {
       local ok, err = pcall(plot.runs, {rl = rl, runs = ids, metrics = metrics, out = path,
                                         smooth = o.smooth, logy = o.log, width = w, height = h,
                                         title = o.title, names = names})
-      if not ok then fail('%s', (bare(err):gsub('^plot: ', ''))) end
+      if not ok then failure('%s', (bare(err):gsub('^plot: ', ''))) end
       io.stdout:write(('wrote %s (%d curve%s, %dx%d)\n'):format(path, err, err == 1 and '' or 's', w, h))
    end,
 }

@@ -2,6 +2,7 @@
 ddpm.cmd.report — `ddpmlua report RUN`: one self-contained HTML page (ddpm.report).
 ]]
 local common = require 'ddpm.cmd.common'
+local failure = common.failure
 local fail, open_db, resolve, bytes, bare = common.fail, common.open_db, common.resolve, common.bytes, common.bare
 local is_user_error = common.is_user_error
 
@@ -20,7 +21,7 @@ local command = {
                                                              smooth = o.smooth, logy = o.log})
       if not ok then
          if is_user_error(info) then error(info, 0) end
-         fail('%s', bare(info))
+         failure('%s', bare(info))
       end
       io.stdout:write(('wrote %s (%s, %d chart%s, %d image%s)\n'):format(path, bytes(info.bytes),
          info.charts, info.charts == 1 and '' or 's', info.images, info.images == 1 and '' or 's'))

@@ -3,6 +3,7 @@ ddpm.cmd.rerun — `ddpmlua rerun RUN`: the stored script again, as a child run,
 ]]
 local core = require 'ddpm.core'
 local common = require 'ddpm.cmd.common'
+local failure = common.failure
 local util = require 'ddpm.util'
 local fail, query, open_db, resolve, get_run = common.fail, common.query, common.open_db, common.resolve, common.get_run
 local visible, num, decode_config, file_name, split_argv = common.visible, common.num, common.decode_config, common.file_name, common.split_argv
@@ -61,7 +62,7 @@ local command = {
          tmpdir = os.tmpname()
          os.remove(tmpdir)
          if not os.execute('mkdir -p ' .. shell_quote(tmpdir) .. ' 2>/dev/null') then
-            fail('cannot make a temporary directory %s', tmpdir)
+            failure('cannot make a temporary directory %s', tmpdir)
          end
          script = tmpdir .. '/' .. file_name(r.script_path, 'script.lua')
          write_file(script, r.script_text)
@@ -103,7 +104,7 @@ local command = {
       local kids = query(rl, 'SELECT run_id, status, seed FROM runs WHERE parent_run_id = :id AND ' ..
                              'run_id > :before ORDER BY run_id', {id = id, before = before})
       if #kids == 0 then
-         fail('the script %s (exit status %d) but recorded no run linked to run %d in %s ' ..
+         failure('the script %s (exit status %d) but recorded no run linked to run %d in %s ' ..
               '(does its command line name another database?)',
               code == 0 and 'ran' or 'failed', code, id, db)
       end
@@ -122,7 +123,7 @@ local command = {
                #differ > 0 and ('; differ: ' .. table.concat(differ, ', ')) or ' (bit for bit)'))
          end
       end
-      if code ~= 0 then fail('the re-run failed (exit status %d)', code) end
+      if code ~= 0 then failure('the re-run failed (exit status %d)', code) end
    end,
 }
 
