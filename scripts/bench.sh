@@ -21,6 +21,10 @@
 #   cifar_sample_b8     CIFAR-10 U-Net, one sampling forward at batch 8 (no gradients)
 #   fashion_train_b64   experiments/fashion_mnist.lua's U-Net (1.1M, 28x28), training, batch 64
 #   fashion_sample_b256 the same, one sampling forward at batch 256
+#   cifar_sample_b8_bf16, fashion_sample_b256_bf16
+#                       the sampling cases with ddpmlua's precision = 'bf16' (AVX512-BF16),
+#                       against PyTorch float32 (torch_s, speedup) and PyTorch's own
+#                       torch.autocast('cpu', dtype=torch.bfloat16) (torch_amp_s, speedup_amp)
 #
 # Environment: BENCH_ROUNDS (3), BENCH_REPS (3), BENCH_THREADS (2), BENCH_CASES,
 # BUILD (build), PYTHON (/usr/bin/python3). Installs nothing (make test-deps
@@ -35,7 +39,7 @@ PY=${PYTHON:-/usr/bin/python3}
 ROUNDS=${BENCH_ROUNDS:-3}
 REPS=${BENCH_REPS:-3}
 THREADS=${BENCH_THREADS:-2}
-CASES=${BENCH_CASES:-"cifar_train_b8 cifar_sample_b8 fashion_train_b64 fashion_sample_b256"}
+CASES=${BENCH_CASES:-"cifar_train_b8 cifar_sample_b8 fashion_train_b64 fashion_sample_b256 cifar_sample_b8_bf16 fashion_sample_b256_bf16"}
 
 # (re)build the harness against the current runtime: a no-op when up to date
 if grep -q '^include bench/Makefile.inc' Makefile 2>/dev/null; then
@@ -58,55 +62,68 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //')
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cpus ($cpu), threads $THREADS," \
      "rounds $ROUNDS x reps $REPS; load $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# run_one IMPL CONFIG MODE BATCH -> one JSON line appended to $tmp/<case>.<impl>
+# run_one IMPL CONFIG MODE BATCH OUT PRECISION -> one JSON line appended to OUT
+# (impl torch_amp: PyTorch under autocast to bfloat16)
 run_one() {
-   local impl=$1 config=$2 mode=$3 batch=$4 out=$5
+   local impl=$1 config=$2 mode=$3 batch=$4 out=$5 prec=${6:-float32}
+   local popt=()
+   [ "$prec" = bf16 ] && popt=(--precision bf16)
    if [ "$impl" = ddpmlua ]; then
       OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} "$BIN" --config "$config" --batch "$batch" \
-         --mode "$mode" --reps "$REPS" --threads "$THREADS" >>"$out" || return 1
+         --mode "$mode" --reps "$REPS" --threads "$THREADS" "${popt[@]}" >>"$out" || return 1
    else
+      [ "$impl" = torch ] && popt=()
       "$PY" scripts/bench_torch.py --config "$config" --batch "$batch" --mode "$mode" \
-         --reps "$REPS" --threads "$THREADS" >>"$out" || return 1
+         --reps "$REPS" --threads "$THREADS" "${popt[@]}" >>"$out" || return 1
    fi
 }
 
 status=0
 for case in $CASES; do
+   prec=float32
    case $case in
       cifar_train_b8)      config=cifar;   mode=train;   batch=8 ;;
       cifar_sample_b8)     config=cifar;   mode=forward; batch=8 ;;
       fashion_train_b64)   config=fashion; mode=train;   batch=64 ;;
       fashion_sample_b256) config=fashion; mode=forward; batch=256 ;;
+      cifar_sample_b8_bf16)     config=cifar;   mode=forward; batch=8;   prec=bf16 ;;
+      fashion_sample_b256_bf16) config=fashion; mode=forward; batch=256; prec=bf16 ;;
       *) echo "bench: unknown case $case" >&2; status=2; continue ;;
    esac
-   : >"$tmp/$case.ddpmlua"; : >"$tmp/$case.torch"
+   : >"$tmp/$case.ddpmlua"; : >"$tmp/$case.torch"; : >"$tmp/$case.torch_amp"
    for ((r = 0; r < ROUNDS; r++)); do
       if ((r % 2 == 0)); then order="ddpmlua torch"; else order="torch ddpmlua"; fi
+      [ "$prec" = bf16 ] && order=${order/torch/torch torch_amp}
       for impl in $order; do
-         [ "$impl" = torch ] && [ $have_torch = 0 ] && continue
-         run_one "$impl" "$config" "$mode" "$batch" "$tmp/$case.$impl" ||
+         [ "${impl#torch}" != "$impl" ] && [ $have_torch = 0 ] && continue
+         run_one "$impl" "$config" "$mode" "$batch" "$tmp/$case.$impl" "$prec" ||
             { echo "bench: $case: $impl failed" >&2; status=1; }
       done
    done
-   "$PY" - "$case" "$tmp/$case.ddpmlua" "$tmp/$case.torch" <<'EOF' || status=1
+   "$PY" - "$case" "$tmp/$case.ddpmlua" "$tmp/$case.torch" "$tmp/$case.torch_amp" <<'EOF' || status=1
 import json, statistics, sys
-case, fd, ft = sys.argv[1:4]
+case, fd, ft, fa = sys.argv[1:5]
 def load(path):
     rows = [json.loads(l) for l in open(path) if l.strip().startswith("{")]
     times = [t for r in rows for t in r["times"]]
     return rows, times
 rd, td = load(fd)
 rt, tt = load(ft)
+ra, ta = load(fa)
 if not td:
     sys.exit("bench: %s: no ddpmlua timings" % case)
 d = statistics.median(td)
 gflops = rd[0]["gflop"] / d
 rss_d = max(r["rss_mb"] for r in rd)
+amp = ""
+if ta:   # PyTorch autocast to bfloat16 (the *_bf16 cases)
+    a = statistics.median(ta)
+    amp = " torch_amp_s=%.4f speedup_amp=%.2f" % (a, a / d)
 if tt:
     t = statistics.median(tt)
     rss_t = max(r["rss_mb"] for r in rt)
-    print("bench %s ddpmlua_s=%.4f torch_s=%.4f speedup=%.2f gflops=%.1f rss_mb=%.0f/%.0f"
-          % (case, d, t, t / d, gflops, rss_d, rss_t))
+    print("bench %s ddpmlua_s=%.4f torch_s=%.4f speedup=%.2f gflops=%.1f rss_mb=%.0f/%.0f%s"
+          % (case, d, t, t / d, gflops, rss_d, rss_t, amp))
 else:
     print("bench %s ddpmlua_s=%.4f torch_s=nan speedup=nan gflops=%.1f rss_mb=%.0f/nan"
           % (case, d, gflops, rss_d))

@@ -4,6 +4,9 @@ of `make bench`. Not a training script; inputs and targets are random.
    /usr/bin/python3 scripts/bench_torch.py --config cifar --batch 8 --mode train --reps 5 --threads 2
 
 forward: one sampling step, eval mode under torch.no_grad().
+         --precision bf16: the same under torch.autocast('cpu', dtype=torch.bfloat16),
+         PyTorch's own mixed precision (bfloat16 convolutions and matrix products,
+         float32 elsewhere): the comparison for ddpmlua's precision = 'bf16'.
 train:   one training step in train mode (the preset's dropout, 0.1 for cifar):
          forward, MSE against a random target, backward, torch.optim.Adam (lr 2e-4),
          and an EMA update (decay 0.9999) of a copy of the parameters.
@@ -33,6 +36,7 @@ def main():
    ap.add_argument("--reps", type=int, default=3)
    ap.add_argument("--threads", type=int, default=2)
    ap.add_argument("--seed", type=int, default=0)
+   ap.add_argument("--precision", choices=("float32", "bf16"), default="float32")
    args = ap.parse_args()
    torch.set_num_threads(args.threads)
    torch.manual_seed(args.seed)
@@ -46,10 +50,25 @@ def main():
    if args.mode == "forward":
       model.eval()
 
-      def step():
-         with torch.no_grad():
-            model(x, t)
+      if args.precision == "bf16":
+         # PyTorch 1.13's CPU autocast leaves group_norm out of its float32
+         # list, and group_norm then refuses the bfloat16 convolution output
+         # with float32 weights; later PyTorch versions run it in float32,
+         # which is what this does.
+         def group_norm_f32(self, x):
+            return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps)
+         torch.nn.GroupNorm.forward = group_norm_f32
+
+         def step():
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+               model(x, t)
+      else:
+         def step():
+            with torch.no_grad():
+               model(x, t)
    else:
+      if args.precision != "float32":
+         sys.exit("bench_torch: --precision bf16 times sampling (--mode forward) only")
       model.train()
       target = torch.randn(N, cfg["out_ch"], res, res)
       params = list(model.parameters())
@@ -77,7 +96,7 @@ def main():
    print(json.dumps({"median_s": statistics.median(times), "times": times,
                      "rss_mb": round(rss_mb, 1), "impl": "torch", "torch": torch.__version__,
                      "config": args.config, "batch": N, "mode": args.mode,
-                     "threads": args.threads, "reps": args.reps}))
+                     "threads": args.threads, "reps": args.reps, "precision": args.precision}))
 
 
 if __name__ == "__main__":
