@@ -160,251 +160,317 @@ end
 
 local function ckpt_path(dir, step) return ('%s/ckpt-%08d.safetensors'):format(dir, step) end
 
-local function train(opt)
-   check(opt)
-   local model, diff, data = opt.model, opt.diffusion, opt.data
-   local steps, B = opt.steps, opt.batch
-   local seed = opt.seed or 0
-   local lr, warmup = opt.lr or 2e-4, opt.warmup or 0
-   local clip = opt.grad_clip == nil and 1 or opt.grad_clip
-   local ema_decay = opt.ema_decay == nil and 0.9999 or opt.ema_decay
-   local N = data:size()
-   local shape = data:shape()
-   local P = opt.pad_to or 0
-   local C, H, W = shape[1], P > 0 and P or shape[2], P > 0 and P or shape[3]
-   local log_every = opt.log_every or 1
-   local nan_mode, max_nonfinite = opt.nan or 'stop', opt.max_nonfinite or 10
+-- Ctrl-C while a sample grid is drawn (minutes at T = 1000) stops the
+-- sampling; the run ends 'interrupted' with a checkpoint of its last step.
+local STOP = {}
+local function stop_check()
+   if host and host.stop_requested() then error(STOP, 0) end
+end
 
-   local R, NR = core.dist_rank(), core.dist_size()
-   local b = math.floor(B / NR)   -- this rank's share of each batch
-   local first = R * b
-   if NR > 1 then
+---------------------------------------------------------------- setup
+
+-- Loads the checkpoint at path into the model, EMA, Adam and sampler of s
+-- -> the step it was written at. Errors name the caller of train (level 4).
+local function resume(s, path)
+   local meta = checkpoint.load(path, s.state)
+   if meta.seed ~= s.seed then
+      error(('train: checkpoint %s was trained with seed %d, this run has seed %d'):format(
+         path, meta.seed, s.seed), 4)
+   end
+   s.run:tag('resumed_from', path)
+   if s.R == 0 then io.stderr:write(('resumed from %s at step %d\n'):format(path, meta.step)) end
+   return meta.step
+end
+
+-- The state of one call of train: options resolved, this rank's share, the
+-- run, the EMA copy, Adam, buffers and seeds, resumed from a checkpoint when
+-- asked. Errors name the caller of train (level 3).
+local function setup(opt)
+   local s = {opt = opt, model = opt.model, diff = opt.diffusion, data = opt.data,
+              steps = opt.steps, B = opt.batch, seed = opt.seed or 0,
+              lr = opt.lr or 2e-4, warmup = opt.warmup or 0,
+              clip = opt.grad_clip == nil and 1 or opt.grad_clip,
+              ema_decay = opt.ema_decay == nil and 0.9999 or opt.ema_decay,
+              log_every = opt.log_every or 1, check_every = opt.check_every or 100,
+              nan_mode = opt.nan or 'stop', max_nonfinite = opt.max_nonfinite or 10}
+   local model, seed = s.model, s.seed
+   s.N = s.data:size()
+   local shape = s.data:shape()
+   s.P = opt.pad_to or 0
+   local P = s.P
+   s.C, s.H, s.W = shape[1], P > 0 and P or shape[2], P > 0 and P or shape[3]
+
+   s.R, s.NR = core.dist_rank(), core.dist_size()
+   s.b = math.floor(s.B / s.NR)   -- this rank's share of each batch
+   s.first = s.R * s.b
+   if s.NR > 1 then
       local same, who = dist.same(settings_digest(opt, model))
       if not same then
          error(('train: rank %d trains with other settings than rank 0 (every rank of mpirun ' ..
-                'must run the same command)'):format(who), 2)
+                'must run the same command)'):format(who), 3)
       end
    end
    local run = opt.run or log.start{db = opt.db, name = opt.name, experiment = opt.experiment,
                                      config = opt.config, seed = seed}
-   local ema = require('ddpm').unet((function()
+   s.run = run
+   s.ema = require('ddpm').unet((function()
       local c = model:config(); c.seed = nil; return c end)())
-   ema:flat_params():copy(model:flat_params())
-   local adam = opt.adam or core.adam(model:num_params(), {beta1 = 0.9, beta2 = 0.999, eps = 1e-8})
+   s.ema:flat_params():copy(model:flat_params())
+   s.adam = opt.adam or core.adam(model:num_params(), {beta1 = 0.9, beta2 = 0.999, eps = 1e-8})
    local tsampler = opt.schedule_sampler
-   if tsampler == 'loss-second-moment' then tsampler = diff:tsampler(opt.schedule_sampler_opts)
+   if tsampler == 'loss-second-moment' then tsampler = s.diff:tsampler(opt.schedule_sampler_opts)
    elseif tsampler == 'uniform' then tsampler = nil end
-   local state = {model = model, ema = ema, adam = adam, seed = seed, run_id = run.id,
-                  run_uuid = run.uuid, config = run.config, tsampler = tsampler,
-                  diffusion = diff, data_shape = {C, H, W}}
+   s.tsampler = tsampler
+   s.state = {model = model, ema = s.ema, adam = s.adam, seed = seed, run_id = run.id,
+              run_uuid = run.uuid, config = run.config, tsampler = tsampler,
+              diffusion = s.diff, data_shape = {s.C, s.H, s.W}}
 
-   local start = 0
-   if opt.resume then
-      local meta = checkpoint.load(opt.resume, state)
-      start = meta.step
-      if meta.seed ~= seed then
-         error(('train: checkpoint %s was trained with seed %d, this run has seed %d'):format(
-            opt.resume, meta.seed, seed), 2)
-      end
-      run:tag('resumed_from', opt.resume)
-      if R == 0 then io.stderr:write(('resumed from %s at step %d\n'):format(opt.resume, start)) end
+   s.start = opt.resume and resume(s, opt.resume) or 0
+   s.params, s.grads = model:flat_params(), model:flat_grads()
+   s.ema_params = s.ema:flat_params()
+   if s.NR > 1 then   -- one starting point for every rank, whatever each built or loaded
+      dist.broadcast(s.params, 0)
+      dist.broadcast(s.ema_params, 0)
    end
-
-   local params, grads = model:flat_params(), model:flat_grads()
-   local ema_params = ema:flat_params()
-   if NR > 1 then   -- one starting point for every rank, whatever each built or loaded
-      dist.broadcast(params, 0)
-      dist.broadcast(ema_params, 0)
-   end
-   local check_every = opt.check_every or 100
-   local cache = {}
-   local xbuf = core.zeros{b, C, H, W}
-   local lbuf = NR > 1 and core.zeros{B} or nil
-   local bar = opt.progress ~= false and R == 0 and progress.new{total = steps, start = start,
+   s.cache = {}
+   s.xbuf = core.zeros{s.b, s.C, s.H, s.W}
+   s.lbuf = s.NR > 1 and core.zeros{s.B} or nil
+   s.bar = opt.progress ~= false and s.R == 0 and progress.new{total = s.steps, start = s.start,
                                                    label = 'train', time_limit = opt.time_limit}
-   local nonfinite, skipped, last_loss = 0, 0, nil
-   local ckpts = {}
-   local status = 'finished'
-   local sseed = {t = core.mix_seed(seed, S_T), eps = core.mix_seed(seed, S_EPS),
-                  drop = core.mix_seed(seed, S_DROPOUT), flip = core.mix_seed(seed, S_FLIP)}
+   s.nonfinite, s.skipped, s.last_loss = 0, 0, nil
+   s.ckpts = {}
+   s.status = 'finished'
+   s.sseed = {t = core.mix_seed(seed, S_T), eps = core.mix_seed(seed, S_EPS),
+              drop = core.mix_seed(seed, S_DROPOUT), flip = core.mix_seed(seed, S_FLIP)}
+   s.result = {run = run, ema = s.ema, adam = s.adam, model = model, tsampler = tsampler}
+   return s
+end
 
-   local function save_ckpt(step)
-      local path = ckpt_path(run.dir, step)
-      if NR > 1 then check_in_step(step, params, ema_params) end
-      local sp, se = params:sum(), ema_params:sum()   -- a float sum in double is finite iff all are
-      if sp - sp ~= 0 or se - se ~= 0 then
-         error(('train: the parameters%s are not finite at step %d; no checkpoint written; last ' ..
-                'good checkpoint: %s'):format(sp - sp ~= 0 and '' or ' of the EMA', step,
-                ckpts[#ckpts] or 'none'), 0)
-      end
-      state.step = step
-      if R == 0 then
-         -- every metric up to this step is committed before the file appears
-         run:flush()
-         checkpoint.save(path, state)
-         run:checkpoint(step, path)
-      end
-      ckpts[#ckpts + 1] = path
-      local keep = opt.keep_checkpoints or 2
-      while #ckpts > keep do
-         local old = table.remove(ckpts, 1)
-         if R == 0 then os.remove(old) end
-      end
-      return path
+---------------------------------------------------------------- checkpoints and samples
+
+local function save_ckpt(s, step)
+   local path = ckpt_path(s.run.dir, step)
+   if s.NR > 1 then check_in_step(step, s.params, s.ema_params) end
+   local sp, se = s.params:sum(), s.ema_params:sum()   -- a float sum in double is finite iff all are
+   if sp - sp ~= 0 or se - se ~= 0 then
+      error(('train: the parameters%s are not finite at step %d; no checkpoint written; last ' ..
+             'good checkpoint: %s'):format(sp - sp ~= 0 and '' or ' of the EMA', step,
+             s.ckpts[#s.ckpts] or 'none'), 0)
    end
-
-   -- Ctrl-C while a sample grid is drawn (minutes at T = 1000) stops the
-   -- sampling; the run ends 'interrupted' with a checkpoint of its last step.
-   local STOP = {}
-   local function stop_check()
-      if host and host.stop_requested() then error(STOP, 0) end
+   s.state.step = step
+   if s.R == 0 then
+      -- every metric up to this step is committed before the file appears
+      s.run:flush()
+      checkpoint.save(path, s.state)
+      s.run:checkpoint(step, path)
    end
-
-   local function save_samples(step)
-      local x = diff:sample(ema, {n = opt.sample_n or 64, shape = {C, H, W},
-                                  seed = core.mix_seed(seed, S_SAMPLE), label = 'sample',
-                                  progress = opt.progress ~= false and R == 0,
-                                  -- ranks cannot leave a sharded chain one by one
-                                  on_step = NR == 1 and stop_check or nil})
-      local path = ('%s/samples-%08d.png'):format(run.dir, step)
-      if R == 0 then
-         log.prepare(path)
-         core.save_grid(path, x, 8, 2)
-         run:artifact(step, 'sample_grid', path, {n = opt.sample_n or 64, ema = true,
-                                                  sampler = 'ancestral', steps = diff.T})
-      end
-      x:free()
-      return path
+   s.ckpts[#s.ckpts + 1] = path
+   local keep = s.opt.keep_checkpoints or 2
+   while #s.ckpts > keep do
+      local old = table.remove(s.ckpts, 1)
+      if s.R == 0 then os.remove(old) end
    end
+   return path
+end
 
-   if host then host.graceful(true) end
-   local t_begin = core.time()
-   model:training()
-   local result = {run = run, ema = ema, adam = adam, model = model, tsampler = tsampler}
-   local ok, err = xpcall(function()
-      for step = start + 1, steps do
-         local idx = batch_indices(data, N, B, seed, step, cache)
-         local flips = opt.flip and core.randint(B, 2, sseed.flip, (step - 1) * B * 4) or nil
-         if NR > 1 then idx, flips = share(idx, first, b), flips and share(flips, first, b) end
-         local x0 = data:batch(idx, P, flips, xbuf)
-         model:zero_grad()
-         model:set_dropout_seed(core.mix_seed(sseed.drop, step), first)
-         local loss, losses, t, t_all = diff:loss(model, x0, {t_seed = sseed.t,
-            t_counter = (step - 1) * 1048576, eps_seed = sseed.eps,
-            eps_counter = (step - 1) * 4294967296, sampler = tsampler, first = first, total = B,
-            loss = opt.loss})
-         local stop_all
-         if NR > 1 then
-            -- one sum of the gradients over the ranks, then every rank's
-            -- per-example losses, the mean loss and the stop requests
-            dist.allreduce(grads, 'sum')
-            grads:mul_(1 / NR)
-            lbuf:fill(0)
-            lbuf:narrow(1, first + 1, b):copy(losses)
-            dist.allreduce(lbuf, 'sum')
-            local v = dist.allreduce_numbers({loss, host and host.stop_requested() and 1 or 0}, 'sum')
-            loss, stop_all = v[1] / NR, v[2] > 0
-            losses:free()
-            losses, t = lbuf:clone(), t_all
-            if tsampler and loss == loss and loss ~= math.huge then tsampler:update(t, losses) end
-         end
-         local gnorm = core.clip_grad_norm(grads, clip)
-         local lr_t = warmup > 0 and lr * math.min((step - 1) / warmup, 1) or lr
-         if loss - loss ~= 0 or gnorm - gnorm ~= 0 then   -- NaN or ±inf
-            -- no Adam or EMA update from this batch: the parameters stay those
-            -- of step - 1, and the checkpoints on disk are left as they are
-            local ts = {}
-            for i = 1, #t do ts[i] = tostring(t[i]) end
-            local what = ('train: the loss or gradient norm is not finite at step %d (loss %s, grad ' ..
-                          'norm %s; t of the batch: %s)'):format(step, tostring(loss), tostring(gnorm),
-                          table.concat(ts, ','))
-            local last = ckpts[#ckpts] or 'none'
-            if nan_mode == 'stop' then
-               error(("%s; stopping (nan = 'skip' skips such steps); last good checkpoint: %s"):format(
-                  what, last), 0)
-            end
-            nonfinite, skipped = nonfinite + 1, skipped + 1
-            run:metric(step, 'nonfinite_skips', skipped)
-            if R == 0 then io.stderr:write(what .. '; step skipped\n') end
-            if nonfinite >= max_nonfinite then
-               error(('%s; %d steps in a row were not finite (max_nonfinite = %d), stopping; last good ' ..
-                      'checkpoint: %s'):format(what, nonfinite, max_nonfinite, last), 0)
-            end
-         else
-            nonfinite = 0
-            adam:step(params, grads, lr_t)
-            core.ema_update(ema_params, params, ema_decay_at(ema_decay, step))
-         end
-         last_loss = loss
-         if step % log_every == 0 or step == steps then
-            run:metric(step, 'loss', loss)
-            run:metric(step, 'grad_norm', gnorm)
-            run:metric(step, 'lr', lr_t)
-            -- per-quartile of t loss, as improved-diffusion logs it
-            local q, qn = {0, 0, 0, 0}, {0, 0, 0, 0}
-            for i = 1, B do
-               local k = math.floor(4 * t[i] / diff.T) + 1
-               q[k] = q[k] + losses[i]; qn[k] = qn[k] + 1
-            end
-            for k = 1, 4 do
-               if qn[k] > 0 then run:metric(step, 'loss_q' .. (k - 1), q[k] / qn[k]) end
-            end
-         end
-         losses:free()
-         if bar then bar:update(step, {loss = loss, lr = lr_t}) end
-         if opt.on_step then opt.on_step(step, {loss = loss, grad_norm = gnorm, lr = lr_t}) end
-         if opt.checkpoint_every and opt.checkpoint_every > 0 and step % opt.checkpoint_every == 0 then
-            save_ckpt(step)
-         end
-         if opt.sample_every and opt.sample_every > 0 and step % opt.sample_every == 0 then
-            save_samples(step)
-         end
-         result.step = step
-         if NR > 1 and check_every > 0 and step % check_every == 0 then
-            check_in_step(step, params, ema_params)
-         end
-         local over = opt.time_limit and core.time() - t_begin >= opt.time_limit
-         if NR > 1 and opt.time_limit then   -- rank 0's clock decides for all
-            over = dist.allreduce_numbers({R == 0 and over and 1 or 0}, 'sum')[1] > 0
-         end
-         if over then
-            result.time_limited = true
-            break
-         end
-         if (NR > 1 and stop_all) or (NR == 1 and host and host.stop_requested()) then
-            if bar then bar:finish() end
-            bar = nil
-            local path = save_ckpt(step)
-            if R == 0 then io.stderr:write(('interrupted at step %d; checkpoint %s\n'):format(step, path)) end
-            result.checkpoint = path
-            status = 'interrupted'
-            return
-         end
+local function save_samples(s, step)
+   local opt = s.opt
+   local x = s.diff:sample(s.ema, {n = opt.sample_n or 64, shape = {s.C, s.H, s.W},
+                                   seed = core.mix_seed(s.seed, S_SAMPLE), label = 'sample',
+                                   progress = opt.progress ~= false and s.R == 0,
+                                   -- ranks cannot leave a sharded chain one by one
+                                   on_step = s.NR == 1 and stop_check or nil})
+   local path = ('%s/samples-%08d.png'):format(s.run.dir, step)
+   if s.R == 0 then
+      log.prepare(path)
+      core.save_grid(path, x, 8, 2)
+      s.run:artifact(step, 'sample_grid', path, {n = opt.sample_n or 64, ema = true,
+                                                 sampler = 'ancestral', steps = s.diff.T})
+   end
+   x:free()
+   return path
+end
+
+---------------------------------------------------------------- one step
+
+-- The loss and gradients of step n on this rank's share of the batch,
+-- summed over the ranks: {loss, losses [B], t, stop_all}.
+local function forward_backward(s, n)
+   local opt, B, b, first = s.opt, s.B, s.b, s.first
+   local idx = batch_indices(s.data, s.N, B, s.seed, n, s.cache)
+   local flips = opt.flip and core.randint(B, 2, s.sseed.flip, (n - 1) * B * 4) or nil
+   if s.NR > 1 then idx, flips = share(idx, first, b), flips and share(flips, first, b) end
+   local x0 = s.data:batch(idx, s.P, flips, s.xbuf)
+   s.model:zero_grad()
+   s.model:set_dropout_seed(core.mix_seed(s.sseed.drop, n), first)
+   local loss, losses, t, t_all = s.diff:loss(s.model, x0, {t_seed = s.sseed.t,
+      t_counter = (n - 1) * 1048576, eps_seed = s.sseed.eps,
+      eps_counter = (n - 1) * 4294967296, sampler = s.tsampler, first = first, total = B,
+      loss = opt.loss})
+   local stop_all
+   if s.NR > 1 then
+      -- one sum of the gradients over the ranks, then every rank's
+      -- per-example losses, the mean loss and the stop requests
+      dist.allreduce(s.grads, 'sum')
+      s.grads:mul_(1 / s.NR)
+      s.lbuf:fill(0)
+      s.lbuf:narrow(1, first + 1, b):copy(losses)
+      dist.allreduce(s.lbuf, 'sum')
+      local v = dist.allreduce_numbers({loss, host and host.stop_requested() and 1 or 0}, 'sum')
+      loss, stop_all = v[1] / s.NR, v[2] > 0
+      losses:free()
+      losses, t = s.lbuf:clone(), t_all
+      if s.tsampler and loss == loss and loss ~= math.huge then s.tsampler:update(t, losses) end
+   end
+   return {loss = loss, losses = losses, t = t, stop_all = stop_all}
+end
+
+-- A step whose loss or gradient norm is NaN or infinite: an error (nan =
+-- 'stop', or max_nonfinite in a row), else counted and skipped.
+local function nonfinite_step(s, n, st)
+   -- no Adam or EMA update from this batch: the parameters stay those
+   -- of step n - 1, and the checkpoints on disk are left as they are
+   local ts = {}
+   for i = 1, #st.t do ts[i] = tostring(st.t[i]) end
+   local what = ('train: the loss or gradient norm is not finite at step %d (loss %s, grad ' ..
+                 'norm %s; t of the batch: %s)'):format(n, tostring(st.loss), tostring(st.gnorm),
+                 table.concat(ts, ','))
+   local last = s.ckpts[#s.ckpts] or 'none'
+   if s.nan_mode == 'stop' then
+      error(("%s; stopping (nan = 'skip' skips such steps); last good checkpoint: %s"):format(
+         what, last), 0)
+   end
+   s.nonfinite, s.skipped = s.nonfinite + 1, s.skipped + 1
+   s.run:metric(n, 'nonfinite_skips', s.skipped)
+   if s.R == 0 then io.stderr:write(what .. '; step skipped\n') end
+   if s.nonfinite >= s.max_nonfinite then
+      error(('%s; %d steps in a row were not finite (max_nonfinite = %d), stopping; last good ' ..
+             'checkpoint: %s'):format(what, s.nonfinite, s.max_nonfinite, last), 0)
+   end
+end
+
+-- Step n of Algorithm 1: forward and backward, clipping, Adam, EMA.
+-- -> {loss, losses, t, gnorm, lr, stop_all}
+local function step(s, n)
+   local st = forward_backward(s, n)
+   st.gnorm = core.clip_grad_norm(s.grads, s.clip)
+   st.lr = s.warmup > 0 and s.lr * math.min((n - 1) / s.warmup, 1) or s.lr
+   if st.loss - st.loss ~= 0 or st.gnorm - st.gnorm ~= 0 then   -- NaN or ±inf
+      nonfinite_step(s, n, st)
+   else
+      s.nonfinite = 0
+      s.adam:step(s.params, s.grads, st.lr)
+      core.ema_update(s.ema_params, s.params, ema_decay_at(s.ema_decay, n))
+   end
+   s.last_loss = st.loss
+   return st
+end
+
+---------------------------------------------------------------- logging
+
+-- Metrics of step n (every log_every steps and the last), the progress bar
+-- and the caller's on_step.
+local function log_step(s, n, st)
+   local run, t, losses = s.run, st.t, st.losses
+   if n % s.log_every == 0 or n == s.steps then
+      run:metric(n, 'loss', st.loss)
+      run:metric(n, 'grad_norm', st.gnorm)
+      run:metric(n, 'lr', st.lr)
+      -- per-quartile of t loss, as improved-diffusion logs it
+      local q, qn = {0, 0, 0, 0}, {0, 0, 0, 0}
+      for i = 1, s.B do
+         local k = math.floor(4 * t[i] / s.diff.T) + 1
+         q[k] = q[k] + losses[i]; qn[k] = qn[k] + 1
       end
-      if bar then bar:finish() end
-      bar = nil
-      local final = result.step or start
-      if final > start or opt.checkpoint_every then result.checkpoint = save_ckpt(final) end
-      if opt.sample_at_end ~= false and (opt.sample_n or 64) > 0 and status == 'finished' then
-         result.samples = save_samples(final)
+      for k = 1, 4 do
+         if qn[k] > 0 then run:metric(n, 'loss_q' .. (k - 1), q[k] / qn[k]) end
       end
-   end, function(e) return e == STOP and e or debug.traceback(e) end)
+   end
+   losses:free()
+   if s.bar then s.bar:update(n, {loss = st.loss, lr = st.lr}) end
+   if s.opt.on_step then s.opt.on_step(n, {loss = st.loss, grad_norm = st.gnorm, lr = st.lr}) end
+end
+
+-- After step n: checkpoints and samples when due, the ranks' agreement,
+-- the time limit and Ctrl-C. -> 'time_limit', 'interrupted' or nil.
+local function after_step(s, n, st)
+   local opt = s.opt
+   if opt.checkpoint_every and opt.checkpoint_every > 0 and n % opt.checkpoint_every == 0 then
+      save_ckpt(s, n)
+   end
+   if opt.sample_every and opt.sample_every > 0 and n % opt.sample_every == 0 then
+      save_samples(s, n)
+   end
+   s.result.step = n
+   if s.NR > 1 and s.check_every > 0 and n % s.check_every == 0 then
+      check_in_step(n, s.params, s.ema_params)
+   end
+   local over = opt.time_limit and core.time() - s.t_begin >= opt.time_limit
+   if s.NR > 1 and opt.time_limit then   -- rank 0's clock decides for all
+      over = dist.allreduce_numbers({s.R == 0 and over and 1 or 0}, 'sum')[1] > 0
+   end
+   if over then return 'time_limit' end
+   if (s.NR > 1 and st.stop_all) or (s.NR == 1 and host and host.stop_requested()) then
+      return 'interrupted'
+   end
+end
+
+---------------------------------------------------------------- the loop and its end
+
+local function close_bar(s)
+   if s.bar then s.bar:finish() end
+   s.bar = nil
+end
+
+-- Steps start+1 .. steps, then the last checkpoint and sample grid; Ctrl-C
+-- checkpoints the step it stopped after.
+local function loop(s)
+   local result = s.result
+   for n = s.start + 1, s.steps do
+      local st = step(s, n)
+      log_step(s, n, st)
+      local stop = after_step(s, n, st)
+      if stop == 'time_limit' then
+         result.time_limited = true
+         break
+      elseif stop == 'interrupted' then
+         close_bar(s)
+         local path = save_ckpt(s, n)
+         if s.R == 0 then io.stderr:write(('interrupted at step %d; checkpoint %s\n'):format(n, path)) end
+         result.checkpoint = path
+         s.status = 'interrupted'
+         return
+      end
+   end
+   close_bar(s)
+   local final = result.step or s.start
+   if final > s.start or s.opt.checkpoint_every then result.checkpoint = save_ckpt(s, final) end
+   if s.opt.sample_at_end ~= false and (s.opt.sample_n or 64) > 0 and s.status == 'finished' then
+      result.samples = save_samples(s, final)
+   end
+end
+
+-- The run's end: Ctrl-C during sampling becomes 'interrupted' with a
+-- checkpoint, a failure marks the run 'failed' and is raised again, else the
+-- run is finished (unless finish = false) and the result returned.
+local function finish(s, ok, err)
+   local result, run = s.result, s.run
    if not ok and err == STOP then
-      ok, status = true, 'interrupted'
-      local step = result.step or start
-      if ckpts[#ckpts] ~= ckpt_path(run.dir, step) then
-         local okc, cerr = pcall(save_ckpt, step)
+      ok, s.status = true, 'interrupted'
+      local n = result.step or s.start
+      if s.ckpts[#s.ckpts] ~= ckpt_path(run.dir, n) then
+         local okc, cerr = pcall(save_ckpt, s, n)
          if not okc then ok, err = false, cerr end
       end
       if ok then
-         io.stderr:write(('\ninterrupted while sampling at step %d; checkpoint %s\n'):format(step, ckpts[#ckpts]))
-         result.checkpoint = ckpts[#ckpts]
+         io.stderr:write(('\ninterrupted while sampling at step %d; checkpoint %s\n'):format(n, s.ckpts[#s.ckpts]))
+         result.checkpoint = s.ckpts[#s.ckpts]
       end
    end
    if host then host.graceful(false) end
-   model:evaluate()
-   xbuf:free()
-   result.loss = last_loss
+   s.model:evaluate()
+   s.xbuf:free()
+   result.loss = s.last_loss
    if not ok then
       result.status = 'failed'
       -- a full or failing database must not hide why the run stopped
@@ -415,9 +481,20 @@ local function train(opt)
       end
       error(err, 0)
    end
-   result.status = status
-   if opt.finish ~= false or status == 'interrupted' then run:finish(status) end
+   result.status = s.status
+   if s.opt.finish ~= false or s.status == 'interrupted' then run:finish(s.status) end
    return result
+end
+
+local function train(opt)
+   check(opt)
+   local s = setup(opt)
+   if host then host.graceful(true) end
+   s.t_begin = core.time()
+   s.model:training()
+   local ok, err = xpcall(function() loop(s) end,
+                          function(e) return e == STOP and e or debug.traceback(e) end)
+   return finish(s, ok, err)
 end
 
 return train
