@@ -210,18 +210,11 @@ local function data_table(cols, rows, numeric)
    return table.concat(out)
 end
 
---- report.write{rl=, run=, out=, smooth=, logy=} -> {bytes, charts, images}
-function report.write(opt)
-   local commands = require 'ddpm.cmd.common'
-   local rl, id = opt.rl, opt.run
-   local r = rl:query('SELECT * FROM runs WHERE run_id = :id', {id = id})[1]
-   if not r then error(('no run %s'):format(tostring(id)), 0) end
-   local summary = commands.metric_summary(rl, id)
-   local dir = os.tmpname()
-   os.remove(dir)
-   if not os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'") then
-      error('cannot make a temporary directory ' .. dir, 0)
-   end
+---------------------------------------------------------------- sections
+
+-- The page's head and the run's record (uuid, script, command, seed, ...).
+local function head(r, summary)
+   local common = require 'ddpm.cmd.common'
    local html = {}
    local function add(s) html[#html + 1] = s end
    local title = ('run %d%s'):format(r.run_id, r.name and (' · ' .. r.name) or '')
@@ -247,142 +240,169 @@ function report.write(opt)
                  or '(REPL or -e)'},
       {'command', #argv > 0 and table.concat(argv, ' ') or nil},
       {'experiment', r.experiment},
-      {'seed', commands.num(r.seed)},
-      {'steps', steps and commands.num(steps) or nil},
+      {'seed', common.num(r.seed)},
+      {'steps', steps and common.num(steps) or nil},
       {'started', os.date('%Y-%m-%d %H:%M:%S', math.floor(r.start_time))},
       {'duration', duration(stop and stop - r.start_time)},
       {'host', r.host and (r.host .. (env.threads and ('  ·  ' .. env.threads .. ' threads') or ''))},
       {'git', r.git_commit and (r.git_commit:sub(1, 12) .. (r.git_dirty == 1 and ' (dirty)' or ''))},
       {'version', r.version},
-      {'parent', r.parent_run_id and ('run ' .. commands.num(r.parent_run_id))},
+      {'parent', r.parent_run_id and ('run ' .. common.num(r.parent_run_id))},
    })
    if r.error_text and r.error_text ~= '' then
       add('<h2>Error</h2><pre class="error">' .. esc(r.error_text) .. '</pre>')
    end
+   return table.concat(html, '\n')
+end
 
-   -- curves
-   local specs, t_specs = chart_specs(summary)
-   local ncharts, nimages = 0, 0
-   local function charts(list)
-      local parts = {}
-      for _, spec in ipairs(list) do
-         if ncharts >= MAX_CHARTS then break end
-         local ok, png, w, h = pcall(draw, rl, id, spec, dir, ncharts + 1, opt)
-         if ok and png then
-            ncharts = ncharts + 1
-            parts[#parts + 1] = ('<img src="%s" width="%d" height="%d" alt="%s">'):format(
-               png_uri(png), w, h, esc(spec.title))
-         else
-            parts[#parts + 1] = ('<p class="note">%s: no chart (%s)</p>'):format(esc(spec.title),
-               esc(tostring(png):gsub('^[^\n:]*:%d+: ', '')))
-         end
+-- The charts of specs as <img> tags (a note for one that could not be
+-- drawn); page.charts counts them, up to MAX_CHARTS per page.
+local function charts(page, list)
+   local parts = {}
+   for _, spec in ipairs(list) do
+      if page.charts >= MAX_CHARTS then break end
+      local ok, png, w, h = pcall(draw, page.rl, page.id, spec, page.dir, page.charts + 1, page.opt)
+      if ok and png then
+         page.charts = page.charts + 1
+         parts[#parts + 1] = ('<img src="%s" width="%d" height="%d" alt="%s">'):format(
+            png_uri(png), w, h, esc(spec.title))
+      else
+         parts[#parts + 1] = ('<p class="note">%s: no chart (%s)</p>'):format(esc(spec.title),
+            esc(tostring(png):gsub('^[^\n:]*:%d+: ', '')))
       end
-      return table.concat(parts, '\n')
    end
-   add('<h2>Curves</h2>')
-   if #specs == 0 then
-      add('<p class="note">No metric with two or more points.</p>')
-   else
-      add('<div class="charts">' .. charts(specs) .. '</div>')
-   end
+   return table.concat(parts, '\n')
+end
 
-   -- sample grids
-   local arts = rl:query("SELECT step, kind, path, meta_json FROM artifacts WHERE run_id = :id " ..
-                         "AND kind IN ('sample_grid', 'progression', 'samples') ORDER BY step, artifact_id",
-                         {id = id})
-   add('<h2>Samples</h2>')
+local function curves(page, specs)
+   if #specs == 0 then return '<h2>Curves</h2>\n<p class="note">No metric with two or more points.</p>' end
+   return '<h2>Curves</h2>\n<div class="charts">' .. charts(page, specs) .. '</div>'
+end
+
+-- The last MAX_GRIDS sample grids, embedded at an integer scale.
+local function samples(page)
+   local common = require 'ddpm.cmd.common'
+   local arts = page.rl:query("SELECT step, kind, path, meta_json FROM artifacts WHERE run_id = :id " ..
+                              "AND kind IN ('sample_grid', 'progression', 'samples') ORDER BY step, artifact_id",
+                              {id = page.id})
+   local html = {'<h2>Samples</h2>'}
+   local function add(s) html[#html + 1] = s end
    if #arts == 0 then
       add('<p class="note">The run logged no sample grid.</p>')
-   else
-      local first = math.max(1, #arts - MAX_GRIDS + 1)
-      if first > 1 then
-         add(('<p class="note">The last %d of %d images.</p>'):format(MAX_GRIDS, #arts))
-      end
-      add('<div class="grids">')
-      for i = first, #arts do
-         local a = arts[i]
-         local s, why = read_file(a.path, MAX_IMAGE_BYTES)
-         local w, h = png_size(s)
-         local cap = ('%s%s'):format(a.kind:gsub('_', ' '), a.step and (' · step ' .. commands.num(a.step)) or '')
-         if w then
-            local scale = math.max(1, math.floor(360 / math.max(w, 1)))
-            if w * scale > 960 then scale = 1 end
-            nimages = nimages + 1
-            add(('<figure><img class="px" src="%s" width="%d" height="%d" alt="%s"><figcaption>%s' ..
-                 '</figcaption></figure>'):format(png_uri(s), w * scale, h * scale, esc(cap), esc(cap)))
-         else
-            add(('<p class="note">%s: %s (%s)</p>'):format(esc(cap), esc(a.path),
-                                                           esc(s and 'not a PNG' or why)))
-         end
-      end
-      add('</div>')
+      return table.concat(html, '\n')
    end
-
-   -- the likelihood's terms per t
-   if #t_specs > 0 then
-      add('<h2>Per-t terms</h2>')
-      local bpd = {}
-      for _, m in ipairs(summary) do
-         if m.key:match('^nll.*_bpd$') or m.key:match('^nll.*_prior$') then
-            bpd[#bpd + 1] = {m.key, fmt(m.last), m.last_step}
-         end
+   local first = math.max(1, #arts - MAX_GRIDS + 1)
+   if first > 1 then
+      add(('<p class="note">The last %d of %d images.</p>'):format(MAX_GRIDS, #arts))
+   end
+   add('<div class="grids">')
+   for i = first, #arts do
+      local a = arts[i]
+      local s, why = read_file(a.path, MAX_IMAGE_BYTES)
+      local w, h = png_size(s)
+      local cap = ('%s%s'):format(a.kind:gsub('_', ' '), a.step and (' · step ' .. common.num(a.step)) or '')
+      if w then
+         local scale = math.max(1, math.floor(360 / math.max(w, 1)))
+         if w * scale > 960 then scale = 1 end
+         page.images = page.images + 1
+         add(('<figure><img class="px" src="%s" width="%d" height="%d" alt="%s"><figcaption>%s' ..
+              '</figcaption></figure>'):format(png_uri(s), w * scale, h * scale, esc(cap), esc(cap)))
+      else
+         add(('<p class="note">%s: %s (%s)</p>'):format(esc(cap), esc(a.path),
+                                                        esc(s and 'not a PNG' or why)))
       end
-      if #bpd > 0 then add(data_table({'metric', 'bits/dim', 'at step'}, bpd, {false, true, true})) end
-      add('<div class="charts">' .. charts(t_specs) .. '</div>')
    end
+   add('</div>')
+   return table.concat(html, '\n')
+end
 
-   -- config
-   local cfg = commands.flatten_config(r.config_json)
-   local keys = {}
-   for k in pairs(cfg) do keys[#keys + 1] = k end
-   table.sort(keys)
-   add('<h2>Config</h2>')
-   if #keys == 0 then
-      add('<p class="note">Empty.</p>')
-   else
-      local rows = {}
-      for i, k in ipairs(keys) do rows[i] = {k, cfg[k]} end
-      add(data_table({'key', 'value'}, rows))
-   end
-
-   -- metrics
-   add('<h2>Metrics</h2>')
-   if #summary == 0 then
-      add('<p class="note">None logged.</p>')
-   else
-      local rows = {}
-      for i, m in ipairs(summary) do
-         rows[i] = {m.key, m.points, commands.num(m.first_step) .. '..' .. commands.num(m.last_step),
-                    fmt(m.first), fmt(m.last), fmt(m.min), fmt(m.max), m.nan > 0 and m.nan or ''}
+-- The likelihood bound's terms per t: the bits/dim and their charts.
+local function per_t(page, summary, t_specs)
+   local html = {'<h2>Per-t terms</h2>'}
+   local bpd = {}
+   for _, m in ipairs(summary) do
+      if m.key:match('^nll.*_bpd$') or m.key:match('^nll.*_prior$') then
+         bpd[#bpd + 1] = {m.key, fmt(m.last), m.last_step}
       end
-      add(data_table({'metric', 'points', 'steps', 'first', 'last', 'min', 'max', 'nan'}, rows,
-                     {false, true, true, true, true, true, true, true}))
    end
+   if #bpd > 0 then html[#html + 1] = data_table({'metric', 'bits/dim', 'at step'}, bpd, {false, true, true}) end
+   html[#html + 1] = '<div class="charts">' .. charts(page, t_specs) .. '</div>'
+   return table.concat(html, '\n')
+end
 
-   -- checkpoints and the script
-   local cks = rl:query('SELECT step, bytes, sha256, path FROM checkpoints WHERE run_id = :id ORDER BY step',
-                        {id = id})
+local function config(r)
+   local cfg = require('ddpm.cmd.common').flatten_config(r.config_json)
+   local keys = util.sorted_keys(cfg)
+   if #keys == 0 then return '<h2>Config</h2>\n<p class="note">Empty.</p>' end
+   local rows = {}
+   for i, k in ipairs(keys) do rows[i] = {k, cfg[k]} end
+   return '<h2>Config</h2>\n' .. data_table({'key', 'value'}, rows)
+end
+
+local function metrics(summary)
+   if #summary == 0 then return '<h2>Metrics</h2>\n<p class="note">None logged.</p>' end
+   local num = require('ddpm.cmd.common').num
+   local rows = {}
+   for i, m in ipairs(summary) do
+      rows[i] = {m.key, m.points, num(m.first_step) .. '..' .. num(m.last_step),
+                 fmt(m.first), fmt(m.last), fmt(m.min), fmt(m.max), m.nan > 0 and m.nan or ''}
+   end
+   return '<h2>Metrics</h2>\n' .. data_table({'metric', 'points', 'steps', 'first', 'last', 'min', 'max', 'nan'},
+                                             rows, {false, true, true, true, true, true, true, true})
+end
+
+-- Checkpoints, the script and the footer.
+local function tail(page, r)
+   local html = {}
+   local cks = page.rl:query('SELECT step, bytes, sha256, path FROM checkpoints WHERE run_id = :id ORDER BY step',
+                             {id = page.id})
    if #cks > 0 then
-      add('<h2>Checkpoints</h2>')
+      html[#html + 1] = '<h2>Checkpoints</h2>'
       local rows = {}
       for i, c in ipairs(cks) do rows[i] = {c.step, c.bytes, c.sha256:sub(1, 16), c.path} end
-      add(data_table({'step', 'bytes', 'sha256', 'path'}, rows, {true, true}))
+      html[#html + 1] = data_table({'step', 'bytes', 'sha256', 'path'}, rows, {true, true})
    end
    if r.script_text and r.script_text ~= '' then
-      add('<h2>Script</h2><details><summary>' .. esc(r.script_path or 'script') .. ' (' ..
-          #r.script_text .. ' bytes)</summary><pre>' .. esc(r.script_text) .. '</pre></details>')
+      html[#html + 1] = '<h2>Script</h2><details><summary>' .. esc(r.script_path or 'script') .. ' (' ..
+                        #r.script_text .. ' bytes)</summary><pre>' .. esc(r.script_text) .. '</pre></details>'
    end
-   add(('<footer>ddpmlua report · %s · %s</footer>\n</body></html>\n'):format(
-      esc(os.date('%Y-%m-%d %H:%M')), esc(rl:path())))
-   os.execute("rmdir '" .. dir:gsub("'", "'\\''") .. "' 2>/dev/null")
+   html[#html + 1] = ('<footer>ddpmlua report · %s · %s</footer>\n</body></html>\n'):format(
+      esc(os.date('%Y-%m-%d %H:%M')), esc(page.rl:path()))
+   return table.concat(html, '\n')
+end
 
-   local page = table.concat(html, '\n')
-   local f, err = io.open(opt.out, 'wb')
+local function write_page(path, page)
+   local f, err = io.open(path, 'wb')
    if not f then error('cannot write ' .. tostring(err), 0) end
    local ok, werr = f:write(page)
    local ok2, cerr = f:close()
-   if not ok or not ok2 then error(('cannot write %s: %s'):format(opt.out, tostring(werr or cerr)), 0) end
-   return {bytes = #page, charts = ncharts, images = nimages}
+   if not ok or not ok2 then error(('cannot write %s: %s'):format(path, tostring(werr or cerr)), 0) end
+end
+
+---------------------------------------------------------------- the page
+
+--- report.write{rl=, run=, out=, smooth=, logy=} -> {bytes, charts, images}
+function report.write(opt)
+   local rl, id = opt.rl, opt.run
+   local r = rl:query('SELECT * FROM runs WHERE run_id = :id', {id = id})[1]
+   if not r then error(('no run %s'):format(tostring(id)), 0) end
+   local summary = require('ddpm.cmd.common').metric_summary(rl, id)
+   local dir = os.tmpname()   -- the charts are drawn here, read back and removed
+   os.remove(dir)
+   if not os.execute('mkdir -p ' .. util.shell_quote(dir)) then
+      error('cannot make a temporary directory ' .. dir, 0)
+   end
+   local page = {rl = rl, id = id, dir = dir, opt = opt, charts = 0, images = 0}
+   local specs, t_specs = chart_specs(summary)
+   local html = {head(r, summary), curves(page, specs), samples(page)}
+   if #t_specs > 0 then html[#html + 1] = per_t(page, summary, t_specs) end
+   html[#html + 1] = config(r)
+   html[#html + 1] = metrics(summary)
+   html[#html + 1] = tail(page, r)
+   os.execute('rmdir ' .. util.shell_quote(dir) .. ' 2>/dev/null')
+   local text = table.concat(html, '\n')
+   write_page(opt.out, text)
+   return {bytes = #text, charts = page.charts, images = page.images}
 end
 
 return report
