@@ -22,7 +22,10 @@
  * per step, below),
  * gflops (gflop / median_s), rss_mb (peak resident set, getrusage) and the
  * settings. --profile adds a per-operation table of the timed steps (time
- * per node type and op, summed over steps, from the U-Net's own timers).
+ * per node type and op, summed over steps, from the U-Net's own timers),
+ * with each op's executed GFLOP/s or, for the memory-bound ones, GB/s of
+ * least traffic (step_work; scripts/roofline.sh sets them against the
+ * machine's ceilings).
  *
  * FLOPs are counted as a direct convolution would spend them, from the
  * config: 2*C*OC*KH*KW*OH*OW per convolution (3x3 and 1x1), 2*C*C*P per
@@ -124,6 +127,93 @@ static double forward_flops(const ddpm_unet *m)
       }
    }
    return f;
+}
+
+/* Work per step of each profile category, for the roofline (make roofline):
+   flop = FLOPs the kernels execute (Winograd: its 36 products per tile and
+   channel pair, not the direct count), bytes = the least memory traffic of
+   the memory-bound ops (each operand read once, each result written once).
+   Counted for the pass the profile times: forward only, or a training step. */
+typedef struct work { double flop[DDPM_PROF_N], bytes[DDPM_PROF_N]; } work;
+
+static double conv_flop(const ddpm_conv2d_shape *s)
+{
+   return 2.0 * s->N * s->C * s->OC * s->KH * s->KW * s->OH * s->OW;
+}
+
+static double wino_flop(const ddpm_conv2d_shape *s)
+{
+   return 2.0 * s->C * s->OC * 36 * s->N * ((s->H + 3) / 4) * ((s->W + 3) / 4);
+}
+
+/* A convolution's forward and (train) backward; din: its input gradient is computed. */
+static void conv_work(work *w, const ddpm_conv2d_shape *s, int wino, int train, int din)
+{
+   if (s->KH == 1) {
+      w->flop[PF_SHORT_FWD] += conv_flop(s);
+      if (train) w->flop[PF_SHORT_BWD] += (1 + din) * conv_flop(s);
+   } else if (s->stride == 2) {
+      w->flop[PF_DOWN_FWD] += conv_flop(s);
+      if (train) w->flop[PF_DOWN_BWD] += (1 + din) * conv_flop(s);
+   } else if (wino) {
+      w->flop[PF_CONV3_FWD] += wino_flop(s);
+      if (train) {
+         w->flop[PF_CONV3_DW] += wino_flop(s);
+         if (din) w->flop[PF_CONV3_DX] += wino_flop(s);
+      }
+   } else {
+      w->flop[PF_CONVG_FWD] += conv_flop(s);
+      if (train) w->flop[PF_CONVG_BWD] += (1 + din) * conv_flop(s);
+   }
+   if (train) w->bytes[PF_BIAS_BWD] += 4.0 * s->N * s->OC * s->OH * s->OW;
+}
+
+/* GroupNorm (+SiLU) over `elems` values: forward reads x and writes y;
+   recompute the same; backward reads x and dy and writes dx. */
+static void gn_work(work *w, double elems, int train)
+{
+   w->bytes[PF_GN_FWD] += 8 * elems;
+   if (train) {
+      w->bytes[PF_GN_RECOMP] += 8 * elems;
+      w->bytes[PF_GN_BWD] += 12 * elems;
+   }
+}
+
+static void step_work(work *w, const ddpm_unet *m, int train)
+{
+   memset(w, 0, sizeof *w);
+   for (int i = 0; i < m->nnodes; i++) {
+      const node *n = &m->nodes[i];
+      const double N = m->pN, HW = (double)n->H * n->W;
+      switch (n->type) {
+      case N_CONV:
+         conv_work(w, &n->cs[0], n->wino & 1, train, n->in >= 0);
+         break;
+      case N_RES:
+         gn_work(w, N * n->C * HW, train);
+         gn_work(w, N * n->Cout * HW, train);
+         conv_work(w, &n->cs[CS_CONV1], (n->wino >> CS_CONV1) & 1, train, 1);
+         conv_work(w, &n->cs[CS_CONV2], (n->wino >> CS_CONV2) & 1, train, 1);
+         if (n->has_short) conv_work(w, &n->cs[CS_SHORT], 0, train, 1);
+         break;
+      case N_ATTN: {
+         gn_work(w, N * n->C * HW, train);
+         const double f = N * (4 * 2.0 * n->C * n->C * HW + 2 * 2.0 * HW * HW * n->C);
+         w->flop[PF_ATTN_FWD] += f;
+         if (train) w->flop[PF_ATTN_BWD] += 2 * f;
+         break;
+      }
+      case N_UPSAMPLE:   /* read x, write 4 x */
+         w->bytes[PF_UPSAMPLE] += 20 * N * n->C * HW * (train ? 2 : 1);
+         break;
+      case N_CONCAT:     /* read both, write the joint tensor */
+         w->bytes[PF_CONCAT] += 8 * N * (n->C + n->C2) * HW * (train ? 2 : 1);
+         break;
+      case N_OUTNORM:
+         gn_work(w, N * n->C * HW, train);
+         break;
+      }
+   }
 }
 
 static void usage(void)
@@ -265,22 +355,32 @@ int main(int argc, char **argv)
    if (profile) {
       printf("# profile: %s %s batch %d, %d steps, %d threads; ms per step\n", cname, mode, N,
              reps, threads);
-      printf("# %-26s %9s %7s %7s\n", "op", "ms/step", "share", "calls");
+      printf("# %-26s %9s %7s %7s %9s %9s\n", "op", "ms/step", "share", "calls", "GFLOP/s",
+             "GB/s");
+      work w;
+      step_work(&w, m, train);
       double covered = 0;
       for (int k = 0; k < DDPM_PROF_N; k++) {
          if (!prof.calls[k]) continue;
          covered += prof.t[k];
-         printf("# %-26s %9.2f %6.1f%% %7.0f\n", ddpm_unet_prof_name[k], 1e3 * prof.t[k] / reps,
-                100 * prof.t[k] / t_all, (double)prof.calls[k] / reps);
+         const double sec = prof.t[k] / reps;
+         printf("# %-26s %9.2f %6.1f%% %7.0f %9.1f %9.1f\n", ddpm_unet_prof_name[k], 1e3 * sec,
+                100 * prof.t[k] / t_all, (double)prof.calls[k] / reps, w.flop[k] / sec / 1e9,
+                w.bytes[k] / sec / 1e9);
       }
       if (train) {
          const char *nm[4] = {"zero_grad (memset)", "loss gradient",
                               fused ? "adam+ema+zero_grad (fused)" : "adam", "ema"};
          double v[4] = {t_zero, t_loss, t_adam, t_ema};
+         /* bytes: zero_grad writes g; Adam reads w, g, m, v and writes w, m, v;
+            the EMA reads ema, w and writes ema; fused: 5 buffers read, 5 written */
+         const double P = 4.0 * (double)np;
+         const double by[4] = {P, 0, fused ? 10 * P : 7 * P, 3 * P};
          for (int k = 0; k < 4; k++) {
             if (fused && (k == 0 || k == 3)) continue;
             covered += v[k];
-            printf("# %-26s %9.2f %6.1f%% %7d\n", nm[k], 1e3 * v[k] / reps, 100 * v[k] / t_all, 1);
+            printf("# %-26s %9.2f %6.1f%% %7d %9.1f %9.1f\n", nm[k], 1e3 * v[k] / reps,
+                   100 * v[k] / t_all, 1, 0.0, by[k] / (v[k] / reps) / 1e9);
          }
       }
       printf("# %-26s %9.2f %6.1f%%\n", "(not covered)", 1e3 * (t_all - covered) / reps,

@@ -26,8 +26,15 @@
 #                       against PyTorch float32 (torch_s, speedup) and PyTorch's own
 #                       torch.autocast('cpu', dtype=torch.bfloat16) (torch_amp_s, speedup_amp)
 #
+# With BENCH_BASELINE=<path to another build's bench_unet> (say, the same
+# file built from an earlier commit) each round also runs that binary, in
+# the same alternation, and the line gains before_s=<median> and
+# gain=<before/now>: a before/after comparison measured in one run, as a
+# shared machine's load drifts too much between runs to compare those.
+#
 # Environment: BENCH_ROUNDS (3), BENCH_REPS (3), BENCH_THREADS (2), BENCH_CASES,
-# BUILD (build), PYTHON (/usr/bin/python3). Installs nothing (make test-deps
+# BENCH_BASELINE, BENCH_TORCH (1; 0 skips PyTorch), BUILD (build),
+# PYTHON (/usr/bin/python3). Installs nothing (make test-deps
 # does); brings the C harness up to date with make. ddpmlua runs with
 # OMP_WAIT_POLICY=passive, as the ddpmlua host sets it, unless it is set;
 # PyTorch runs with its defaults and torch.set_num_threads(BENCH_THREADS).
@@ -49,7 +56,9 @@ else
 fi
 "${mk[@]}" >/dev/null || { echo "bench: cannot build $BIN" >&2; exit 2; }
 have_torch=1
-if ! "$PY" -c 'import torch' 2>/dev/null; then
+if [ "${BENCH_TORCH:-1}" = 0 ]; then
+   have_torch=0   # BENCH_TORCH=0: ddpmlua (and BENCH_BASELINE) alone
+elif ! "$PY" -c 'import torch' 2>/dev/null; then
    have_torch=0
    echo "# bench: PyTorch not importable by $PY (make test-deps installs python3-torch);" \
         "timing ddpmlua alone" >&2
@@ -68,8 +77,10 @@ run_one() {
    local impl=$1 config=$2 mode=$3 batch=$4 out=$5 prec=${6:-float32}
    local popt=()
    [ "$prec" = bf16 ] && popt=(--precision bf16)
-   if [ "$impl" = ddpmlua ]; then
-      OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} "$BIN" --config "$config" --batch "$batch" \
+   if [ "$impl" = ddpmlua ] || [ "$impl" = before ]; then
+      local bin=$BIN
+      [ "$impl" = before ] && bin=$BENCH_BASELINE
+      OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} "$bin" --config "$config" --batch "$batch" \
          --mode "$mode" --reps "$REPS" --threads "$THREADS" "${popt[@]}" >>"$out" || return 1
    else
       [ "$impl" = torch ] && popt=()
@@ -90,25 +101,28 @@ for case in $CASES; do
       fashion_sample_b256_bf16) config=fashion; mode=forward; batch=256; prec=bf16 ;;
       *) echo "bench: unknown case $case" >&2; status=2; continue ;;
    esac
-   : >"$tmp/$case.ddpmlua"; : >"$tmp/$case.torch"; : >"$tmp/$case.torch_amp"
+   : >"$tmp/$case.ddpmlua"; : >"$tmp/$case.torch"; : >"$tmp/$case.before"; : >"$tmp/$case.torch_amp"
    for ((r = 0; r < ROUNDS; r++)); do
-      if ((r % 2 == 0)); then order="ddpmlua torch"; else order="torch ddpmlua"; fi
+      if ((r % 2 == 0)); then order="ddpmlua torch before"; else order="before torch ddpmlua"; fi
       [ "$prec" = bf16 ] && order=${order/torch/torch torch_amp}
       for impl in $order; do
          [ "${impl#torch}" != "$impl" ] && [ $have_torch = 0 ] && continue
+         [ "$impl" = before ] && [ "$prec" = bf16 ] && continue   # a baseline may lack bf16
+         [ "$impl" = before ] && [ -z "${BENCH_BASELINE:-}" ] && continue
          run_one "$impl" "$config" "$mode" "$batch" "$tmp/$case.$impl" "$prec" ||
             { echo "bench: $case: $impl failed" >&2; status=1; }
       done
    done
-   "$PY" - "$case" "$tmp/$case.ddpmlua" "$tmp/$case.torch" "$tmp/$case.torch_amp" <<'EOF' || status=1
+   "$PY" - "$case" "$tmp/$case.ddpmlua" "$tmp/$case.torch" "$tmp/$case.before" "$tmp/$case.torch_amp" <<'EOF' || status=1
 import json, statistics, sys
-case, fd, ft, fa = sys.argv[1:5]
+case, fd, ft, fb, fa = sys.argv[1:6]
 def load(path):
     rows = [json.loads(l) for l in open(path) if l.strip().startswith("{")]
     times = [t for r in rows for t in r["times"]]
     return rows, times
 rd, td = load(fd)
 rt, tt = load(ft)
+rb, tb = load(fb)
 ra, ta = load(fa)
 if not td:
     sys.exit("bench: %s: no ddpmlua timings" % case)
@@ -119,14 +133,18 @@ amp = ""
 if ta:   # PyTorch autocast to bfloat16 (the *_bf16 cases)
     a = statistics.median(ta)
     amp = " torch_amp_s=%.4f speedup_amp=%.2f" % (a, a / d)
+before = ""
+if tb:   # BENCH_BASELINE
+    b = statistics.median(tb)
+    before = " before_s=%.4f gain=%.2f" % (b, b / d)
 if tt:
     t = statistics.median(tt)
     rss_t = max(r["rss_mb"] for r in rt)
-    print("bench %s ddpmlua_s=%.4f torch_s=%.4f speedup=%.2f gflops=%.1f rss_mb=%.0f/%.0f%s"
-          % (case, d, t, t / d, gflops, rss_d, rss_t, amp))
+    print("bench %s ddpmlua_s=%.4f torch_s=%.4f speedup=%.2f gflops=%.1f rss_mb=%.0f/%.0f%s%s"
+          % (case, d, t, t / d, gflops, rss_d, rss_t, amp, before))
 else:
-    print("bench %s ddpmlua_s=%.4f torch_s=nan speedup=nan gflops=%.1f rss_mb=%.0f/nan"
-          % (case, d, gflops, rss_d))
+    print("bench %s ddpmlua_s=%.4f torch_s=nan speedup=nan gflops=%.1f rss_mb=%.0f/nan%s"
+          % (case, d, gflops, rss_d, before))
 EOF
 done
 echo "# load $(cut -d' ' -f1-3 /proc/loadavg) at the end"
