@@ -4,8 +4,10 @@ ddpm.cmd.compare — `ddpmlua compare RUN RUN...`: runs side by side.
 local plot = require 'ddpm.plot'
 local common = require 'ddpm.cmd.common'
 local util = require 'ddpm.util'
-local fail, query, open_db, resolve, get_run = common.fail, common.query, common.open_db, common.resolve, common.get_run
-local visible, print_table, num, g6, metric_keys = common.visible, common.print_table, common.num, common.g6, common.metric_keys
+local fail, query, open_db, resolve = common.fail, common.query, common.open_db, common.resolve
+local get_run = common.get_run
+local visible, print_table, num, g6 = common.visible, common.print_table, common.num, common.g6
+local metric_keys = common.metric_keys
 local basename, duration, sorted_keys = util.basename, util.duration, util.sorted_keys
 
 -- Up to n of the sorted steps, evenly spread, first and last kept.

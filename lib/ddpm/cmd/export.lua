@@ -6,8 +6,10 @@ local json = require 'ddpm.json'
 local common = require 'ddpm.cmd.common'
 local failure = common.failure
 local util = require 'ddpm.util'
-local fail, query, open_db, resolve, get_run = common.fail, common.query, common.open_db, common.resolve, common.get_run
-local visible, num, bytes, bare, decode_config = common.visible, common.num, common.bytes, common.bare, common.decode_config
+local fail, query, open_db, resolve = common.fail, common.query, common.open_db, common.resolve
+local get_run = common.get_run
+local visible, num, bytes, bare = common.visible, common.num, common.bytes, common.bare
+local decode_config = common.decode_config
 local file_name, split_argv, write_file = common.file_name, common.split_argv, common.write_file
 local file_exists, shell_quote, is_dir = util.exists, util.shell_quote, util.is_dir
 

@@ -4,7 +4,8 @@ ddpm.cmd.plot — `ddpmlua plot RUN...`: metric curves as a PNG (ddpm.plot).
 local plot = require 'ddpm.plot'
 local common = require 'ddpm.cmd.common'
 local failure = common.failure
-local fail, open_db, resolve, get_run, bare = common.fail, common.open_db, common.resolve, common.get_run, common.bare
+local fail, open_db, resolve, get_run = common.fail, common.open_db, common.resolve, common.get_run
+local bare = common.bare
 local metric_keys = common.metric_keys
 
 local command = {

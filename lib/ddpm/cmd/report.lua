@@ -3,7 +3,8 @@ ddpm.cmd.report — `ddpmlua report RUN`: one self-contained HTML page (ddpm.rep
 ]]
 local common = require 'ddpm.cmd.common'
 local failure = common.failure
-local fail, open_db, resolve, bytes, bare = common.fail, common.open_db, common.resolve, common.bytes, common.bare
+local fail, open_db, resolve, bytes = common.fail, common.open_db, common.resolve, common.bytes
+local bare = common.bare
 local is_user_error = common.is_user_error
 
 local command = {

@@ -5,8 +5,10 @@ local core = require 'ddpm.core'
 local common = require 'ddpm.cmd.common'
 local failure = common.failure
 local util = require 'ddpm.util'
-local fail, query, open_db, resolve, get_run = common.fail, common.query, common.open_db, common.resolve, common.get_run
-local visible, num, decode_config, file_name, split_argv = common.visible, common.num, common.decode_config, common.file_name, common.split_argv
+local fail, query, open_db, resolve = common.fail, common.query, common.open_db, common.resolve
+local get_run = common.get_run
+local visible, num, decode_config = common.visible, common.num, common.decode_config
+local file_name, split_argv = common.file_name, common.split_argv
 local write_file = common.write_file
 local basename, shell_quote, read_file = util.basename, util.shell_quote, util.read_file
 

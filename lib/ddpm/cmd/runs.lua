@@ -3,7 +3,8 @@ ddpm.cmd.runs — `ddpmlua runs`: the run list (and ddpm.runs{} from Lua, throug
 ]]
 local common = require 'ddpm.cmd.common'
 local util = require 'ddpm.util'
-local fail, query, open_db, print_table, g6 = common.fail, common.query, common.open_db, common.print_table, common.g6
+local fail, query, open_db = common.fail, common.query, common.open_db
+local print_table, g6 = common.print_table, common.g6
 local when = common.when
 local basename, duration = util.basename, util.duration
 

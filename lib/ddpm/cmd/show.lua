@@ -5,8 +5,10 @@ local json = require 'ddpm.json'
 local plot = require 'ddpm.plot'
 local common = require 'ddpm.cmd.common'
 local util = require 'ddpm.util'
-local fail, query, open_db, resolve, get_run = common.fail, common.query, common.open_db, common.resolve, common.get_run
-local visible, print_table, num, g6, bytes = common.visible, common.print_table, common.num, common.g6, common.bytes
+local fail, query, open_db, resolve = common.fail, common.query, common.open_db, common.resolve
+local get_run = common.get_run
+local visible, print_table, num, g6 = common.visible, common.print_table, common.num, common.g6
+local bytes = common.bytes
 local decode_config = common.decode_config
 local duration, sorted_keys, file_exists = util.duration, util.sorted_keys, util.exists
 

@@ -2,7 +2,8 @@
 ddpm.cmd.sql — `ddpmlua sql "SELECT ..."`: a read-only query as a table or CSV.
 ]]
 local common = require 'ddpm.cmd.common'
-local fail, query, open_db, print_table, num = common.fail, common.query, common.open_db, common.print_table, common.num
+local fail, query, open_db = common.fail, common.query, common.open_db
+local print_table, num = common.print_table, common.num
 local bare = common.bare
 
 local function csv_cell(v)
