@@ -19,10 +19,15 @@ BLAS_LIB  := $(if $(wildcard $(BLAS_DIR)/libopenblas.so.0),$(BLAS_DIR)/libopenbl
 BLAS_INC  := $(shell pkg-config --cflags openblas 2>/dev/null)
 OPT     ?= -O3 -march=native
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -Iruntime \
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -Iruntime/include \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(BLAS_INC)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(BLAS_LIB) -lm -fopenmp
 LDFLAGS += -Wl,-E
+
+# Public headers: runtime/include (ddpm.h and ddpm/*.h), all that bindings/
+# may include; runtime/*.h are private to the runtime, its C tests and the
+# benchmarks, which alone get -Iruntime (docs/design.md, Headers).
+HEADERS := $(wildcard runtime/*.h runtime/include/*.h runtime/include/ddpm/*.h)
 
 # make V=1 shows the full compiler lines.
 Q := $(if $(V),,@)
@@ -60,7 +65,8 @@ $(EXE): $(RUNTIME_OBJ) $(BIND_OBJ)
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/%.o: %.c $(wildcard runtime/*.h) $(wildcard bindings/*.h)
+$(BUILD)/runtime/%.o $(BUILD)/tests/% $(BUILD)/bench/%: CFLAGS += -Iruntime
+$(BUILD)/%.o: %.c $(HEADERS) $(wildcard bindings/*.h)
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
@@ -124,7 +130,7 @@ FUZZ_CC      ?= clang-14
 FUZZ_BUILD   := build-fuzz
 FUZZ_OPTS    ?= -malloc_limit_mb=256 -rss_limit_mb=2048 -timeout=20
 FUZZ_CFLAGS  := -O1 -g -march=native -fno-omit-frame-pointer -fsanitize=address,undefined \
-                -fno-sanitize-recover=undefined -Wno-psabi -Wno-pass-failed -std=c11 -D_GNU_SOURCE -fopenmp -Iruntime \
+                -fno-sanitize-recover=undefined -Wno-psabi -Wno-pass-failed -std=c11 -D_GNU_SOURCE -fopenmp -Iruntime -Iruntime/include \
                 $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(BLAS_INC) \
                 -DDDPM_LUA_DIR='"$(CURDIR)/lib"'
 FUZZ_RT_OBJ  := $(RUNTIME_SRC:%.c=$(FUZZ_BUILD)/%.o)
@@ -132,7 +138,7 @@ FUZZ_BIN     := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(BUILD)/tests/test_fuzz_%)
 .SECONDARY: $(FUZZ_RT_OBJ)
 
-$(FUZZ_BUILD)/runtime/%.o: runtime/%.c $(wildcard runtime/*.h)
+$(FUZZ_BUILD)/runtime/%.o: runtime/%.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	@echo "  FUZZCC $<"
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
@@ -194,7 +200,8 @@ MOD_OBJ := $(MOD_SRC:%.c=$(PIC)/%.o)
 LUADIR  ?= $(PREFIX)/share/lua/5.1
 LIBDIR  ?= $(PREFIX)/lib/lua/5.1
 module: $(PIC)/ddpm/core.so
-$(PIC)/%.o: %.c $(wildcard runtime/*.h) $(wildcard bindings/*.h)
+$(PIC)/runtime/%.o: CFLAGS += -Iruntime
+$(PIC)/%.o: %.c $(HEADERS) $(wildcard bindings/*.h)
 	@mkdir -p $(dir $@)
 	@echo "  CC    $< (module)"
 	$(Q)$(CC) $(CFLAGS) -fPIC -c -o $@ $<

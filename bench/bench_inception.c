@@ -8,7 +8,7 @@
  * after one warm-up batch; scripts/bench_fid.sh takes the median.
  */
 #include "ddpm.h"
-#include "inception.h"
+#include "ddpm/inception.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -15,8 +15,8 @@
  * checked before the runtime is called; a wrong one is a Lua error naming it.
  */
 #include "bind.h"
-#include "dataset.h"
-#include "pngio.h"
+#include "ddpm/dataset.h"
+#include "ddpm/png.h"
 
 #include <math.h>
 #include <string.h>

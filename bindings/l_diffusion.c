@@ -16,7 +16,7 @@
  * x0_out, grad) must be contiguous and are written in place.
  */
 #include "bind.h"
-#include "diffusion.h"
+#include "ddpm/diffusion.h"
 
 #include <math.h>
 #include <string.h>

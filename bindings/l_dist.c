@@ -15,7 +15,7 @@
  * Outside an MPI job every collective is a no-op on a world of one.
  */
 #include "bind.h"
-#include "dist.h"
+#include "ddpm/dist.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -8,7 +8,7 @@
  *   core.frechet_distance(g1, g2) -> fd, {mean_term=, tr1=, tr2=, tr_sqrt=, min_eig=}
  */
 #include "bind.h"
-#include "frechet.h"
+#include "ddpm/frechet.h"
 
 #include <math.h>
 

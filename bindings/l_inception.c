@@ -16,9 +16,9 @@
  * n_known = false; merging such statistics with others is meaningless.
  */
 #include "bind.h"
-#include "frechet.h"
-#include "inception.h"
-#include "npz.h"
+#include "ddpm/frechet.h"
+#include "ddpm/inception.h"
+#include "ddpm/npz.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -19,8 +19,8 @@
  * of N integers in 0..9. Every argument is checked before the runtime runs.
  */
 #include "bind.h"
-#include "lenet.h"
-#include "sha256.h"
+#include "ddpm/lenet.h"
+#include "ddpm/sha256.h"
 
 #include <math.h>
 #include <string.h>

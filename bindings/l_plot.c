@@ -12,7 +12,7 @@
  * allowed (left out of the line). Anything else wrong is a Lua error.
  */
 #include "bind.h"
-#include "plot.h"
+#include "ddpm/plot.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -20,7 +20,7 @@
  * query results give integers as Lua numbers, so values past 2^53 round.
  */
 #include "bind.h"
-#include "runlog.h"
+#include "ddpm/runlog.h"
 
 #include <math.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  *   s:state() -> tensor [T, history + 1] (count, losses...); s:set_state(tensor)
  */
 #include "bind.h"
-#include "tsampler.h"
+#include "ddpm/tsampler.h"
 
 #include <math.h>
 #include <stdlib.h>

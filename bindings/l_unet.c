@@ -4,7 +4,6 @@
  * Shapes are checked here against the model's config before any C call.
  */
 #include "bind.h"
-#include "bf16.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -40,7 +40,7 @@
 #include <luajit.h>
 
 #include "bind.h"
-#include "dist.h"
+#include "ddpm/dist.h"
 
 #ifndef DDPMLUA_VERSION
 #define DDPMLUA_VERSION "0.1.0"

@@ -1,7 +1,7 @@
 /*
- * bf16.h — the U-Net's bfloat16 precision: the public switch (bindings and
- * users call it) and, below it, the private kernels of wino_bf16.c and the
- * weight cache of unet_bf16.c (unet_run.c calls those).
+ * bf16.h — the U-Net's bfloat16 precision, private part: the kernels of
+ * wino_bf16.c and the weight cache of unet_bf16.c (unet_run.c calls those).
+ * The public switch that bindings and users call is ddpm/precision.h.
  *
  * bfloat16 here means: products of bfloat16 operands (float32 rounded to
  * nearest even, 8 significant bits) summed in float32, on AVX512-BF16's
@@ -14,23 +14,14 @@
 #define DDPM_BF16_H
 
 #include "ddpm.h"
+#include "ddpm/precision.h"
 #include "kernels.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum ddpm_precision { DDPM_FLOAT32 = 0, DDPM_BF16 = 1 } ddpm_precision;
-
-/* 1 when this CPU runs AVX512-BF16 (cpuid, asked at run time), else 0. The
-   environment variable DDPM_NO_BF16=1 makes it answer 0 (tests use it to see
-   the error a CPU without it gives). */
-int ddpm_bf16_available(void);
-
-/* Sets the precision of m's inference forwards. DDPM_BF16 on a CPU without
-   AVX512-BF16 is DDPM_EINVAL with a message saying so (there is no emulated
-   fallback); m is then unchanged. */
-int ddpm_unet_set_precision(ddpm_unet *m, ddpm_precision p);
-ddpm_precision ddpm_unet_precision(const ddpm_unet *m);
+/* The public switch (ddpm_unet_set_precision, ddpm_bf16_available) is
+   declared in ddpm/precision.h; below it, the private kernels. */
 
 /* ---------------------------------------------------------------- private */
 

@@ -9,8 +9,9 @@
  * junk appended is an error naming the file rather than a quietly wrong set.
  * Not here: augmentation beyond flips and padding, streaming, JPEG.
  */
-#include "dataset.h"
-#include "pngio.h"
+#include "ddpm.h"
+#include "ddpm/dataset.h"
+#include "ddpm/png.h"
 
 #include <dirent.h>
 #include <errno.h>

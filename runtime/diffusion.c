@@ -9,7 +9,8 @@
  * double per element and stores float32. Not here: schedules (schedule.c),
  * random numbers (the caller passes eps and noise), the network, the t loops.
  */
-#include "diffusion.h"
+#include "ddpm.h"
+#include "ddpm/diffusion.h"
 
 #include <math.h>
 #include <string.h>

@@ -15,7 +15,7 @@
  * one host), a hand-written ring (Open MPI's tuned collectives choose the
  * algorithm), GPU transports.
  */
-#include "dist.h"
+#include "ddpm/dist.h"
 #include "ddpm.h"
 
 #include <limits.h>

@@ -10,8 +10,9 @@
  *
  * Not here: the feature network, anything float32 beyond the input rows.
  */
-#include "frechet.h"
-#include "dist.h"
+#include "ddpm.h"
+#include "ddpm/frechet.h"
+#include "ddpm/dist.h"
 
 #include <cblas.h>
 #include <errno.h>

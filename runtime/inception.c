@@ -19,7 +19,8 @@
  * the parity test (tests/c/test_inception.c) checks it stage by stage
  * against PyTorch.
  */
-#include "inception.h"
+#include "ddpm.h"
+#include "ddpm/inception.h"
 #include "kernels.h"
 
 #include <float.h>

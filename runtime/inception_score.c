@@ -4,7 +4,8 @@
  * KL divergence between each image's class distribution and the split's
  * marginal; the mean and standard deviation over the splits.
  */
-#include "inception.h"
+#include "ddpm.h"
+#include "ddpm/inception.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -11,8 +11,9 @@
  *
  * Not a general network library: the topology is fixed, input is 1x28x28.
  */
-#include "lenet.h"
-#include "sha256.h"
+#include "ddpm.h"
+#include "ddpm/lenet.h"
+#include "ddpm/sha256.h"
 
 #include <float.h>
 #include <math.h>

@@ -6,7 +6,8 @@
  * Every read of the file goes through span(): an offset and a length are
  * checked against the buffer (without overflow) before any byte is touched.
  */
-#include "npz.h"
+#include "ddpm.h"
+#include "ddpm/npz.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -15,7 +15,8 @@
  * leaves nothing behind.
  * Not here: what to plot (lib/ddpm/plot.lua), other chart types, smoothing.
  */
-#include "plot.h"
+#include "ddpm.h"
+#include "ddpm/plot.h"
 
 #include <plplot.h>
 

@@ -10,7 +10,8 @@
  *
  * Our own header is pngio.h, so that <png.h> is libpng's.
  */
-#include "pngio.h"
+#include "ddpm.h"
+#include "ddpm/png.h"
 
 #include <png.h>
 

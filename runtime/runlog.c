@@ -16,7 +16,8 @@
  * runlog_internal.h the structures and helpers they share.
  */
 #include "runlog_internal.h"
-#include "sha256.h"
+#include "ddpm.h"
+#include "ddpm/sha256.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -7,7 +7,7 @@
 #ifndef DDPM_RUNLOG_INTERNAL_H
 #define DDPM_RUNLOG_INTERNAL_H
 
-#include "runlog.h"
+#include "ddpm/runlog.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -7,7 +7,8 @@
  * code, so the tables match the reference values to ~1e-15. Not here: any
  * batched math on images (diffusion.c).
  */
-#include "diffusion.h"
+#include "ddpm.h"
+#include "ddpm/diffusion.h"
 
 #include <ctype.h>
 #include <math.h>

@@ -3,7 +3,7 @@
  * run store (script, config and file digests); it is plain and portable, not
  * fast (about 200 MB/s), which is ample for checkpoints of a few hundred MB.
  */
-#include "sha256.h"
+#include "ddpm/sha256.h"
 #include "ddpm.h"
 
 #include <errno.h>

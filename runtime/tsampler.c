@@ -1,7 +1,8 @@
 /*
  * tsampler.c — the loss-second-moment timestep sampler (see tsampler.h).
  */
-#include "tsampler.h"
+#include "ddpm.h"
+#include "ddpm/tsampler.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -7,8 +7,9 @@
  * dataset-fashion-mnist package.
  */
 #include "check.h"
-#include "dataset.h"
-#include "pngio.h"
+#include "ddpm.h"
+#include "ddpm/dataset.h"
+#include "ddpm/png.h"
 
 #include <dirent.h>
 #include <stdint.h>

@@ -7,7 +7,8 @@
  * Algorithm 2's formula), the other mean and variance types, DDIM, L_simple
  * and the VLB terms with finite-difference gradients, and the error cases.
  */
-#include "diffusion.h"
+#include "ddpm.h"
+#include "ddpm/diffusion.h"
 #include "check.h"
 
 #include <omp.h>

@@ -8,7 +8,7 @@
  * then the F64 statistics file and the error cases.
  */
 #include "ddpm.h"
-#include "frechet.h"
+#include "ddpm/frechet.h"
 #include "check.h"
 
 #include <unistd.h>

@@ -20,7 +20,7 @@
  */
 #include "check.h"
 #include "ddpm.h"
-#include "inception.h"
+#include "ddpm/inception.h"
 
 #include <stdint.h>
 #include <unistd.h>

@@ -8,7 +8,7 @@
  * cases.
  */
 #include "ddpm.h"
-#include "lenet.h"
+#include "ddpm/lenet.h"
 #include "check.h"
 
 #include <unistd.h>

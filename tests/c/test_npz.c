@@ -10,7 +10,8 @@
  * message.
  */
 #include "check.h"
-#include "npz.h"
+#include "ddpm.h"
+#include "ddpm/npz.h"
 
 #include <stdint.h>
 #include <unistd.h>

@@ -7,7 +7,8 @@
  * 1-bit images.
  */
 #include "check.h"
-#include "pngio.h"
+#include "ddpm.h"
+#include "ddpm/png.h"
 
 #include <png.h>
 

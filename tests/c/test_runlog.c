@@ -5,8 +5,9 @@
  * corrupt files, malformed queries, lock contention, two processes writing
  * one file at once, and crash detection. Everything lives in a temp dir.
  */
-#include "runlog.h"
-#include "sha256.h"
+#include "ddpm.h"
+#include "ddpm/runlog.h"
+#include "ddpm/sha256.h"
 #include "check.h"
 
 #include <errno.h>

@@ -5,7 +5,8 @@
  * weighted loss, the history dropping its oldest entry, state round trips.
  */
 #include "check.h"
-#include "tsampler.h"
+#include "ddpm.h"
+#include "ddpm/tsampler.h"
 
 #include <math.h>
 

@@ -6,7 +6,8 @@
  * 3x32x32 planar pixels), and the set is exactly them, byte for byte.
  */
 #include "fuzz.h"
-#include "dataset.h"
+#include "ddpm.h"
+#include "ddpm/dataset.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -15,7 +15,8 @@
  * files could decompress to.
  */
 #include "fuzz.h"
-#include "dataset.h"
+#include "ddpm.h"
+#include "ddpm/dataset.h"
 
 #include <zlib.h>
 

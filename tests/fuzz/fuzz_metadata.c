@@ -10,8 +10,9 @@
  * as it was; statistics loaded must be finite with a count >= 0.
  */
 #include "fuzz.h"
-#include "frechet.h"
-#include "lenet.h"
+#include "ddpm.h"
+#include "ddpm/frechet.h"
+#include "ddpm/lenet.h"
 
 #include <math.h>
 

@@ -10,7 +10,8 @@
  * expands at most ~1032x).
  */
 #include "fuzz.h"
-#include "npz.h"
+#include "ddpm.h"
+#include "ddpm/npz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

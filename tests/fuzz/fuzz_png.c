@@ -8,7 +8,8 @@
  * whose output is at most 1032 bytes per byte of input.
  */
 #include "fuzz.h"
-#include "pngio.h"
+#include "ddpm.h"
+#include "ddpm/png.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

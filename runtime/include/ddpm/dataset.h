@@ -1,5 +1,5 @@
 /*
- * dataset.h — in-memory uint8 image datasets and their readers.
+ * ddpm/dataset.h — in-memory uint8 image datasets and their readers.
  *
  * A dataset is the whole set in memory as bytes, [N, C, H, W] pixels plus
  * optional [N] labels, read once from Fashion-MNIST/MNIST IDX files, CIFAR-10
@@ -17,7 +17,7 @@
 
 #include <stdint.h>
 
-#include "ddpm.h"
+#include "ddpm/core.h"
 
 #ifdef __cplusplus
 extern "C" {

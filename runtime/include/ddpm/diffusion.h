@@ -1,5 +1,5 @@
 /*
- * diffusion.h — the diffusion core of ddpmlua: beta schedules and their
+ * ddpm/diffusion.h — the diffusion core of ddpmlua: beta schedules and their
  * derived tables (schedule.c), and the batched forward/reverse-process math,
  * ancestral and DDIM steps and the losses (diffusion.c), following Ho, Jain,
  * Abbeel, "Denoising Diffusion Probabilistic Models" (2020) as the official
@@ -23,7 +23,7 @@
 #ifndef DDPM_DIFFUSION_H
 #define DDPM_DIFFUSION_H
 
-#include "ddpm.h"
+#include "ddpm/core.h"
 
 #ifdef __cplusplus
 extern "C" {

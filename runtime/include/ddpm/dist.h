@@ -1,5 +1,5 @@
 /*
- * dist.h — data parallelism across processes on MPI (Open MPI from Debian).
+ * ddpm/dist.h — data parallelism across processes on MPI (Open MPI from Debian).
  *
  * A process started by an MPI launcher (mpirun / mpiexec: the launcher's
  * rank variables are in its environment) joins the job in ddpm_dist_init;

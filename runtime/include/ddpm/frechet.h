@@ -1,5 +1,5 @@
 /*
- * frechet.h — Gaussian statistics of feature vectors and the Fréchet
+ * ddpm/frechet.h — Gaussian statistics of feature vectors and the Fréchet
  * distance between two Gaussians, in float64. The engine of FD-LeNet
  * (docs/fd_lenet.md); it would serve a real FID given Inception features.
  *
@@ -19,7 +19,7 @@
 
 #include <stdint.h>
 
-#include "ddpm.h"
+#include "ddpm/core.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,5 +1,5 @@
 /*
- * inception.h — the Inception-v3 network that FID and the Inception Score
+ * ddpm/inception.h — the Inception-v3 network that FID and the Inception Score
  * are computed with: the TensorFlow graph of 2015-12-05 as the standard FID
  * code runs it (the pytorch-fid port), inference only, with weights the user
  * supplies (docs/fid.md: how to get and convert them).
@@ -30,7 +30,8 @@
 
 #include <stdint.h>
 
-#include "ddpm.h"
+#include "ddpm/core.h"
+#include "ddpm/safetensors.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,5 +1,5 @@
 /*
- * lenet.h — a LeNet-5-style classifier for 28x28 grayscale images in [-1, 1]:
+ * ddpm/lenet.h — a LeNet-5-style classifier for 28x28 grayscale images in [-1, 1]:
  * the feature extractor behind FD-LeNet (docs/fd_lenet.md), trained by
  * ddpmlua itself on Fashion-MNIST.
  *
@@ -27,7 +27,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ddpm.h"
+#include "ddpm/core.h"
+#include "ddpm/safetensors.h"
+#include "ddpm/unet.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,5 +1,5 @@
 /*
- * npz.h — NumPy's .npz archives (a zip of .npy arrays), as FID reference
+ * ddpm/npz.h — NumPy's .npz archives (a zip of .npy arrays), as FID reference
  * statistics are published (`mu` [2048], `sigma` [2048,2048], float64).
  *
  * Reading: the whole file is checked before anything is returned: the zip's
@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ddpm.h"
+#include "ddpm/core.h"
 
 #ifdef __cplusplus
 extern "C" {

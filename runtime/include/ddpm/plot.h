@@ -1,5 +1,5 @@
 /*
- * plot.h — line charts as PNG files, drawn by PLplot (Debian's libplplot,
+ * ddpm/plot.h — line charts as PNG files, drawn by PLplot (Debian's libplplot,
  * cairo driver "pngcairo"): training curves for `ddpmlua plot` and the run
  * report. Not here: interactive windows, other chart kinds, reading data (the
  * caller passes plain arrays; lib/ddpm/plot.lua fetches them from runs.db).
@@ -7,7 +7,7 @@
 #ifndef DDPM_PLOT_H
 #define DDPM_PLOT_H
 
-#include "ddpm.h"
+#include "ddpm/core.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,5 +1,5 @@
 /*
- * png.h — PNG files at the image edge: sample grids out, images in.
+ * ddpm/png.h — PNG files at the image edge: sample grids out, images in.
  *
  * Through libpng's simplified API (no setjmp/longjmp). Pixels on our side are
  * uint8, planar [C, H, W] with C = 1 (gray) or 3 (RGB). Writes are atomic:
@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "ddpm.h"
+#include "ddpm/core.h"
 
 #ifdef __cplusplus
 extern "C" {

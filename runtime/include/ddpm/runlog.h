@@ -1,5 +1,5 @@
 /*
- * runlog.h — the run store: every training run, its script, config, metrics,
+ * ddpm/runlog.h — the run store: every training run, its script, config, metrics,
  * checkpoints and artifacts, kept in one SQLite file so history is a SQL query
  * away (`sqlite3 -box runs.db`, scripts/queries.sql).
  *
@@ -33,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ddpm.h"
+#include "ddpm/core.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,5 +1,5 @@
 /*
- * sha256.h — SHA-256 (FIPS 180-4) for content-addressing scripts, configs,
+ * ddpm/sha256.h — SHA-256 (FIPS 180-4) for content-addressing scripts, configs,
  * checkpoints and artifacts in the run store. Not a general crypto library:
  * no HMAC, no constant-time promises.
  */

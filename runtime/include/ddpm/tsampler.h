@@ -1,5 +1,5 @@
 /*
- * tsampler.h — importance sampling of the training timestep from the loss
+ * ddpm/tsampler.h — importance sampling of the training timestep from the loss
  * history (Nichol & Dhariwal 2021, "Improved DDPM", section 3.3, the
  * loss-second-moment resampler).
  *
@@ -19,7 +19,7 @@
 #ifndef DDPM_TSAMPLER_H
 #define DDPM_TSAMPLER_H
 
-#include "ddpm.h"
+#include "ddpm/core.h"
 
 #ifdef __cplusplus
 extern "C" {
