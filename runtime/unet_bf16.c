@@ -74,7 +74,7 @@ static void hash_floats(uint64_t h[8], const float *p, size_t n)
 
 static int add_layer(ddpm_bf16_cache *c, const ddpm_unet *m, int pw, int O, int I)
 {
-   if (I % 2) return 0;   /* the input convolution (3 channels): float32 */
+   if (I % 2 || I < DDPM_BF16_MIN_C) return 0;   /* float32 (unet_internal.h) */
    bf16_layer *L = &c->l[c->n];
    memset(L, 0, sizeof *L);
    L->offset = m->ptab[pw].offset;

@@ -10,6 +10,13 @@
 
 enum { N_CONV, N_RES, N_ATTN, N_UPSAMPLE, N_CONCAT, N_OUTNORM };
 
+/* precision = bf16 runs a 3x3 stride-1 layer in bfloat16 from this many input
+   channels on (and an even count): with fewer the tile transforms, not the
+   products, take the time, and wino_bf16.c's two-phase pass lost to the
+   float32 one (Fashion-MNIST's 32- and 64-channel layers at batch 256: 0.65x
+   and 1.0x; CIFAR-10's 128 and 256: 1.4x and 1.6x). */
+#define DDPM_BF16_MIN_C 128
+
 /* A module's weight and bias (a GroupNorm's gain and shift) as indices into
    the parameter table, set where unet.c registers them. */
 typedef struct pslot { int w, b; } pslot;
@@ -108,7 +115,7 @@ struct ddpm_unet {
    uint64_t dropout_seed;
    uint64_t dropout_first;            /* index of the batch's first image (data parallel) */
    ddpm_unet_prof *prof;              /* per-op timers, when not NULL (bench) */
-   int precision;                     /* ddpm_precision (bf16.h) of inference forwards */
+   int precision;                     /* ddpm_precision of inference forwards */
    struct ddpm_bf16_cache *bf16;      /* bfloat16 filters (unet_bf16.c), made on first use */
 };
 
