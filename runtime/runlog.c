@@ -34,14 +34,14 @@
 
 /* ------------------------------------------------------------ helpers */
 
-double runlog_wall_now(void)
+double ddpm_runlog_wall_now(void)
 {
    struct timespec ts;
    clock_gettime(CLOCK_REALTIME, &ts);
    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-double runlog_mono_now(void)
+double ddpm_runlog_mono_now(void)
 {
    struct timespec ts;
    clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -50,7 +50,7 @@ double runlog_mono_now(void)
 
 /* Errors of the file itself (disk full, I/O, read-only, locked, corrupt)
    name the file, so a message read far from the call says which one. */
-int runlog_file_error(int code)
+int ddpm_runlog_file_error(int code)
 {
    code &= 0xff;
    return code == SQLITE_FULL || code == SQLITE_IOERR || code == SQLITE_READONLY ||
@@ -58,9 +58,9 @@ int runlog_file_error(int code)
           code == SQLITE_BUSY || code == SQLITE_LOCKED || code == SQLITE_PERM;
 }
 
-int runlog_sql_error(ddpm_runlog *rl, const char *what)
+int ddpm_runlog_sql_error(ddpm_runlog *rl, const char *what)
 {
-   if (runlog_file_error(sqlite3_errcode(rl->db)) && strcmp(what, rl->path) != 0)
+   if (ddpm_runlog_file_error(sqlite3_errcode(rl->db)) && strcmp(what, rl->path) != 0)
       return ddpm_seterr(DDPM_ESQL, "%s: %s: %s", what, rl->path, sqlite3_errmsg(rl->db));
    return ddpm_seterr(DDPM_ESQL, "%s: %s", what, sqlite3_errmsg(rl->db));
 }
@@ -70,7 +70,8 @@ int runlog_sql_error(ddpm_runlog *rl, const char *what)
 static int prep(ddpm_runlog *rl, const char *what, sqlite3_stmt **st, const char *sql,
                 const char *types, va_list ap)
 {
-   if (sqlite3_prepare_v2(rl->db, sql, -1, st, NULL) != SQLITE_OK) return runlog_sql_error(rl, what);
+   if (sqlite3_prepare_v2(rl->db, sql, -1, st, NULL) != SQLITE_OK)
+      return ddpm_runlog_sql_error(rl, what);
    for (int k = 0; types[k]; k++) {
       int rc;
       if (types[k] == 'i') rc = sqlite3_bind_int64(*st, k + 1, va_arg(ap, int64_t));
@@ -80,7 +81,7 @@ static int prep(ddpm_runlog *rl, const char *what, sqlite3_stmt **st, const char
          rc = s ? sqlite3_bind_text(*st, k + 1, s, -1, SQLITE_STATIC) : sqlite3_bind_null(*st, k + 1);
       }
       if (rc != SQLITE_OK) {
-         rc = runlog_sql_error(rl, what);
+         rc = ddpm_runlog_sql_error(rl, what);
          sqlite3_finalize(*st);
          *st = NULL;
          return rc;
@@ -100,7 +101,7 @@ static int sql_exec(ddpm_runlog *rl, const char *what, int *changes, const char 
    va_end(ap);
    if (rc != DDPM_OK) return rc;
    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {}
-   rc = rc == SQLITE_DONE ? DDPM_OK : runlog_sql_error(rl, what);
+   rc = rc == SQLITE_DONE ? DDPM_OK : ddpm_runlog_sql_error(rl, what);
    if (changes) *changes = sqlite3_changes(rl->db);
    sqlite3_finalize(st);
    return rc;
@@ -126,13 +127,13 @@ static int sql_text(ddpm_runlog *rl, const char *what, char *buf, size_t len, in
       }
       rc = DDPM_OK;
    } else {
-      rc = rc == SQLITE_DONE ? DDPM_OK : runlog_sql_error(rl, what);
+      rc = rc == SQLITE_DONE ? DDPM_OK : ddpm_runlog_sql_error(rl, what);
    }
    sqlite3_finalize(st);
    return rc;
 }
 
-int runlog_exec_plain(ddpm_runlog *rl, const char *what, const char *sql)
+int ddpm_runlog_exec_plain(ddpm_runlog *rl, const char *what, const char *sql)
 {
    char *err = NULL;
    if (sqlite3_exec(rl->db, sql, NULL, NULL, &err) == SQLITE_OK) return DDPM_OK;
@@ -141,12 +142,12 @@ int runlog_exec_plain(ddpm_runlog *rl, const char *what, const char *sql)
    return rc;
 }
 
-void runlog_rollback(ddpm_runlog *rl)
+void ddpm_runlog_rollback(ddpm_runlog *rl)
 {
    if (!sqlite3_get_autocommit(rl->db)) sqlite3_exec(rl->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-int runlog_pragma_int(ddpm_runlog *rl, const char *what, const char *sql, int64_t *out)
+int ddpm_runlog_pragma_int(ddpm_runlog *rl, const char *what, const char *sql, int64_t *out)
 {
    char buf[32];
    int found;
@@ -174,7 +175,7 @@ static int check_json(ddpm_runlog *rl, const char *what, const char *field, cons
    return DDPM_OK;
 }
 
-int runlog_check_run(ddpm_runlog *rl, const char *what, int64_t run_id)
+int ddpm_runlog_check_run(ddpm_runlog *rl, const char *what, int64_t run_id)
 {
    char buf[16];
    int found;
@@ -185,7 +186,7 @@ int runlog_check_run(ddpm_runlog *rl, const char *what, int64_t run_id)
    return rc;
 }
 
-int runlog_check_name(const char *what, const char *field, const char *s)
+int ddpm_runlog_check_name(const char *what, const char *field, const char *s)
 {
    if (!s || !*s) return ddpm_seterr(DDPM_EINVAL, "%s: %s is empty", what, field);
    if (strlen(s) > MAX_NAME)
@@ -289,14 +290,14 @@ static void sql_run_gone(sqlite3_context *ctx, int argc, sqlite3_value **argv)
    'running' by a process that is gone become 'crashed'. */
 static int mark_crashed(ddpm_runlog *rl)
 {
-   int rc = runlog_exec_plain(rl, rl->path, "BEGIN IMMEDIATE");
+   int rc = ddpm_runlog_exec_plain(rl, rl->path, "BEGIN IMMEDIATE");
    if (rc != DDPM_OK) return rc;
-   rc = runlog_exec_plain(rl, rl->path,
+   rc = ddpm_runlog_exec_plain(rl, rl->path,
           "UPDATE runs SET status = 'crashed', end_time = coalesce(heartbeat, start_time),"
           " error_text = coalesce(error_text, 'process ' || pid || ' on ' || host ||"
           " ' exited without ending the run') WHERE " RUN_GONE);
-   if (rc == DDPM_OK) rc = runlog_exec_plain(rl, rl->path, "COMMIT");
-   if (rc != DDPM_OK) runlog_rollback(rl);
+   if (rc == DDPM_OK) rc = ddpm_runlog_exec_plain(rl, rl->path, "COMMIT");
+   if (rc != DDPM_OK) ddpm_runlog_rollback(rl);
    return rc;
 }
 
@@ -331,9 +332,9 @@ static int shadow_runs(ddpm_runlog *rl)
    }
    fputs(" FROM main.runs", f);
    fclose(f);
-   if (rc != SQLITE_OK) { free(sql); return runlog_sql_error(rl, rl->path); }
+   if (rc != SQLITE_OK) { free(sql); return ddpm_runlog_sql_error(rl, rl->path); }
    sqlite3_finalize(st);
-   rc = n > 0 ? runlog_exec_plain(rl, rl->path, sql)
+   rc = n > 0 ? ddpm_runlog_exec_plain(rl, rl->path, sql)
               : ddpm_seterr(DDPM_EFORMAT, "%s: the run store has no runs table", rl->path);
    free(sql);
    return rc;
@@ -360,7 +361,7 @@ static int prepare_all(ddpm_runlog *rl)
                             &rl->heartbeat, &rl->nonfinite};
    for (int i = 0; i < 6; i++)
       if (sqlite3_prepare_v2(rl->db, sql[i], -1, out[i], NULL) != SQLITE_OK)
-         return runlog_sql_error(rl, rl->path);
+         return ddpm_runlog_sql_error(rl, rl->path);
    return DDPM_OK;
 }
 
@@ -369,10 +370,10 @@ static int setup(ddpm_runlog *rl)
    const char *what = rl->path;
    int64_t version, app;
    sqlite3_busy_timeout(rl->db, 5000);
-   int rc = runlog_exec_plain(rl, what, "PRAGMA foreign_keys = ON");
+   int rc = ddpm_runlog_exec_plain(rl, what, "PRAGMA foreign_keys = ON");
    /* The first read of the file: a corrupt or foreign file fails here. */
-   if (rc == DDPM_OK) rc = runlog_pragma_int(rl, what, "PRAGMA user_version", &version);
-   if (rc == DDPM_OK) rc = runlog_pragma_int(rl, what, "PRAGMA application_id", &app);
+   if (rc == DDPM_OK) rc = ddpm_runlog_pragma_int(rl, what, "PRAGMA user_version", &version);
+   if (rc == DDPM_OK) rc = ddpm_runlog_pragma_int(rl, what, "PRAGMA application_id", &app);
    if (rc != DDPM_OK) return rc;
    if (version > DDPM_RUNLOG_SCHEMA_VERSION)
       return ddpm_seterr(DDPM_EFORMAT, "%s: run store schema version %lld is newer than this "
@@ -383,21 +384,22 @@ static int setup(ddpm_runlog *rl)
                          "user_version %lld)", what, (long long)app, (long long)version);
    rc = sqlite3_create_function(rl->db, "ddpm_run_gone", 3, SQLITE_UTF8, rl, sql_run_gone,
                                 NULL, NULL);
-   if (rc != SQLITE_OK) return runlog_sql_error(rl, what);
+   if (rc != SQLITE_OK) return ddpm_runlog_sql_error(rl, what);
    if (!rl->readonly) rl->readonly = sqlite3_db_readonly(rl->db, "main") == 1;
    if (!rl->readonly) {
       /* journal_mode needs an exclusive lock for a moment; two processes
          opening a new file together may see SQLITE_BUSY despite the timeout. */
-      double t0 = runlog_mono_now();
+      double t0 = ddpm_runlog_mono_now();
       for (;;) {
          rc = sqlite3_exec(rl->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
          if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) break;
-         if (runlog_mono_now() - t0 > 10.0) break;
+         if (ddpm_runlog_mono_now() - t0 > 10.0) break;
          struct timespec ts = {0, 10 * 1000 * 1000};
          nanosleep(&ts, NULL);
       }
-      if (rc != SQLITE_OK) return runlog_sql_error(rl, what);
-      if ((rc = runlog_exec_plain(rl, what, "PRAGMA synchronous = NORMAL")) != DDPM_OK) return rc;
+      if (rc != SQLITE_OK) return ddpm_runlog_sql_error(rl, what);
+      rc = ddpm_runlog_exec_plain(rl, what, "PRAGMA synchronous = NORMAL");
+      if (rc != DDPM_OK) return rc;
    }
    if (version < DDPM_RUNLOG_SCHEMA_VERSION) {
       if (rl->readonly && version == 0)
@@ -406,11 +408,12 @@ static int setup(ddpm_runlog *rl)
          return ddpm_seterr(DDPM_EIO, "%s: read-only, and its schema (version %lld) needs "
                             "upgrading to %d by a writer", what, (long long)version,
                             DDPM_RUNLOG_SCHEMA_VERSION);
-      if ((rc = runlog_migrate(rl)) != DDPM_OK) return rc;
+      if ((rc = ddpm_runlog_migrate(rl)) != DDPM_OK) return rc;
    }
    if ((rc = prepare_all(rl)) != DDPM_OK) return rc;
    if (rl->readonly) {
-      if ((rc = runlog_exec_plain(rl, what, "PRAGMA temp_store = MEMORY")) != DDPM_OK) return rc;
+      rc = ddpm_runlog_exec_plain(rl, what, "PRAGMA temp_store = MEMORY");
+      if (rc != DDPM_OK) return rc;
       return shadow_runs(rl);
    }
    return mark_crashed(rl);
@@ -443,7 +446,7 @@ static ddpm_runlog *new_log(const char *path)
       return NULL;
    }
    if (gethostname(rl->host, sizeof rl->host - 1) != 0) strcpy(rl->host, "unknown");
-   rl->last_flush = runlog_mono_now();
+   rl->last_flush = ddpm_runlog_mono_now();
    return rl;
 }
 
@@ -559,7 +562,8 @@ int ddpm_runlog_begin_run(ddpm_runlog *rl, const ddpm_run_info *info, int64_t *r
    int rc = check_json(rl, what, "config_json", config, "object");
    if (rc == DDPM_OK && info->argv_json) rc = check_json(rl, what, "argv_json", info->argv_json, NULL);
    if (rc == DDPM_OK && info->env_json) rc = check_json(rl, what, "env_json", info->env_json, NULL);
-   if (rc == DDPM_OK && info->parent_run_id != 0) rc = runlog_check_run(rl, what, info->parent_run_id);
+   if (rc == DDPM_OK && info->parent_run_id != 0)
+      rc = ddpm_runlog_check_run(rl, what, info->parent_run_id);
    if (rc != DDPM_OK) return rc;
    if (info->world_size < 0)
       return ddpm_seterr(DDPM_EINVAL, "%s: world_size %d is negative", what, info->world_size);
@@ -568,7 +572,7 @@ int ddpm_runlog_begin_run(ddpm_runlog *rl, const ddpm_run_info *info, int64_t *r
    make_uuid(uuid);
    ddpm_sha256_hex(script, strlen(script), script_sha);
    ddpm_sha256_hex(config, strlen(config), config_sha);
-   double now = runlog_wall_now();
+   double now = ddpm_runlog_wall_now();
    sqlite3_stmt *st;
    if (sqlite3_prepare_v2(rl->db,
           "INSERT INTO runs (uuid, name, experiment, parent_run_id, status, start_time, heartbeat,"
@@ -578,7 +582,7 @@ int ddpm_runlog_begin_run(ddpm_runlog *rl, const ddpm_run_info *info, int64_t *r
           " ?16, ?17, ?18, CASE WHEN ?20 < 0 THEN ?19 WHEN ?19 IS NULL"
           " THEN json_object('proc_start', ?20) WHEN json_type(?19) = 'object'"
           " THEN json_set(?19, '$.proc_start', ?20) ELSE ?19 END)", -1, &st, NULL) != SQLITE_OK)
-      return runlog_sql_error(rl, what);
+      return ddpm_runlog_sql_error(rl, what);
    sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
    if (info->name) sqlite3_bind_text(st, 2, info->name, -1, SQLITE_STATIC);
    sqlite3_bind_text(st, 3, experiment, -1, SQLITE_STATIC);
@@ -600,7 +604,7 @@ int ddpm_runlog_begin_run(ddpm_runlog *rl, const ddpm_run_info *info, int64_t *r
    if (info->env_json) sqlite3_bind_text(st, 19, info->env_json, -1, SQLITE_STATIC);
    /* with the pid, the process start time tells a reused pid apart */
    sqlite3_bind_int64(st, 20, ddpm_proc_start_time(0));
-   rc = sqlite3_step(st) == SQLITE_DONE ? DDPM_OK : runlog_sql_error(rl, what);
+   rc = sqlite3_step(st) == SQLITE_DONE ? DDPM_OK : ddpm_runlog_sql_error(rl, what);
    sqlite3_finalize(st);
    if (rc == DDPM_OK) *run_id = sqlite3_last_insert_rowid(rl->db);
    return rc;
@@ -613,7 +617,7 @@ int ddpm_runlog_end_run(ddpm_runlog *rl, int64_t run_id, const char *status, con
    if (strcmp(status, "finished") && strcmp(status, "failed") && strcmp(status, "interrupted"))
       return ddpm_seterr(DDPM_EINVAL, "%s: status '%s' is not one of finished, failed, "
                          "interrupted", what, status);
-   int rc = runlog_check_run(rl, what, run_id);
+   int rc = ddpm_runlog_check_run(rl, what, run_id);
    if (rc != DDPM_OK) return rc;
    /* End the run even when its last metrics cannot be written; report both. */
    int frc = ddpm_runlog_flush(rl);
@@ -621,7 +625,7 @@ int ddpm_runlog_end_run(ddpm_runlog *rl, int64_t run_id, const char *status, con
    rc = sql_exec(rl, what, &changed,
                  "UPDATE runs SET status = ?2, end_time = ?3, heartbeat = ?3, error_text = ?4"
                  " WHERE run_id = ?1 AND status IN ('running', 'crashed')",
-                 "itdt", run_id, status, runlog_wall_now(), error_text);
+                 "itdt", run_id, status, ddpm_runlog_wall_now(), error_text);
    if (rc != DDPM_OK) return rc;
    if (changed == 0) {
       char old[16];
@@ -639,8 +643,8 @@ int ddpm_runlog_set_tag(ddpm_runlog *rl, int64_t run_id, const char *key, const 
 {
    const char *what = "set_tag";
    if (!rl) return ddpm_seterr(DDPM_EINVAL, "%s: NULL log", what);
-   int rc = runlog_check_name(what, "tag key", key);
-   if (rc == DDPM_OK) rc = runlog_check_run(rl, what, run_id);
+   int rc = ddpm_runlog_check_name(what, "tag key", key);
+   if (rc == DDPM_OK) rc = ddpm_runlog_check_run(rl, what, run_id);
    if (rc != DDPM_OK) return rc;
    return sql_exec(rl, what, NULL,
                    "INSERT INTO run_tags (run_id, key, value) VALUES (?1, ?2, ?3)"
@@ -653,19 +657,19 @@ int ddpm_runlog_add_source(ddpm_runlog *rl, int64_t run_id, const char *path, co
    const char *what = "add_source";
    if (!rl || !text) return ddpm_seterr(DDPM_EINVAL, "%s: NULL argument", what);
    if (!path || !*path) return ddpm_seterr(DDPM_EINVAL, "%s: path is empty", what);
-   int rc = runlog_check_run(rl, what, run_id);
+   int rc = ddpm_runlog_check_run(rl, what, run_id);
    if (rc != DDPM_OK) return rc;
    char sha[65];
    ddpm_sha256_hex(text, strlen(text), sha);
-   if ((rc = runlog_exec_plain(rl, what, "BEGIN IMMEDIATE")) != DDPM_OK) return rc;
+   if ((rc = ddpm_runlog_exec_plain(rl, what, "BEGIN IMMEDIATE")) != DDPM_OK) return rc;
    rc = sql_exec(rl, what, NULL, "INSERT INTO sources (sha256, text) VALUES (?1, ?2)"
                  " ON CONFLICT (sha256) DO NOTHING", "tt", sha, text);
    if (rc == DDPM_OK)
       rc = sql_exec(rl, what, NULL, "INSERT INTO run_sources (run_id, path, sha256)"
                     " VALUES (?1, ?2, ?3) ON CONFLICT (run_id, path) DO UPDATE"
                     " SET sha256 = excluded.sha256", "itt", run_id, path, sha);
-   if (rc == DDPM_OK) rc = runlog_exec_plain(rl, what, "COMMIT");
-   if (rc != DDPM_OK) runlog_rollback(rl);
+   if (rc == DDPM_OK) rc = ddpm_runlog_exec_plain(rl, what, "COMMIT");
+   if (rc != DDPM_OK) ddpm_runlog_rollback(rl);
    return rc;
 }
 
@@ -683,10 +687,10 @@ int ddpm_runlog_log_artifact(ddpm_runlog *rl, int64_t run_id, int64_t step, cons
 {
    const char *what = "log_artifact";
    if (!rl) return ddpm_seterr(DDPM_EINVAL, "%s: NULL log", what);
-   int rc = runlog_check_name(what, "kind", kind);
+   int rc = ddpm_runlog_check_name(what, "kind", kind);
    if (rc != DDPM_OK) return rc;
    if (!path || !*path) return ddpm_seterr(DDPM_EINVAL, "%s: path is empty", what);
-   if ((rc = runlog_check_run(rl, what, run_id)) != DDPM_OK) return rc;
+   if ((rc = ddpm_runlog_check_run(rl, what, run_id)) != DDPM_OK) return rc;
    if (meta_json && (rc = check_json(rl, what, "meta_json", meta_json, NULL)) != DDPM_OK) return rc;
    struct stat sb;
    if (stat(path, &sb) != 0)
@@ -705,15 +709,15 @@ int ddpm_runlog_log_artifact(ddpm_runlog *rl, int64_t run_id, int64_t step, cons
    if (sqlite3_prepare_v2(rl->db, "INSERT INTO artifacts (run_id, step, kind, path, sha256,"
                           " meta_json, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                           -1, &st, NULL) != SQLITE_OK)
-      return runlog_sql_error(rl, what);
+      return ddpm_runlog_sql_error(rl, what);
    sqlite3_bind_int64(st, 1, run_id);
    if (step >= 0) sqlite3_bind_int64(st, 2, step);
    sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
    sqlite3_bind_text(st, 4, abs, -1, SQLITE_STATIC);
    if (have_sha) sqlite3_bind_text(st, 5, sha, -1, SQLITE_STATIC);
    if (meta_json) sqlite3_bind_text(st, 6, meta_json, -1, SQLITE_STATIC);
-   sqlite3_bind_double(st, 7, runlog_wall_now());
-   rc = sqlite3_step(st) == SQLITE_DONE ? DDPM_OK : runlog_sql_error(rl, what);
+   sqlite3_bind_double(st, 7, ddpm_runlog_wall_now());
+   rc = sqlite3_step(st) == SQLITE_DONE ? DDPM_OK : ddpm_runlog_sql_error(rl, what);
    sqlite3_finalize(st);
    return rc;
 }
@@ -723,7 +727,7 @@ int ddpm_runlog_log_checkpoint(ddpm_runlog *rl, int64_t run_id, int64_t step, co
    const char *what = "log_checkpoint";
    if (!rl) return ddpm_seterr(DDPM_EINVAL, "%s: NULL log", what);
    if (!path || !*path) return ddpm_seterr(DDPM_EINVAL, "%s: path is empty", what);
-   int rc = runlog_check_run(rl, what, run_id);
+   int rc = ddpm_runlog_check_run(rl, what, run_id);
    if (rc != DDPM_OK) return rc;
    char sha[65], abs[PATH_MAX];
    int64_t bytes;
@@ -735,5 +739,5 @@ int ddpm_runlog_log_checkpoint(ddpm_runlog *rl, int64_t run_id, int64_t step, co
                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (run_id, step) DO UPDATE SET"
                    " path = excluded.path, sha256 = excluded.sha256, bytes = excluded.bytes,"
                    " created = excluded.created",
-                   "iittid", run_id, step, abs, sha, bytes, runlog_wall_now());
+                   "iittid", run_id, step, abs, sha, bytes, ddpm_runlog_wall_now());
 }

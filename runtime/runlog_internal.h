@@ -44,17 +44,17 @@ struct ddpm_runlog {
 };
 
 /* runlog.c */
-double runlog_wall_now(void);
-double runlog_mono_now(void);
-int runlog_file_error(int code);   /* SQLITE_FULL, IOERR, READONLY, BUSY...: the file's fault */
-int runlog_sql_error(ddpm_runlog *rl, const char *what);
-int runlog_exec_plain(ddpm_runlog *rl, const char *what, const char *sql);
-void runlog_rollback(ddpm_runlog *rl);
-int runlog_pragma_int(ddpm_runlog *rl, const char *what, const char *sql, int64_t *out);
-int runlog_check_run(ddpm_runlog *rl, const char *what, int64_t run_id);
-int runlog_check_name(const char *what, const char *field, const char *s);
+double ddpm_runlog_wall_now(void);
+double ddpm_runlog_mono_now(void);
+int ddpm_runlog_file_error(int code);   /* SQLITE_FULL, IOERR, READONLY, BUSY...: the file's fault */
+int ddpm_runlog_sql_error(ddpm_runlog *rl, const char *what);
+int ddpm_runlog_exec_plain(ddpm_runlog *rl, const char *what, const char *sql);
+void ddpm_runlog_rollback(ddpm_runlog *rl);
+int ddpm_runlog_pragma_int(ddpm_runlog *rl, const char *what, const char *sql, int64_t *out);
+int ddpm_runlog_check_run(ddpm_runlog *rl, const char *what, int64_t run_id);
+int ddpm_runlog_check_name(const char *what, const char *field, const char *s);
 
 /* runlog_schema.c */
-int runlog_migrate(ddpm_runlog *rl);
+int ddpm_runlog_migrate(ddpm_runlog *rl);
 
 #endif

@@ -31,7 +31,7 @@ static int name_index(ddpm_runlog *rl, const char *name)
 static int known_run(ddpm_runlog *rl, int64_t run_id)
 {
    for (int i = 0; i < rl->nknown; i++) if (rl->known[i] == run_id) return DDPM_OK;
-   int rc = runlog_check_run(rl, "log_metric", run_id);
+   int rc = ddpm_runlog_check_run(rl, "log_metric", run_id);
    if (rc != DDPM_OK) return rc;
    if (rl->nknown == rl->capknown) {
       int cap = rl->capknown ? 2 * rl->capknown : 8;
@@ -49,7 +49,7 @@ int ddpm_runlog_log_metric(ddpm_runlog *rl, int64_t run_id, const char *name, in
 {
    const char *what = "log_metric";
    if (!rl) return ddpm_seterr(DDPM_EINVAL, "%s: NULL log", what);
-   int rc = runlog_check_name(what, "metric name", name);
+   int rc = ddpm_runlog_check_name(what, "metric name", name);
    if (rc == DDPM_OK) rc = known_run(rl, run_id);
    if (rc != DDPM_OK) return rc;
    if (rl->nrows >= DDPM_RUNLOG_MAX_PENDING && (rc = ddpm_runlog_flush(rl)) != DDPM_OK) return rc;
@@ -62,8 +62,9 @@ int ddpm_runlog_log_metric(ddpm_runlog *rl, int64_t run_id, const char *name, in
       rl->rows = p;
       rl->caprows = cap;
    }
-   rl->rows[rl->nrows++] = (pending_row){run_id, step, value, runlog_wall_now(), k};
-   if (rl->nrows >= DDPM_RUNLOG_FLUSH_ROWS || runlog_mono_now() - rl->last_flush >= DDPM_RUNLOG_FLUSH_SECONDS)
+   rl->rows[rl->nrows++] = (pending_row){run_id, step, value, ddpm_runlog_wall_now(), k};
+   if (rl->nrows >= DDPM_RUNLOG_FLUSH_ROWS ||
+       ddpm_runlog_mono_now() - rl->last_flush >= DDPM_RUNLOG_FLUSH_SECONDS)
       return ddpm_runlog_flush(rl);
    return DDPM_OK;
 }
@@ -120,10 +121,10 @@ static int write_row(ddpm_runlog *rl, const pending_row *r)
 int ddpm_runlog_flush(ddpm_runlog *rl)
 {
    if (!rl) return ddpm_seterr(DDPM_EINVAL, "flush: NULL log");
-   rl->last_flush = runlog_mono_now();
+   rl->last_flush = ddpm_runlog_mono_now();
    if (rl->nrows == 0) return DDPM_OK;
    int rc = sqlite3_exec(rl->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-   double now = runlog_wall_now();
+   double now = ddpm_runlog_wall_now();
    for (size_t i = 0; i < rl->nrows && rc == SQLITE_OK; i++) {
       const pending_row *r = &rl->rows[i];
       rc = write_row(rl, r);
@@ -143,12 +144,12 @@ int ddpm_runlog_flush(ddpm_runlog *rl)
    char msg[512];
    snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(rl->db));
    int code = sqlite3_errcode(rl->db) & 0xff;
-   runlog_rollback(rl);
+   ddpm_runlog_rollback(rl);
    /* Names interned in the rolled-back transaction are gone again. */
    for (int i = 0; i < rl->nnames; i++)
       if (rl->names[i].fresh) rl->names[i].id = 0, rl->names[i].fresh = 0;
    size_t n = rl->nrows;
-   const char *file = runlog_file_error(code) ? rl->path : NULL;
+   const char *file = ddpm_runlog_file_error(code) ? rl->path : NULL;
    if (code == SQLITE_CONSTRAINT) {
       /* A run deleted meanwhile, say: no retry can succeed. */
       rl->nrows = 0;

@@ -48,7 +48,7 @@ static int bind_param(ddpm_runlog *rl, sqlite3_stmt *st, const ddpm_runlog_param
    case DDPM_RUNLOG_BLOB: rc = sqlite3_bind_blob(st, idx, v->s ? v->s : "", (int)v->len, SQLITE_TRANSIENT); break;
    default: return ddpm_seterr(DDPM_EINVAL, "query: parameter %d has unknown type %d", idx, v->type);
    }
-   if (rc != SQLITE_OK) return runlog_sql_error(rl, "query");
+   if (rc != SQLITE_OK) return ddpm_runlog_sql_error(rl, "query");
    bound[idx] = 1;
    return DDPM_OK;
 }
@@ -66,7 +66,7 @@ static int prepare_query(ddpm_runlog *rl, const char *sql, const ddpm_runlog_par
       if (rl->readonly && strstr(sqlite3_errmsg(rl->db), "cannot modify runs because it is a view"))
          return ddpm_seterr(DDPM_EINVAL, "query: the run store %s is open read-only and this "
                             "statement would write to it: \"%.60s\"", rl->path, sql);
-      return runlog_sql_error(rl, "query");
+      return ddpm_runlog_sql_error(rl, "query");
    }
    if (!st) return ddpm_seterr(DDPM_EINVAL, "query: no SQL statement in \"%.60s\"", sql);
    while (tail && *tail) {
@@ -152,14 +152,14 @@ int ddpm_runlog_query(ddpm_runlog *rl, const char *sql, const ddpm_runlog_param 
    }
    if (rc == DDPM_OK && src != SQLITE_DONE)
       rc = src == SQLITE_INTERRUPT ? ddpm_seterr(DDPM_EINTR, "query: interrupted")
-                                   : runlog_sql_error(rl, "query");
+                                   : ddpm_runlog_sql_error(rl, "query");
    sqlite3_finalize(st);
    sqlite3_progress_handler(rl->db, 0, NULL, NULL);
    free(names);
    free(vals);
    if (!sqlite3_get_autocommit(rl->db)) {
       /* Flushes need autocommit mode (BEGIN IMMEDIATE); one query is one unit. */
-      runlog_rollback(rl);
+      ddpm_runlog_rollback(rl);
       if (rc == DDPM_OK)
          rc = ddpm_seterr(DDPM_EINVAL, "query: a statement may not leave a transaction open "
                           "(rolled back)");

@@ -76,16 +76,17 @@ static const char *const migrations[DDPM_RUNLOG_SCHEMA_VERSION] = {
    "CREATE INDEX artifacts_run ON artifacts(run_id, kind, step);",
 };
 
-int runlog_migrate(ddpm_runlog *rl)
+int ddpm_runlog_migrate(ddpm_runlog *rl)
 {
    const char *what = rl->path;
    int64_t version, app, ntables;
-   int rc = runlog_exec_plain(rl, what, "BEGIN IMMEDIATE");
+   int rc = ddpm_runlog_exec_plain(rl, what, "BEGIN IMMEDIATE");
    if (rc != DDPM_OK) return rc;
    /* Read again under the write lock: another process may have migrated. */
-   if ((rc = runlog_pragma_int(rl, what, "PRAGMA user_version", &version)) != DDPM_OK ||
-       (rc = runlog_pragma_int(rl, what, "PRAGMA application_id", &app)) != DDPM_OK ||
-       (rc = runlog_pragma_int(rl, what, "SELECT count(*) FROM sqlite_schema", &ntables)) != DDPM_OK)
+   if ((rc = ddpm_runlog_pragma_int(rl, what, "PRAGMA user_version", &version)) != DDPM_OK ||
+       (rc = ddpm_runlog_pragma_int(rl, what, "PRAGMA application_id", &app)) != DDPM_OK ||
+       (rc = ddpm_runlog_pragma_int(rl, what, "SELECT count(*) FROM sqlite_schema",
+                                    &ntables)) != DDPM_OK)
       goto fail;
    if (version > DDPM_RUNLOG_SCHEMA_VERSION) {
       rc = ddpm_seterr(DDPM_EFORMAT, "%s: run store schema version %lld is newer than this "
@@ -99,14 +100,14 @@ int runlog_migrate(ddpm_runlog *rl)
       goto fail;
    }
    for (; version < DDPM_RUNLOG_SCHEMA_VERSION; version++)
-      if ((rc = runlog_exec_plain(rl, what, migrations[version])) != DDPM_OK) goto fail;
+      if ((rc = ddpm_runlog_exec_plain(rl, what, migrations[version])) != DDPM_OK) goto fail;
    char sql[128];
    snprintf(sql, sizeof sql, "PRAGMA user_version = %d; PRAGMA application_id = %d",
             DDPM_RUNLOG_SCHEMA_VERSION, DDPM_RUNLOG_APPLICATION_ID);
-   if ((rc = runlog_exec_plain(rl, what, sql)) != DDPM_OK) goto fail;
-   if ((rc = runlog_exec_plain(rl, what, "COMMIT")) != DDPM_OK) goto fail;
+   if ((rc = ddpm_runlog_exec_plain(rl, what, sql)) != DDPM_OK) goto fail;
+   if ((rc = ddpm_runlog_exec_plain(rl, what, "COMMIT")) != DDPM_OK) goto fail;
    return DDPM_OK;
 fail:
-   runlog_rollback(rl);
+   ddpm_runlog_rollback(rl);
    return rc;
 }
