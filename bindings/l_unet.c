@@ -324,12 +324,18 @@ static int l_unet_set_dropout_seed(lua_State *L)
    return 0;
 }
 
-/* u:set_precision('float32' | 'bf16'): a Lua error where bf16 is not available */
+/* u:set_precision('float32' | 'bf16' [, min_channels]): a Lua error where
+   bf16 is not available */
 static int l_unet_set_precision(lua_State *L)
 {
    static const char *const names[] = {"float32", "bf16", NULL};
    l_unet *u = check_unet(L, 1);
    int p = luaL_checkoption(L, 2, NULL, names);
+   if (!lua_isnoneornil(L, 3)) {
+      lua_Number c = luaL_checknumber(L, 3);
+      luaL_argcheck(L, c >= 2 && c <= 1 << 20 && c == floor(c), 3, "min_channels must be an integer >= 2");
+      l_check(L, ddpm_unet_set_bf16_min_channels(u->m, (int)c), "set_precision");
+   }
    l_check(L, ddpm_unet_set_precision(u->m, p == 1 ? DDPM_BF16 : DDPM_FLOAT32), "set_precision");
    return 0;
 }

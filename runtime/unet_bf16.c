@@ -56,6 +56,18 @@ int ddpm_unet_set_precision(ddpm_unet *m, ddpm_precision p)
 
 ddpm_precision ddpm_unet_precision(const ddpm_unet *m) { return (ddpm_precision)m->precision; }
 
+int ddpm_unet_set_bf16_min_channels(ddpm_unet *m, int c)
+{
+   if (c < 2) return ddpm_seterr(DDPM_EINVAL, "unet: bf16 min_channels %d must be at least 2", c);
+   if (c != BF16_MIN_C(m)) {
+      m->bf16_min_c = c;
+      ddpm_bf16_cache_free(m->bf16);   /* other layers now: made again at the next forward */
+      m->bf16 = NULL;
+      m->pN = 0;
+   }
+   return DDPM_OK;
+}
+
 static void hash_floats(uint64_t h[8], const float *p, size_t n)
 {
    for (int l = 0; l < 8; l++) h[l] = 0xcbf29ce484222325ull + (uint64_t)l;
@@ -74,7 +86,7 @@ static void hash_floats(uint64_t h[8], const float *p, size_t n)
 
 static int add_layer(ddpm_bf16_cache *c, const ddpm_unet *m, int pw, int O, int I)
 {
-   if (I % 2 || I < DDPM_BF16_MIN_C) return 0;   /* float32 (unet_internal.h) */
+   if (I % 2 || I < BF16_MIN_C(m)) return 0;   /* float32 (unet_internal.h) */
    bf16_layer *L = &c->l[c->n];
    memset(L, 0, sizeof *L);
    L->offset = m->ptab[pw].offset;

@@ -16,6 +16,7 @@ enum { N_CONV, N_RES, N_ATTN, N_UPSAMPLE, N_CONCAT, N_OUTNORM };
    float32 one (Fashion-MNIST's 32- and 64-channel layers at batch 256: 0.65x
    and 1.0x; CIFAR-10's 128 and 256: 1.4x and 1.6x). */
 #define DDPM_BF16_MIN_C 128
+#define BF16_MIN_C(m) ((m)->bf16_min_c ? (m)->bf16_min_c : DDPM_BF16_MIN_C)
 
 /* A module's weight and bias (a GroupNorm's gain and shift) as indices into
    the parameter table, set where unet.c registers them. */
@@ -117,6 +118,7 @@ struct ddpm_unet {
    ddpm_unet_prof *prof;              /* per-op timers, when not NULL (bench) */
    int precision;                     /* ddpm_precision of inference forwards */
    struct ddpm_bf16_cache *bf16;      /* bfloat16 filters (unet_bf16.c), made on first use */
+   int bf16_min_c;                    /* 0: DDPM_BF16_MIN_C */
 };
 
 #endif

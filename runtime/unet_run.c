@@ -154,14 +154,14 @@ static int plan_threads(void)
 }
 
 /* Whether an inference forward runs this layer in bfloat16: the 3x3 stride-1
-   "same" layers with an even input count of at least DDPM_BF16_MIN_C (those
+   "same" layers with an even input count of at least BF16_MIN_C (those
    unet_bf16.c caches filters for), Winograd or not in float32: with the
    filters transformed once per weight change, the small-tile layers that
    float32 sends to im2col pay too. */
 static int bf16_layer(const ddpm_unet *m, const ddpm_conv2d_shape *s, int keep)
 {
    return m->precision == DDPM_BF16 && !keep && s->KH == 3 && s->KW == 3 && s->stride == 1 &&
-          s->pad_t == 1 && s->pad_l == 1 && s->OH == s->H && s->OW == s->W && s->C % 2 == 0 && s->C >= DDPM_BF16_MIN_C;
+          s->pad_t == 1 && s->pad_l == 1 && s->OH == s->H && s->OW == s->W && s->C % 2 == 0 && s->C >= BF16_MIN_C(m);
 }
 
 static size_t conv_scratch(const ddpm_unet *m, const ddpm_conv2d_shape *s, int wino, int keep)

@@ -155,11 +155,11 @@ end
 
 -- Sets the C model's precision; a bad name or a CPU without AVX512-BF16 is
 -- an error naming `who`, raised at `level`.
-function UNet:_apply_precision(p, who, level)
+function UNet:_apply_precision(p, who, level, min_channels)
    if p ~= 'float32' and p ~= 'bf16' then
       error(("%s: precision must be 'float32' or 'bf16', got %s"):format(who, tostring(p)), level)
    end
-   local ok, err = pcall(self._c.set_precision, self._c, p)
+   local ok, err = pcall(self._c.set_precision, self._c, p, min_channels)
    if not ok then
       error(who .. ': ' .. tostring(err):gsub('^[^:]*:%d+: ', ''):gsub('^set_precision: unet: ', ''), level)
    end
@@ -170,10 +170,13 @@ end
 --- forward: the arithmetic of forwards without gradients (sampling, the NLL
 --- bound). 'bf16' multiplies the 3x3 convolutions in bfloat16 with float32
 --- sums (AVX512-BF16); a CPU without it raises an error saying so. Forwards
---- for training stay float32. Not saved with the model.
-function UNet:set_precision(p)
+--- for training stay float32. Not saved with the model. opt.min_channels:
+--- the fewest input channels of a layer run in bfloat16 (128; below that
+--- float32 is as fast; 2 for every layer, as the quality gate does).
+function UNet:set_precision(p, opt)
    check_self(self, 'set_precision')
-   self:_apply_precision(p, 'set_precision', 3)
+   if opt ~= nil and type(opt) ~= 'table' then error('set_precision: options must be a table', 2) end
+   self:_apply_precision(p, 'set_precision', 3, opt and opt.min_channels)
    return self
 end
 

@@ -147,6 +147,13 @@ static void test_network(void)
    float *ref3 = malloc(n * 4);
    ddpm_unet_forward(m, ref3, x, t, N, 32, 32);
    CHECK(!memcmp(ref3, ref, n * 4), "float32 output bit-identical after a bf16 detour");
+   CHECK(ddpm_unet_set_bf16_min_channels(m, 1) == DDPM_EINVAL && strstr(ddpm_errmsg(), "at least 2"),
+         "min_channels 1 refused (%s)", ddpm_errmsg());
+   /* every even-input layer in bf16 (128 and 256 here already: same output) */
+   CHECK(ddpm_unet_set_bf16_min_channels(m, 2) == DDPM_OK &&
+         ddpm_unet_set_precision(m, DDPM_BF16) == DDPM_OK &&
+         ddpm_unet_forward(m, got2, x, t, N, 32, 32) == DDPM_OK && !memcmp(got2, got, n * 4),
+         "min_channels 2 on the CIFAR-10 model: the same layers, the same bits");
    free(x); free(ref); free(got); free(ref2); free(got2); free(ref3);
    ddpm_unet_free(m);
 }

@@ -53,6 +53,9 @@ function tests.precision_option_and_errors()
    T.assert_error(function() ddpm.unet{ch = 32, resolution = 8, precision = 16} end, "option 'precision' must be a string")
    T.assert_error(function() ddpm.unet{ch = 32, resolution = 8, precision = 'half'} end, "unet: precision must be")
    T.assert_error(function() m._c:set_precision('half') end, "invalid option 'half'")
+   T.assert_error(function() m:set_precision('float32', 5) end, 'options must be a table')
+   T.assert_error(function() m:set_precision('float32', {min_channels = 1}) end, 'min_channels must be an integer >= 2')
+   T.assert_error(function() m:set_precision('float32', {min_channels = 'x'}) end, 'number expected, got string')
    T.assert_error(function() m._c.set_precision(nil, 'bf16') end, 'ddpm.UNet')
    T.assert_eq(m.precision, 'float32', 'unchanged after the errors')
    m._c:free()
@@ -103,9 +106,10 @@ end
 -- short: FD-LeNet of bf16 samples (seed 1) against float32 samples of the
 -- same seed, within the distance between float32 samples of seeds 1 and 2
 -- (plus a margin for so few samples); the NLL bound with the same noise.
+-- Every 3x3 layer with an even input count runs in bfloat16 (min_channels 2).
 function tests.quality_gate_fashion_mnist()
    need_bf16()
-   if not exists(GATE_MODEL) then T.skip(GATE_MODEL .. ' is missing: ./ddpmlua scripts/bf16_quality.lua --train') end
+   if not exists(GATE_MODEL) then T.skip(GATE_MODEL .. ' is missing: ./ddpmlua scripts/bf16_quality.lua --from=<checkpoint>') end
    if not exists(FMNIST) then T.skip('Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)') end
    local gate = dofile('scripts/bf16_quality.lua')
    local r = gate.run{model = GATE_MODEL, n = 200, steps = 40, nll_n = 64, nll_steps = 40, progress = false,

@@ -31,6 +31,12 @@ int ddpm_bf16_available(void);
 int ddpm_unet_set_precision(ddpm_unet *m, ddpm_precision p);
 ddpm_precision ddpm_unet_precision(const ddpm_unet *m);
 
+/* The fewest input channels of a 3x3 layer that bf16 runs in bfloat16
+   (default 128: below that float32 is as fast); 2 puts every layer with an
+   even input count in bfloat16, which a quality gate on a small model wants.
+   DDPM_EINVAL for c < 2. */
+int ddpm_unet_set_bf16_min_channels(ddpm_unet *m, int c);
+
 #ifdef __cplusplus
 }
 #endif
