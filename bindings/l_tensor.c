@@ -479,7 +479,8 @@ static int arith(lua_State *L, int op, const char *what)
       return luaL_error(L, "%s: expected a tensor or a number, got %s", what, luaL_typename(L, si));
    ddpm_tensor *o = ddpm_tensor_new(t->ndim, t->size);
    l_check_ptr(L, o, what);
-   ddpm_tensor_scalarop(o, t, lua_tonumber(L, si), op, si == 1);
+   ddpm_tensor_scalarop(o, t, lua_tonumber(L, si), op,
+                        si == 1 ? DDPM_SCALAR_LEFT : DDPM_SCALAR_RIGHT);
    push_new(L, o, what);
    return 1;
 }
@@ -494,7 +495,7 @@ static int l_unm(lua_State *L)
    ddpm_tensor *t = l_checktensor(L, 1);
    ddpm_tensor *o = ddpm_tensor_new(t->ndim, t->size);
    l_check_ptr(L, o, "unm");
-   ddpm_tensor_scalarop(o, t, -1.0, DDPM_OP_MUL, 0);
+   ddpm_tensor_scalarop(o, t, -1.0, DDPM_OP_MUL, DDPM_SCALAR_RIGHT);
    push_new(L, o, "unm");
    return 1;
 }
@@ -504,7 +505,8 @@ static int l_add_inplace(lua_State *L)
 {
    ddpm_tensor *t = l_checktensor(L, 1);
    if (lua_type(L, 2) == LUA_TNUMBER) {
-      l_check(L, ddpm_tensor_scalarop(t, t, lua_tonumber(L, 2), DDPM_OP_ADD, 0), "add_");
+      l_check(L, ddpm_tensor_scalarop(t, t, lua_tonumber(L, 2), DDPM_OP_ADD, DDPM_SCALAR_RIGHT),
+              "add_");
    } else {
       ddpm_tensor *o = l_checktensor(L, 2);
       double alpha = luaL_optnumber(L, 3, 1.0);
@@ -517,7 +519,7 @@ static int l_add_inplace(lua_State *L)
       else {
          ddpm_tensor *s = ddpm_tensor_clone(o);
          l_check_ptr(L, s, "add_");
-         ddpm_tensor_scalarop(s, s, alpha, DDPM_OP_MUL, 0);
+         ddpm_tensor_scalarop(s, s, alpha, DDPM_OP_MUL, DDPM_SCALAR_RIGHT);
          ddpm_tensor_binop(t, t, s, DDPM_OP_ADD);
          ddpm_tensor_release(s);
       }
@@ -530,7 +532,8 @@ static int l_mul_inplace(lua_State *L)
 {
    ddpm_tensor *t = l_checktensor(L, 1);
    if (lua_type(L, 2) == LUA_TNUMBER)
-      l_check(L, ddpm_tensor_scalarop(t, t, lua_tonumber(L, 2), DDPM_OP_MUL, 0), "mul_");
+      l_check(L, ddpm_tensor_scalarop(t, t, lua_tonumber(L, 2), DDPM_OP_MUL, DDPM_SCALAR_RIGHT),
+              "mul_");
    else
       l_check(L, ddpm_tensor_binop(t, t, l_checktensor(L, 2), DDPM_OP_MUL), "mul_");
    lua_settop(L, 1);
@@ -542,13 +545,7 @@ static int l_equal(lua_State *L)
 {
    ddpm_tensor *a = l_checktensor(L, 1), *b = l_checktensor(L, 2);
    if (!ddpm_tensor_same_shape(a, b)) { lua_pushboolean(L, 0); return 1; }
-   int64_t n = ddpm_tensor_numel(a);
-   ddpm_tensor *ca = ddpm_tensor_is_contiguous(a) ? NULL : ddpm_tensor_clone(a);
-   ddpm_tensor *cb = ddpm_tensor_is_contiguous(b) ? NULL : ddpm_tensor_clone(b);
-   int eq = memcmp(ddpm_tensor_data(ca ? ca : a), ddpm_tensor_data(cb ? cb : b),
-                   (size_t)n * sizeof(float)) == 0;
-   ddpm_tensor_release(ca);
-   ddpm_tensor_release(cb);
+   int eq = ddpm_tensor_equal(a, b);
    lua_pushboolean(L, eq);
    return 1;
 }
@@ -562,12 +559,7 @@ static int l_max_abs_diff(lua_State *L)
       return luaL_error(L, "max_abs_diff: shapes %s and %s differ", ddpm_tensor_shape_str(a, sa, sizeof sa),
                         ddpm_tensor_shape_str(b, sb, sizeof sb));
    }
-   ddpm_tensor *d = ddpm_tensor_new(a->ndim, a->size);
-   l_check_ptr(L, d, "max_abs_diff");
-   ddpm_tensor_binop(d, a, b, DDPM_OP_SUB);
-   double mx = -ddpm_tensor_min(d), mn = ddpm_tensor_max(d);
-   ddpm_tensor_release(d);
-   lua_pushnumber(L, mx > mn ? mx : mn);
+   lua_pushnumber(L, ddpm_tensor_max_abs_diff(a, b));
    return 1;
 }
 
@@ -577,8 +569,7 @@ static int l_abs(lua_State *L)
    ddpm_tensor *t = l_checktensor(L, 1);
    ddpm_tensor *o = ddpm_tensor_clone(t);
    l_check_ptr(L, o, "abs");
-   float *p = ddpm_tensor_data(o);
-   for (int64_t i = 0, n = ddpm_tensor_numel(o); i < n; i++) p[i] = fabsf(p[i]);
+   ddpm_tensor_abs(o, o);
    push_new(L, o, "abs");
    return 1;
 }
@@ -591,13 +582,7 @@ static int l_to_8bit(lua_State *L)
    ddpm_tensor *t = l_checktensor(L, 1);
    ddpm_tensor *o = ddpm_tensor_clone(t);
    l_check_ptr(L, o, "to_8bit");
-   float *p = ddpm_tensor_data(o);
-   for (int64_t i = 0, n = ddpm_tensor_numel(o); i < n; i++) {
-      double d = p[i];
-      if (d != d) d = 0;
-      d = d < -1 ? -1 : d > 1 ? 1 : d;
-      p[i] = (float)(floor((d + 1.0) * 127.5 + 0.5) / 127.5 - 1.0);
-   }
+   ddpm_tensor_to_8bit(o, o);
    push_new(L, o, "to_8bit");
    return 1;
 }
@@ -610,8 +595,7 @@ static int l_clamp(lua_State *L)
    luaL_argcheck(L, lo <= hi, 3, "clamp: lower bound above upper bound");
    ddpm_tensor *o = ddpm_tensor_clone(t);
    l_check_ptr(L, o, "clamp");
-   float *p = ddpm_tensor_data(o);
-   for (int64_t i = 0, n = ddpm_tensor_numel(o); i < n; i++) p[i] = p[i] < lo ? lo : p[i] > hi ? hi : p[i];
+   ddpm_tensor_clamp(o, o, lo, hi);
    push_new(L, o, "clamp");
    return 1;
 }

@@ -302,7 +302,8 @@ int ddpm_tensor_binop(ddpm_tensor *out, const ddpm_tensor *a, const ddpm_tensor 
    return DDPM_OK;
 }
 
-int ddpm_tensor_scalarop(ddpm_tensor *out, const ddpm_tensor *a, double s, int op, int scalar_left)
+int ddpm_tensor_scalarop(ddpm_tensor *out, const ddpm_tensor *a, double s, int op,
+                         ddpm_scalar_side side)
 {
    if (!ddpm_tensor_same_shape(out, a))
       return ddpm_seterr(DDPM_ESHAPE, "scalar op: output shape differs from input");
@@ -312,9 +313,87 @@ int ddpm_tensor_scalarop(ddpm_tensor *out, const ddpm_tensor *a, double s, int o
    float fs = (float)s;
    for (int64_t i = 0; i < n; i++) {
       float x = pa[offset_of(a, i)];
-      o[offset_of(out, i)] = scalar_left ? apply(fs, x, op) : apply(x, fs, op);
+      o[offset_of(out, i)] = side == DDPM_SCALAR_LEFT ? apply(fs, x, op) : apply(x, fs, op);
    }
    return DDPM_OK;
+}
+
+typedef enum { DDPM_MAP_ABS, DDPM_MAP_CLAMP, DDPM_MAP_TO_8BIT } ddpm_tensor_map_op;
+
+static inline float clampf(float x, float lo, float hi) { return x < lo ? lo : x > hi ? hi : x; }
+
+static inline float to_8bit(float x)
+{
+   double d = x;
+   if (d != d) d = 0;
+   d = d < -1 ? -1 : d > 1 ? 1 : d;
+   return (float)(floor((d + 1.0) * 127.5 + 0.5) / 127.5 - 1.0);
+}
+
+/* out = f(a) elementwise for the maps below (out may alias a). */
+static int map(ddpm_tensor *out, const ddpm_tensor *a, ddpm_tensor_map_op f, float lo, float hi)
+{
+   if (!ddpm_tensor_same_shape(out, a)) {
+      char sa[128], so[128];
+      return ddpm_seterr(DDPM_ESHAPE, "elementwise map: output %s, input %s",
+                         ddpm_tensor_shape_str(out, so, sizeof so),
+                         ddpm_tensor_shape_str(a, sa, sizeof sa));
+   }
+   int64_t n = ddpm_tensor_numel(a);
+   float *o = out->storage->data;
+   const float *pa = a->storage->data;
+   for (int64_t i = 0; i < n; i++) {
+      float x = pa[offset_of(a, i)];
+      o[offset_of(out, i)] = f == DDPM_MAP_ABS ? fabsf(x) : f == DDPM_MAP_CLAMP ? clampf(x, lo, hi)
+                                                                                : to_8bit(x);
+   }
+   return DDPM_OK;
+}
+
+int ddpm_tensor_abs(ddpm_tensor *out, const ddpm_tensor *a)
+{
+   return map(out, a, DDPM_MAP_ABS, 0, 0);
+}
+
+int ddpm_tensor_clamp(ddpm_tensor *out, const ddpm_tensor *a, float lo, float hi)
+{
+   if (!(lo <= hi)) return ddpm_seterr(DDPM_EINVAL, "clamp: lower bound %g above upper bound %g",
+                                       (double)lo, (double)hi);
+   return map(out, a, DDPM_MAP_CLAMP, lo, hi);
+}
+
+int ddpm_tensor_to_8bit(ddpm_tensor *out, const ddpm_tensor *a)
+{
+   return map(out, a, DDPM_MAP_TO_8BIT, 0, 0);
+}
+
+int ddpm_tensor_equal(const ddpm_tensor *a, const ddpm_tensor *b)
+{
+   if (!ddpm_tensor_same_shape(a, b)) return 0;
+   int64_t n = ddpm_tensor_numel(a);
+   const float *pa = a->storage->data, *pb = b->storage->data;
+   for (int64_t i = 0; i < n; i++)
+      if (memcmp(&pa[offset_of(a, i)], &pb[offset_of(b, i)], sizeof(float)) != 0) return 0;
+   return 1;
+}
+
+double ddpm_tensor_max_abs_diff(const ddpm_tensor *a, const ddpm_tensor *b)
+{
+   if (!ddpm_tensor_same_shape(a, b)) {
+      char sa[128], sb[128];
+      ddpm_seterr(DDPM_ESHAPE, "max_abs_diff: shapes %s and %s differ",
+                  ddpm_tensor_shape_str(a, sa, sizeof sa), ddpm_tensor_shape_str(b, sb, sizeof sb));
+      return NAN;
+   }
+   int64_t n = ddpm_tensor_numel(a);
+   const float *pa = a->storage->data, *pb = b->storage->data;
+   double m = -INFINITY;
+   for (int64_t i = 0; i < n; i++) {
+      float d = pa[offset_of(a, i)] - pb[offset_of(b, i)];
+      if (isnan(d)) return NAN;
+      if (fabsf(d) > m) m = fabsf(d);
+   }
+   return m;
 }
 
 double ddpm_tensor_sum(const ddpm_tensor *t)

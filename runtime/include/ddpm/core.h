@@ -109,8 +109,26 @@ float *ddpm_tensor_ptr(const ddpm_tensor *t, const int64_t *index);
 /* Elementwise: out = a op b, all the same shape (out may alias a or b). */
 enum { DDPM_OP_ADD, DDPM_OP_SUB, DDPM_OP_MUL, DDPM_OP_DIV };
 int ddpm_tensor_binop(ddpm_tensor *out, const ddpm_tensor *a, const ddpm_tensor *b, int op);
-/* out = a op s (scalar on the right) or s op a when scalar_left. */
-int ddpm_tensor_scalarop(ddpm_tensor *out, const ddpm_tensor *a, double s, int op, int scalar_left);
+/* Which side of the op the scalar stands on. */
+typedef enum { DDPM_SCALAR_RIGHT = 0, DDPM_SCALAR_LEFT = 1 } ddpm_scalar_side;
+/* out = a op s (DDPM_SCALAR_RIGHT) or s op a (DDPM_SCALAR_LEFT); out and a
+   the same shape (DDPM_ESHAPE otherwise; out may alias a). */
+int ddpm_tensor_scalarop(ddpm_tensor *out, const ddpm_tensor *a, double s, int op,
+                         ddpm_scalar_side side);
+/* Elementwise maps, out = f(a), out and a the same shape (DDPM_ESHAPE
+   otherwise; out may alias a): |a|; a clamped to [lo, hi] (DDPM_EINVAL when
+   lo > hi); a as an 8-bit image stores it, clamped to [-1, 1] and rounded to
+   the nearest of the levels k / 127.5 - 1 (the PNG writer's rule; NaN reads
+   as 0). */
+int ddpm_tensor_abs(ddpm_tensor *out, const ddpm_tensor *a);
+int ddpm_tensor_clamp(ddpm_tensor *out, const ddpm_tensor *a, float lo, float hi);
+int ddpm_tensor_to_8bit(ddpm_tensor *out, const ddpm_tensor *a);
+/* 1 when a and b have the same shape and bit-identical values (NaNs compare
+   by their bits), else 0. */
+int ddpm_tensor_equal(const ddpm_tensor *a, const ddpm_tensor *b);
+/* max |a - b| over the elements, differences taken in float32; NaN when one
+   is NaN, or (with DDPM_ESHAPE's message set) when the shapes differ. */
+double ddpm_tensor_max_abs_diff(const ddpm_tensor *a, const ddpm_tensor *b);
 /* Reductions over all elements, in double. */
 double ddpm_tensor_sum(const ddpm_tensor *t);
 double ddpm_tensor_min(const ddpm_tensor *t);
