@@ -289,12 +289,13 @@ static inline void g3(v8 u[6], const v8 w[3])
 
 /* Transformed filters for 8 output rows o0 .. o0+7 (rows >= O are zero) and
    all I inputs, packed for the GEMM: U [o/MR][xi][I][MR] (xs = I*MR floats
-   per xi within a panel, panels 36*I*MR apart):
+   per xi within a panel, panels 36*I*MR apart), written from Up, the panel
+   of row o0:
    forward (flip = 0): o = oc, i = c, filter weight[oc][c];
    input gradient (flip = 1): o = c, i = oc, filter rot180(weight[oc][c]).
    One vector lane per row; float32 arithmetic, rounding well under the tile
    transforms'. */
-static void filters_transform8(float *U, const float *weight, int O, int I, int o0, int flip)
+static void filters_transform8(float *Up, const float *weight, int O, int I, int o0, int flip)
 {
    const int no = O - o0 < 8 ? O - o0 : 8;
    /* row q's tap k of input i: forward weight[(o0+q)*I + i][k], flip
@@ -303,8 +304,8 @@ static void filters_transform8(float *U, const float *weight, int O, int I, int 
    const int64_t si = flip ? (int64_t)9 * O : 9;          /* between inputs */
    const float *base = flip ? weight + (size_t)o0 * 9 + 8 : weight + (size_t)o0 * I * 9;
    const int dk = flip ? -1 : 1;
-   const int64_t uxi = xstride((int64_t)I * MR), ps = NXI * uxi;   /* xi, panel strides */
-   float *U0 = U + (int64_t)(o0 / MR) * ps;
+   const int64_t uxi = xstride((int64_t)I * MR);   /* between xi */
+   float *U0 = Up;
 #if defined(__AVX2__)
    const __m256i idx = _mm256_mullo_epi32(_mm256_set1_epi32((int)st),
                                           _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -338,7 +339,7 @@ static void filters_transform8(float *U, const float *weight, int O, int I, int 
             storev(U0 + x * uxi + (int64_t)i * 8, u[b]);
 #else
             for (int q = 0; q < 8; q++)
-               U0[(q / MR) * ps + x * uxi + (int64_t)i * MR + q % MR] = u[b][q];
+               U0[(q / MR) * NXI * uxi + x * uxi + (int64_t)i * MR + q % MR] = u[b][q];
 #endif
          }
       }
@@ -519,7 +520,8 @@ static void wino_run(float *out, float *scratch, size_t nscratch, const float *i
          float rb[4 * 6 * g.rw];
          pairpos pr[TB_MAX / 2 + 4];
          #pragma omp for schedule(static)
-         for (int o0 = 0; o0 < Op; o0 += 8) filters_transform8(U, weight, O, I, o0, flip);
+         for (int o0 = 0; o0 < Op; o0 += 8)
+            filters_transform8(U + (int64_t)(o0 / MR) * po, weight, O, I, o0, flip);
 #ifdef _OPENMP
          float *V = P + (int64_t)omp_get_thread_num() * per;
 #else
@@ -543,6 +545,17 @@ static void wino_run(float *out, float *scratch, size_t nscratch, const float *i
    {
       float rb[4 * 6 * g.rw];
       pairpos pr[TB_MAX / 2 + 4];
+      /* One block (g.S <= TB): each group's filters serve a single pass of
+         GEMMs, so each thread transforms them into panels of its own, reused
+         group after group (they stay in its L2), instead of spreading U over
+         all Op/MR panels, which sent it to memory and back: at 8x8 the
+         filter transform was a quarter of the layer. */
+#ifdef _OPENMP
+      const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+      const int tid = 0, nth = 1;
+#endif
+      const int own = g.S <= TB && (int64_t)nth * OB_ROWS <= Op;
       for (int64_t s0 = 0; s0 < g.S; s0 += TB) {
          const int nslot = g.S - s0 < TB ? (int)(g.S - s0) : TB;
          ddpm_wino_block_pairs(pr, &g, s0, nslot);
@@ -561,14 +574,17 @@ static void wino_run(float *out, float *scratch, size_t nscratch, const float *i
          #pragma omp for schedule(dynamic, 1)
          for (int gi = 0; gi < ngroups; gi++) {
             const int r0 = gi * OB_ROWS, r1 = r0 + OB_ROWS < Op ? r0 + OB_ROWS : Op;
+            /* the panel of row r0: its own place in U, or this thread's */
+            float *Ug = own ? U + (int64_t)tid * (OB_ROWS / MR) * po : U + (int64_t)(r0 / MR) * po;
             if (s0 == 0)
-               for (int o0 = r0; o0 < r1; o0 += 8) filters_transform8(U, weight, O, I, o0, flip);
+               for (int o0 = r0; o0 < r1; o0 += 8)
+                  filters_transform8(Ug + (int64_t)((o0 - r0) / MR) * po, weight, O, I, o0, flip);
             for (int x = 0; x < NXI; x++) {
                const float *Vx = V + x * vxs;
                float *Mx = M + x * mxs;
                for (int jb = 0; jb < TB; jb += NRF)
                   for (int ob = r0; ob < r1; ob += MR)
-                     kern_fwd(Mx + (int64_t)ob * TB + jb, TB, U + (ob / MR) * po + x * ux,
+                     kern_fwd(Mx + (int64_t)ob * TB + jb, TB, Ug + ((ob - r0) / MR) * po + x * ux,
                               1, MR, Vx + jb, TB, I, 0);
             }
          }
