@@ -75,6 +75,34 @@ function M.run(opt)
    return r
 end
 
+--- M.eps_error{model =, n = 64, t = {...}, min_channels = 2} -> {[t] = relative L2
+--- error of the bf16 network output against float32}, on the first n test
+--- images noised to each t (the whole-network error on the trained model).
+function M.eps_error(opt)
+   local model, diff = ddpm.load_unet(opt.model or M.DEFAULT_MODEL)
+   model:evaluate()
+   model:set_grad_enabled(false)
+   local n, out = opt.n or 64, {}
+   local test = ddpm.data.fashion_mnist{split = 'test'}
+   local idx = {}
+   for i = 1, n do idx[i] = i end
+   local x0 = test:batch(idx)
+   for _, t in ipairs(opt.t or {1, 10, 100, 500, 900, 999}) do
+      local eps = ddpm.core.randn({n, 1, 28, 28}, ddpm.core.mix_seed(7, t), 0)
+      local ts = {}
+      for i = 1, n do ts[i] = t end
+      local xt = diff:q_sample(x0, ts, eps)
+      model:set_precision('float32')
+      local ref = model:forward(xt, ts):clone()
+      model:set_precision('bf16', {min_channels = opt.min_channels or 2})
+      local got = model:forward(xt, ts):clone()
+      local d = got - ref
+      out[t] = math.sqrt((d * d):sum() / (ref * ref):sum())
+   end
+   model:set_precision('float32')
+   return out
+end
+
 -- Writes the model file from a checkpoint's EMA weights.
 function M.export(from, to)
    local model, diff = ddpm.load_unet(from, {prefix = 'ema.'})
@@ -83,15 +111,23 @@ end
 
 local function main()
    local cfg = ddpm.cli.parse(arg, {model = M.DEFAULT_MODEL, from = '', n = 1000, steps = 100,
-                                    nll_n = 256, nll_steps = 100, min_channels = 2},
+                                    nll_n = 256, nll_steps = 100, min_channels = 2, eps_only = false},
       {model = {'the Fashion-MNIST model file', path = true},
        from = {'a checkpoint whose EMA weights become --model first', path = true},
        n = {'samples per FD-LeNet value', int = true, min = 2},
        steps = {'sampling steps (ancestral, respaced)', int = true, min = 1},
        nll_n = {'test images for the NLL bound', int = true, min = 1},
        nll_steps = {'terms of the NLL bound (respaced)', int = true, min = 1},
-       min_channels = {'fewest input channels of a layer run in bf16 (2: all)', int = true, min = 2}})
+       min_channels = {'fewest input channels of a layer run in bf16 (2: all)', int = true, min = 2},
+       eps_only = 'only the network output error at a few t on 64 test images'})
    if cfg.from ~= '' then M.export(cfg.from, cfg.model) end
+   if cfg.eps_only then
+      local e = M.eps_error{model = cfg.model, min_channels = cfg.min_channels}
+      print('| t | relative L2 error of the network output, bf16 vs float32 |')
+      print('| ---: | ---: |')
+      for _, t in ipairs({1, 10, 100, 500, 900, 999}) do print(('| %d | %.2e |'):format(t, e[t])) end
+      return
+   end
    local r = M.run(cfg)
    local noise = math.abs(r.fd32_a - r.fd32_b)
    print(('%d samples each (ancestral, %d steps); NLL on the first %d test images, %d terms; ' ..
