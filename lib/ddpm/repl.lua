@@ -98,7 +98,9 @@ local function tensor_shape(t)
    return '[ddpm.Tensor f32 ' .. (#s > 0 and table.concat(s, 'x') or 'scalar') .. ']'
 end
 
-local function num(v)
+-- A tensor element as the REPL prints it: 4 significant digits (util.num is
+-- the exact, round-trip form).
+local function num4(v)
    if v ~= v then return 'nan' end
    if v == math.huge then return 'inf' end
    if v == -math.huge then return '-inf' end
@@ -109,7 +111,7 @@ end
 local function matrix_lines(rows, more_cols, more_rows, indent)
    local w = 1
    for _, r in ipairs(rows) do
-      for j, v in ipairs(r) do r[j] = num(v); if #r[j] > w then w = #r[j] end end
+      for j, v in ipairs(r) do r[j] = num4(v); if #r[j] > w then w = #r[j] end end
    end
    local out = {}
    for _, r in ipairs(rows) do
@@ -127,7 +129,7 @@ local function format_tensor(t)
    local head = safe_tostring(t):match('^[^\n]*')
    local nd, n = t:dim(), t:numel()
    if n == 0 then return head end
-   if nd == 0 then return head .. '\n  ' .. num(t:totable()) end
+   if nd == 0 then return head .. '\n  ' .. num4(t:totable()) end
    local out = {head}
    if nd == 1 then
       local len = t:size(1)
