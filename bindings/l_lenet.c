@@ -236,7 +236,8 @@ static int l_lenet_zero_grad(lua_State *L)
 
 static int l_lenet_flat(lua_State *L)
 {
-   ddpm_tensor *t = ddpm_lenet_flat_tensor(check_lenet(L, 1), lua_toboolean(L, 2));
+   ddpm_tensor *t = ddpm_lenet_flat_tensor(check_lenet(L, 1),
+                                            lua_toboolean(L, 2) ? DDPM_GRADS : DDPM_PARAMS);
    l_check_ptr(L, t, "lenet flat");
    l_pushtensor(L, t);
    return 1;
@@ -255,7 +256,7 @@ static int l_lenet_param(lua_State *L)
       i = ddpm_lenet_find_param(m, name);
       if (i < 0) return luaL_error(L, "lenet: no parameter named '%s'", name);
    }
-   ddpm_tensor *t = ddpm_lenet_param_tensor(m, i, lua_toboolean(L, 3));
+   ddpm_tensor *t = ddpm_lenet_param_tensor(m, i, lua_toboolean(L, 3) ? DDPM_GRADS : DDPM_PARAMS);
    l_check_ptr(L, t, "lenet param");
    l_pushtensor(L, t);
    return 1;

@@ -142,7 +142,7 @@ static int l_unet_param_names(lua_State *L)
 static int l_unet_param(lua_State *L)
 {
    ddpm_unet *m = check_unet(L, 1)->m;
-   int grad = lua_toboolean(L, 3);
+   ddpm_buffer which = lua_toboolean(L, 3) ? DDPM_GRADS : DDPM_PARAMS;
    int i;
    if (lua_type(L, 2) == LUA_TNUMBER) {
       i = (int)lua_tointeger(L, 2) - 1;
@@ -151,7 +151,7 @@ static int l_unet_param(lua_State *L)
       i = ddpm_unet_find_param(m, name);
       if (i < 0) return luaL_error(L, "unet: no parameter named '%s'", name);
    }
-   ddpm_tensor *t = ddpm_unet_param_tensor(m, i, grad);
+   ddpm_tensor *t = ddpm_unet_param_tensor(m, i, which);
    l_check_ptr(L, t, NULL);
    l_pushtensor(L, t);
    return 1;
@@ -186,7 +186,7 @@ static int l_unet_param_info(lua_State *L)
 static int l_unet_flat(lua_State *L)
 {
    ddpm_unet *m = check_unet(L, 1)->m;
-   ddpm_tensor *t = ddpm_unet_flat_tensor(m, lua_toboolean(L, 2));
+   ddpm_tensor *t = ddpm_unet_flat_tensor(m, lua_toboolean(L, 2) ? DDPM_GRADS : DDPM_PARAMS);
    l_check_ptr(L, t, NULL);
    l_pushtensor(L, t);
    return 1;
@@ -361,10 +361,11 @@ static int l_unet_load(lua_State *L)
    l_unet *u = check_unet(L, 1);
    const char *path = luaL_checkstring(L, 2);
    const char *prefix = luaL_optstring(L, 3, "");
-   int strict = lua_isnoneornil(L, 4) ? 1 : lua_toboolean(L, 4);
+   ddpm_load_mode mode = lua_isnoneornil(L, 4) || lua_toboolean(L, 4) ? DDPM_LOAD_STRICT
+                                                                      : DDPM_LOAD_LENIENT;
    ddpm_st_file *f = ddpm_st_open(path);
    l_check_ptr(L, f, "unet load");
-   int rc = ddpm_unet_load_st(u->m, f, prefix, strict);
+   int rc = ddpm_unet_load_st(u->m, f, prefix, mode);
    ddpm_st_close(f);
    l_check(L, rc, path);
    return 0;

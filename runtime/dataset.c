@@ -23,7 +23,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
-ddpm_dataset *ddpm_dataset_new(int64_t N, int C, int H, int W, int with_labels)
+ddpm_dataset *ddpm_dataset_new(int64_t N, int C, int H, int W, ddpm_labels labels)
 {
    if (N < 1 || C < 1 || C > 4 || H < 1 || W < 1 || H > DDPM_DATASET_MAX_SIDE ||
        W > DDPM_DATASET_MAX_SIDE) {
@@ -41,9 +41,9 @@ ddpm_dataset *ddpm_dataset_new(int64_t N, int C, int H, int W, int with_labels)
    if (d) {
       d->N = N; d->C = C; d->H = H; d->W = W;
       d->pixels = calloc((size_t)(N * per), 1);
-      if (with_labels) d->labels = calloc((size_t)N, 1);
+      if (labels == DDPM_WITH_LABELS) d->labels = calloc((size_t)N, 1);
    }
-   if (!d || !d->pixels || (with_labels && !d->labels)) {
+   if (!d || !d->pixels || (labels == DDPM_WITH_LABELS && !d->labels)) {
       ddpm_dataset_free(d);
       ddpm_seterr(DDPM_ENOMEM, "dataset: out of memory for [%lld,%d,%d,%d] bytes", (long long)N, C,
                   H, W);
@@ -254,7 +254,8 @@ ddpm_dataset *ddpm_dataset_read_idx(const char *images_path, const char *labels_
                   (unsigned)ldims[0], images_path, (unsigned)idims[0]);
       goto fail;
    }
-   d = ddpm_dataset_new(N, 1, (int)idims[1], (int)idims[2], fl != NULL);
+   d = ddpm_dataset_new(N, 1, (int)idims[1], (int)idims[2],
+                        fl ? DDPM_WITH_LABELS : DDPM_NO_LABELS);
    if (!d) goto fail;
    if (gz_read_exact(fi, images_path, d->pixels, N * per, 16, "the pixel data") != DDPM_OK ||
        gz_expect_eof(fi, images_path, 16 + N * per) != DDPM_OK)
@@ -361,7 +362,7 @@ ddpm_dataset *ddpm_dataset_read_cifar(const char *dir, const char *split)
       count[i] = st.st_size / CIFAR_RECORD;
       N += count[i];
    }
-   d = ddpm_dataset_new(N, 3, 32, 32, 1);
+   d = ddpm_dataset_new(N, 3, 32, 32, DDPM_WITH_LABELS);
    if (!d) goto fail;
 
    /* up to 256 records per read; no bigger than the set needs */
@@ -506,7 +507,7 @@ ddpm_dataset *ddpm_dataset_read_png_dir(const char *dir, int channels)
          goto fail;
       }
    }
-   d = ddpm_dataset_new((int64_t)n, channels, H0, W0, 0);
+   d = ddpm_dataset_new((int64_t)n, channels, H0, W0, DDPM_NO_LABELS);
    if (!d) goto fail;
    size_t per = (size_t)channels * H0 * W0;
    for (size_t i = 0; i < n; i++)

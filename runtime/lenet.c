@@ -217,12 +217,12 @@ int ddpm_lenet_find_param(const ddpm_lenet *m, const char *name)
    return -1;
 }
 
-ddpm_tensor *ddpm_lenet_flat_tensor(ddpm_lenet *m, int grad)
+ddpm_tensor *ddpm_lenet_flat_tensor(ddpm_lenet *m, ddpm_buffer which)
 {
-   return ddpm_tensor_view_of(grad ? m->grads_t : m->params_t);
+   return ddpm_tensor_view_of(which == DDPM_GRADS ? m->grads_t : m->params_t);
 }
 
-ddpm_tensor *ddpm_lenet_param_tensor(ddpm_lenet *m, int i, int grad)
+ddpm_tensor *ddpm_lenet_param_tensor(ddpm_lenet *m, int i, ddpm_buffer which)
 {
    const ddpm_param *p = ddpm_lenet_param(m, i);
    if (!p) {
@@ -230,7 +230,7 @@ ddpm_tensor *ddpm_lenet_param_tensor(ddpm_lenet *m, int i, int grad)
                   DDPM_LENET_TENSORS - 1);
       return NULL;
    }
-   ddpm_tensor *t = ddpm_tensor_view_of(grad ? m->grads_t : m->params_t);
+   ddpm_tensor *t = ddpm_tensor_view_of(which == DDPM_GRADS ? m->grads_t : m->params_t);
    if (!t) return NULL;
    if (ddpm_tensor_narrow(t, 0, (int64_t)p->offset, (int64_t)p->numel) != DDPM_OK ||
        ddpm_tensor_reshape(t, p->ndim, p->shape) != DDPM_OK) {

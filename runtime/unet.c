@@ -378,19 +378,19 @@ int ddpm_unet_find_param(const ddpm_unet *m, const char *name)
    return -1;
 }
 
-ddpm_tensor *ddpm_unet_flat_tensor(ddpm_unet *m, int grad)
+ddpm_tensor *ddpm_unet_flat_tensor(ddpm_unet *m, ddpm_buffer which)
 {
-   return ddpm_tensor_view_of(grad ? m->grads_t : m->params_t);
+   return ddpm_tensor_view_of(which == DDPM_GRADS ? m->grads_t : m->params_t);
 }
 
-ddpm_tensor *ddpm_unet_param_tensor(ddpm_unet *m, int i, int grad)
+ddpm_tensor *ddpm_unet_param_tensor(ddpm_unet *m, int i, ddpm_buffer which)
 {
    if (i < 0 || i >= m->nparam) {
       ddpm_seterr(DDPM_EINVAL, "unet: parameter index %d out of range 0..%d", i, m->nparam - 1);
       return NULL;
    }
    const ddpm_param *p = &m->ptab[i];
-   ddpm_tensor *t = ddpm_tensor_view_of(grad ? m->grads_t : m->params_t);
+   ddpm_tensor *t = ddpm_tensor_view_of(which == DDPM_GRADS ? m->grads_t : m->params_t);
    if (!t) return NULL;
    int64_t off = (int64_t)p->offset;
    if (ddpm_tensor_narrow(t, 0, off, (int64_t)p->numel) != DDPM_OK ||

@@ -89,7 +89,8 @@ static void shape_str(char *buf, size_t len, int ndim, const int64_t *sh)
    if (p < len) snprintf(buf + p, len - p, "]");
 }
 
-int ddpm_unet_load_st(ddpm_unet *m, const ddpm_st_file *f, const char *prefix, int strict)
+int ddpm_unet_load_st(ddpm_unet *m, const ddpm_st_file *f, const char *prefix,
+                      ddpm_load_mode mode)
 {
    if (!prefix) prefix = "";
    int n = m->nparam, nf = ddpm_st_count(f), rc = DDPM_OK;
@@ -128,7 +129,7 @@ int ddpm_unet_load_st(ddpm_unet *m, const ddpm_st_file *f, const char *prefix, i
                        "(e.g. %s)", missing, n, mlist);
       goto done;
    }
-   if (strict) {
+   if (mode == DDPM_LOAD_STRICT) {
       size_t pl = strlen(prefix);
       for (int j = 0; j < nf; j++) {
          const ddpm_st_entry *e = ddpm_st_entry_at(f, j);

@@ -31,7 +31,7 @@ void ddpm_upsample2x_forward(float *out, const float *in, int N, int C, int H, i
 
 void ddpm_upsample2x_backward(float *din, const float *dout, int N, int C, int H, int W)
 {
-   ddpm_upsample2x_backward_ex(din, 1, dout, N, C, H, W);
+   ddpm_upsample2x_backward_ex(din, DDPM_ACCUMULATE, dout, N, C, H, W);
 }
 
 void ddpm_upsample2x_backward_ex(float *din, int accumulate, const float *dout,

@@ -448,7 +448,7 @@ static void test_png_dir(void)
 static void test_batch(void)
 {
    /* 3 gray 2x3 images. */
-   ddpm_dataset *d = ddpm_dataset_new(3, 1, 2, 3, 0);
+   ddpm_dataset *d = ddpm_dataset_new(3, 1, 2, 3, DDPM_NO_LABELS);
    const uint8_t px[3][6] = {{0, 51, 255, 102, 153, 204},
                              {255, 255, 255, 0, 0, 0},
                              {1, 2, 3, 4, 5, 6}};
@@ -495,7 +495,7 @@ static void test_batch(void)
    ddpm_dataset_free(d);
 
    /* 28 -> 32 adds 2 on each side, 3 channels */
-   d = ddpm_dataset_new(2, 3, 28, 28, 1);
+   d = ddpm_dataset_new(2, 3, 28, 28, DDPM_WITH_LABELS);
    for (int64_t i = 0; i < 2 * 3 * 28 * 28; i++) d->pixels[i] = (uint8_t)(i * 31 + 7);
    float *o = malloc(sizeof(float) * 2 * 3 * 32 * 32);
    int64_t ix2[2] = {1, 0};
@@ -518,9 +518,9 @@ static void test_batch(void)
    free(o);
    ddpm_dataset_free(d);
 
-   CHECK(ddpm_dataset_new(0, 1, 2, 2, 0) == NULL, "dataset_new N = 0 rejected");
-   CHECK(ddpm_dataset_new(1, 1, 100000, 2, 0) == NULL, "dataset_new H = 100000 rejected");
-   CHECK(ddpm_dataset_new(1LL << 40, 1, 28, 28, 0) == NULL && strstr(ddpm_errmsg(), "limit"),
+   CHECK(ddpm_dataset_new(0, 1, 2, 2, DDPM_NO_LABELS) == NULL, "dataset_new N = 0 rejected");
+   CHECK(ddpm_dataset_new(1, 1, 100000, 2, DDPM_NO_LABELS) == NULL, "dataset_new H = 100000 rejected");
+   CHECK(ddpm_dataset_new(1LL << 40, 1, 28, 28, DDPM_NO_LABELS) == NULL && strstr(ddpm_errmsg(), "limit"),
          "dataset_new 2^40 images rejected by the cap");
 }
 

@@ -252,14 +252,14 @@ static void check_model_basics(void)
       ok &= mx <= b && mx > 0.5 * b;
    }
    CHECK(ok, "init: |w| <= 1/sqrt(fan_in) and reaching past half of it, per tensor");
-   ddpm_tensor *t = ddpm_lenet_param_tensor(m, 2, 0);
+   ddpm_tensor *t = ddpm_lenet_param_tensor(m, 2, DDPM_PARAMS);
    CHECK(t && t->ndim == 4 && t->size[0] == 16 && t->size[1] == 6 &&
          ddpm_tensor_data(t) == ddpm_lenet_params(m) + 156, "param_tensor views conv2.weight [16,6,5,5]");
-   ddpm_tensor *fl = ddpm_lenet_flat_tensor(m, 1);
+   ddpm_tensor *fl = ddpm_lenet_flat_tensor(m, DDPM_GRADS);
    ddpm_lenet_free(m);
    CHECK(fl && ddpm_tensor_numel(fl) == 61706 && t, "views outlive the model");
    ddpm_tensor_release(t); ddpm_tensor_release(fl);
-   CHECK(ddpm_lenet_param_tensor(m2, 11, 0) == NULL, "bad index: %s", ddpm_errmsg());
+   CHECK(ddpm_lenet_param_tensor(m2, 11, DDPM_PARAMS) == NULL, "bad index: %s", ddpm_errmsg());
    ddpm_lenet_free(m2); ddpm_lenet_free(m3); ddpm_lenet_free(NULL);
 }
 

@@ -191,7 +191,7 @@ static void test_save_load(void)
    ddpm_st_file *f = ddpm_st_open(path);
    CHECK(f != NULL, "saved file parses");
    CHECK(f && ddpm_st_metadata(f, "ddpmlua.unet_config") != NULL, "config stored in metadata");
-   CHECK(f && ddpm_unet_load_st(b, f, NULL, 1) == DDPM_OK, "load into a fresh model");
+   CHECK(f && ddpm_unet_load_st(b, f, NULL, DDPM_LOAD_STRICT) == DDPM_OK, "load into a fresh model");
    CHECK(memcmp(ddpm_unet_params(a), ddpm_unet_params(b), ddpm_unet_num_params(a) * 4) == 0,
          "loaded parameters equal the saved ones bit for bit");
    ddpm_st_close(f);
@@ -230,7 +230,7 @@ static void test_save_load(void)
    CHECK(ddpm_st_write(path, n, names, nd, sh, data, 0, NULL, NULL) == DDPM_OK, "write old names");
    ddpm_unet *d = ddpm_unet_new(&c, 3);
    f = ddpm_st_open(path);
-   CHECK(f && ddpm_unet_load_st(d, f, NULL, 1) == DDPM_OK, "load query/key/value/proj_attn names: %s",
+   CHECK(f && ddpm_unet_load_st(d, f, NULL, DDPM_LOAD_STRICT) == DDPM_OK, "load query/key/value/proj_attn names: %s",
          ddpm_errmsg());
    CHECK(memcmp(ddpm_unet_params(a), ddpm_unet_params(d), ddpm_unet_num_params(a) * 4) == 0,
          "old-name weights equal");
@@ -241,7 +241,7 @@ static void test_save_load(void)
    CHECK(ddpm_st_write(path, n - 1, names + 1, nd + 1, sh + 1, data + 1, 0, NULL, NULL) == DDPM_OK,
          "write a file missing one tensor");
    f = ddpm_st_open(path);
-   int rc = ddpm_unet_load_st(d, f, NULL, 1);
+   int rc = ddpm_unet_load_st(d, f, NULL, DDPM_LOAD_STRICT);
    CHECK(rc != DDPM_OK && strstr(ddpm_errmsg(), "missing") && strstr(ddpm_errmsg(), names[0]),
          "missing tensor named in the error: %s", ddpm_errmsg());
    ddpm_st_close(f);
@@ -252,7 +252,7 @@ static void test_save_load(void)
    data[0] = junk;
    CHECK(ddpm_st_write(path, n, names, nd, sh, data, 0, NULL, NULL) == DDPM_OK, "write mis-shaped");
    f = ddpm_st_open(path);
-   rc = ddpm_unet_load_st(d, f, NULL, 1);
+   rc = ddpm_unet_load_st(d, f, NULL, DDPM_LOAD_STRICT);
    CHECK(rc == DDPM_ESHAPE && strstr(ddpm_errmsg(), "[1,2,3,4]"), "mis-shaped tensor: %s", ddpm_errmsg());
    CHECK(ddpm_unet_params(d)[0] == before, "a failed load leaves the parameters untouched");
    ddpm_st_close(f);

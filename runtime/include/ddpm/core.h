@@ -76,6 +76,9 @@ typedef struct ddpm_tensor {
    int     refcount;
 } ddpm_tensor;
 
+/* Which of a model's two flat buffers a view shows. */
+typedef enum { DDPM_PARAMS = 0, DDPM_GRADS = 1 } ddpm_buffer;
+
 /* New zero-filled contiguous tensor; NULL + message on bad sizes or OOM. */
 ddpm_tensor *ddpm_tensor_new(int ndim, const int64_t *size);
 ddpm_tensor *ddpm_tensor_new_1d(int64_t n);

@@ -36,9 +36,10 @@ typedef struct ddpm_dataset {
    uint8_t *labels;    /* [N], each 0..9, or NULL when the set has none */
 } ddpm_dataset;
 
-/* A zero-filled dataset (labels zero-filled too when with_labels != 0).
+/* A zero-filled dataset (with DDPM_WITH_LABELS, labels zero-filled too).
    NULL + message on bad sizes, sizes over the cap, or out of memory. */
-ddpm_dataset *ddpm_dataset_new(int64_t N, int C, int H, int W, int with_labels);
+typedef enum { DDPM_NO_LABELS = 0, DDPM_WITH_LABELS = 1 } ddpm_labels;
+ddpm_dataset *ddpm_dataset_new(int64_t N, int C, int H, int W, ddpm_labels labels);
 
 /* MNIST / Fashion-MNIST IDX files, gzip-compressed or plain (read through
    zlib's gzread, which passes plain files through). images_path: magic

@@ -78,11 +78,11 @@ int    ddpm_lenet_find_param(const ddpm_lenet *m, const char *name); /* -1 if ab
 float *ddpm_lenet_params(ddpm_lenet *m);
 float *ddpm_lenet_grads(ddpm_lenet *m);
 void   ddpm_lenet_zero_grad(ddpm_lenet *m);
-/* The flat parameter (grad = 0) or gradient (grad = 1) buffer as a new 1-D
+/* The flat parameter (DDPM_PARAMS) or gradient (DDPM_GRADS) buffer as a new 1-D
    tensor reference; it retains the storage, so it outlives the model. */
-ddpm_tensor *ddpm_lenet_flat_tensor(ddpm_lenet *m, int grad);
+ddpm_tensor *ddpm_lenet_flat_tensor(ddpm_lenet *m, ddpm_buffer which);
 /* Same, viewing parameter i in its own shape. NULL + message for a bad i. */
-ddpm_tensor *ddpm_lenet_param_tensor(ddpm_lenet *m, int i, int grad);
+ddpm_tensor *ddpm_lenet_param_tensor(ddpm_lenet *m, int i, ddpm_buffer which);
 
 /* Training forward: x [N,1,28,28] -> logits [N,10] and features [N,84]
    (either may be NULL). Keeps every activation for ddpm_lenet_backward,

@@ -86,12 +86,12 @@ void ddpm_unet_set_grad_enabled(ddpm_unet *m, int enabled);
 int ddpm_unet_backward(ddpm_unet *m, float *dx, const float *dout);
 /* Bytes held for activations and scratch. */
 size_t ddpm_unet_workspace_bytes(const ddpm_unet *m);
-/* A new tensor viewing parameter i (grad = 0) or its gradient (grad = 1), in
+/* A new tensor viewing parameter i (DDPM_PARAMS) or its gradient (DDPM_GRADS), in
    the parameter's shape. It retains the flat buffer, so it stays valid after
    ddpm_unet_free. NULL + message for a bad index. */
-ddpm_tensor *ddpm_unet_param_tensor(ddpm_unet *m, int i, int grad);
+ddpm_tensor *ddpm_unet_param_tensor(ddpm_unet *m, int i, ddpm_buffer which);
 /* The flat parameter / gradient buffer as a 1-D tensor view (new reference). */
-ddpm_tensor *ddpm_unet_flat_tensor(ddpm_unet *m, int grad);
+ddpm_tensor *ddpm_unet_flat_tensor(ddpm_unet *m, ddpm_buffer which);
 
 /* Saves every parameter under its diffusers name, with the config as JSON in
    __metadata__["ddpmlua.unet_config"]. Atomic (see ddpm_st_write). */
@@ -100,10 +100,12 @@ int ddpm_unet_save(ddpm_unet *m, const char *path);
    prefix + name (prefix may be NULL); attention tensors are also found under
    the older diffusers names (query, key, value, proj_attn). Every parameter
    must be present with a matching shape (size-1 trailing dims are ignored, so
-   [C,C,1,1] fits [C,C]); with strict != 0, a tensor of the file (under the
+   [C,C,1,1] fits [C,C]); with DDPM_LOAD_STRICT, a tensor of the file (under the
    prefix) that the model does not use is an error too. Nothing is changed
    unless everything checks out. */
-int ddpm_unet_load_st(ddpm_unet *m, const ddpm_st_file *f, const char *prefix, int strict);
+typedef enum { DDPM_LOAD_LENIENT = 0, DDPM_LOAD_STRICT = 1 } ddpm_load_mode;
+int ddpm_unet_load_st(ddpm_unet *m, const ddpm_st_file *f, const char *prefix,
+                      ddpm_load_mode mode);
 /* Config as compact JSON (keys ch, ch_mult, num_res_blocks, attn_resolutions,
    dropout, in_ch, out_ch, resolution, groups, eps) into buf. */
 int ddpm_unet_config_to_json(const ddpm_unet_config *c, char *buf, size_t len);
