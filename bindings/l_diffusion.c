@@ -1,6 +1,6 @@
 /*
  * l_diffusion.c — the ddpm.Schedule userdata and the diffusion ops on tensors
- * (runtime/diffusion.h): q_sample, predictions, the posterior, the reverse
+ * (runtime/include/ddpm/diffusion.h): q_sample, predictions, the posterior, the reverse
  * process, ancestral and DDIM steps, L_simple and the VLB terms.
  *
  * Timesteps are the 0-based CODE index t = 0..T-1 everywhere (what the

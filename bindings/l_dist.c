@@ -1,5 +1,5 @@
 /*
- * l_dist.c — ddpm.core's data-parallel functions (runtime/dist.h):
+ * l_dist.c — ddpm.core's data-parallel functions (runtime/include/ddpm/dist.h):
  *
  *   core.dist_active() core.dist_rank() core.dist_size() core.dist_local_rank()
  *   core.dist_allreduce(tensor [, 'sum'|'max'|'min'])     in place, float32

@@ -8,7 +8,7 @@
  * errno and a failed write leaves no partial PNG. Not here: text chunks,
  * 16-bit output, interlaced writing.
  *
- * Our own header is pngio.h, so that <png.h> is libpng's.
+ * Our own header is ddpm/png.h, so that <png.h> is libpng's.
  */
 #include "ddpm.h"
 #include "ddpm/png.h"
