@@ -41,6 +41,7 @@ or the full chain suits it better.
 local core = require 'ddpm.core'
 local progress = require 'ddpm.progress'
 local dist = require 'ddpm.dist'
+local util = require 'ddpm.util'
 
 local Diffusion = {}
 Diffusion.__index = Diffusion
@@ -358,15 +359,7 @@ local OPTS = {
 
 local function check_opts(opt, what)
    if type(opt) ~= 'table' then error(('%s: expected an options table, got %s'):format(what, type(opt)), 3) end
-   local ok = OPTS[what]
-   for k in pairs(opt) do
-      if not ok[k] then
-         local names = {}
-         for n in pairs(ok) do names[#names + 1] = n end
-         table.sort(names)
-         error(("%s: unknown option '%s' (known: %s)"):format(what, tostring(k), table.concat(names, ', ')), 3)
-      end
-   end
+   util.check_keys(opt, OPTS[what], what, 3)
 end
 
 local function check_shape(shape, what)

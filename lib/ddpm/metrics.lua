@@ -19,6 +19,7 @@ See docs/fd_lenet.md for what the numbers mean and how the weights were made.
 local core = require 'ddpm.core'
 local data = require 'ddpm.data'
 local json = require 'ddpm.json'
+local util = require 'ddpm.util'
 
 local metrics = {}
 
@@ -57,14 +58,7 @@ end
 local function check_opts(opt, known, where)
    if opt == nil then return {} end
    if type(opt) ~= 'table' then error(where .. ': options must be a table, got ' .. type(opt), 3) end
-   for k in pairs(opt) do
-      if not known[k] then
-         local names = {}
-         for n in pairs(known) do names[#names + 1] = n end
-         table.sort(names)
-         error(("%s: unknown option '%s' (known: %s)"):format(where, tostring(k), table.concat(names, ', ')), 3)
-      end
-   end
+   util.check_keys(opt, known, where, 3)
    return opt
 end
 

@@ -45,6 +45,18 @@ function util.sorted_keys(t)
    return keys
 end
 
+--- util.check_keys(t, known, where, level): an error "<where>: unknown
+--- option 'k' (known: a, b, ...)" for a key of t that is not in the set
+--- known; level as error() would take it in the caller.
+function util.check_keys(t, known, where, level)
+   for k in pairs(t) do
+      if not known[k] then
+         error(("%s: unknown option '%s' (known: %s)"):format(where, tostring(k),
+               table.concat(util.sorted_keys(known), ', ')), level + 1)
+      end
+   end
+end
+
 --- util.num(v) -> the shortest text that reads back as the same double (up
 --- to 17 digits); integers without a decimal point, nan, inf, -inf.
 function util.num(v)
