@@ -1,6 +1,7 @@
 /*
  * l_inception.c — FID and Inception Score pieces for Lua (runtime/inception.c,
- * npz.c); lib/ddpm/fid.lua builds the user-facing functions on them.
+ * and frechet.c for the .npz reference statistics); lib/ddpm/fid.lua builds
+ * the user-facing functions on them.
  *
  *   core.inception_load(path) -> ddpm.Inception      (safetensors, pytorch-fid names)
  *   m:forward(x) -> features [N,2048], logits [N,1008]
@@ -18,7 +19,6 @@
 #include "bind.h"
 #include "ddpm/frechet.h"
 #include "ddpm/inception.h"
-#include "ddpm/npz.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -143,40 +143,14 @@ static int l_inception_score(lua_State *L)
 static int l_fid_ref_load(lua_State *L)
 {
    const char *path = luaL_checkstring(L, 1);
-   ddpm_npz *z = ddpm_npz_open(path);
-   l_check_ptr(L, z, "fid_ref_load");
-   const ddpm_npy *mu = ddpm_npz_find(z, "mu"), *sg = ddpm_npz_find(z, "sigma"), *n = ddpm_npz_find(z, "n");
-   const char *bad = NULL;
-   char buf[256];
-   if (!mu || !sg) bad = "it must hold 'mu' [D] and 'sigma' [D,D] (FID reference statistics)";
-   else if (mu->ndim != 1 || mu->shape[0] < 1 || mu->shape[0] > 16384 || sg->ndim != 2
-            || sg->shape[0] != mu->shape[0] || sg->shape[1] != mu->shape[0]) {
-      snprintf(buf, sizeof buf, "'mu' has %d dimension(s) [%lld] and 'sigma' %d [%lld,%lld]: "
-               "expected mu [D] and sigma [D,D]", mu->ndim, (long long)mu->shape[0], sg->ndim,
-               (long long)sg->shape[0], (long long)(sg->ndim > 1 ? sg->shape[1] : 0));
-      bad = buf;
-   } else if (n && (n->numel != 1 || !(n->data[0] >= 2) || n->data[0] != floor(n->data[0])))
-      bad = "'n' must be one integer >= 2";
-   for (int64_t i = 0; !bad && mu && i < mu->numel; i++) if (!isfinite(mu->data[i])) bad = "'mu' has a value that is not finite";
-   for (int64_t i = 0; !bad && sg && i < sg->numel; i++) if (!isfinite(sg->data[i])) bad = "'sigma' has a value that is not finite";
-   if (bad) {
-      ddpm_npz_close(z);
-      return luaL_error(L, "fid_ref_load: %s: %s", path, bad);
-   }
-   const int D = (int)mu->shape[0];
    l_gauss_ud *u = lua_newuserdata(L, sizeof *u);
    u->g = NULL;
    luaL_getmetatable(L, GAUSS_MT);
    lua_setmetatable(L, -2);
-   u->g = ddpm_gauss_new(D);
-   if (!u->g) ddpm_npz_close(z);
+   int has_n = 0;
+   u->g = ddpm_gauss_load_npz(path, &has_n);
    l_check_ptr(L, u->g, "fid_ref_load");
-   const double cnt = n ? n->data[0] : 2.0;
-   u->g->n = (int64_t)cnt;
-   memcpy(u->g->mean, mu->data, (size_t)D * sizeof *mu->data);
-   for (int64_t i = 0; i < (int64_t)D * D; i++) u->g->m2[i] = sg->data[i] * (cnt - 1.0);
-   lua_pushboolean(L, n != NULL);
-   ddpm_npz_close(z);
+   lua_pushboolean(L, has_n);
    return 2;
 }
 
@@ -184,20 +158,7 @@ static int l_fid_ref_save(lua_State *L)
 {
    ddpm_gauss *g = check_gauss(L, 1);
    const char *path = luaL_checkstring(L, 2);
-   if (g->n < 2) return luaL_error(L, "fid_ref_save: %lld samples (need at least 2)", (long long)g->n);
-   const int D = g->D;
-   double *cov = malloc((size_t)D * D * sizeof *cov);
-   if (!cov) return luaL_error(L, "fid_ref_save: out of memory");
-   int rc = ddpm_gauss_cov(g, cov);
-   double n = (double)g->n;
-   const char *names[3] = {"mu", "sigma", "n"};
-   const int nd[3] = {1, 2, 0};
-   const int64_t s1[1] = {D}, s2[2] = {D, D};
-   const int64_t *shapes[3] = {s1, s2, NULL};
-   const double *data[3] = {g->mean, cov, &n};
-   if (rc == DDPM_OK) rc = ddpm_npz_write(path, 3, names, nd, shapes, data);
-   free(cov);
-   l_check(L, rc, "fid_ref_save");
+   l_check(L, ddpm_gauss_save_npz(g, path), "fid_ref_save");
    return 0;
 }
 

@@ -12,6 +12,7 @@
  */
 #include "ddpm.h"
 #include "ddpm/frechet.h"
+#include "ddpm/npz.h"
 #include "ddpm/dist.h"
 
 #include <cblas.h>
@@ -323,6 +324,65 @@ int ddpm_gauss_save(const ddpm_gauss *g, const char *path, int meta_n,
    int rc = ddpm_st_write_typed(path, 2, names, dtypes, ndims, shapes, data, meta_n + 1, keys,
                                 vals);
    free(cov); free(keys); free(vals);
+   return rc;
+}
+
+ddpm_gauss *ddpm_gauss_load_npz(const char *path, int *has_n)
+{
+   ddpm_npz *z = ddpm_npz_open(path);
+   if (!z) return NULL;
+   const ddpm_npy *mu = ddpm_npz_find(z, "mu"), *sg = ddpm_npz_find(z, "sigma");
+   const ddpm_npy *n = ddpm_npz_find(z, "n");
+   const char *bad = NULL;
+   char buf[256];
+   if (!mu || !sg) bad = "it must hold 'mu' [D] and 'sigma' [D,D] (FID reference statistics)";
+   else if (mu->ndim != 1 || mu->shape[0] < 1 || mu->shape[0] > 16384 || sg->ndim != 2
+            || sg->shape[0] != mu->shape[0] || sg->shape[1] != mu->shape[0]) {
+      snprintf(buf, sizeof buf, "'mu' has %d dimension(s) [%lld] and 'sigma' %d [%lld,%lld]: "
+               "expected mu [D] and sigma [D,D]", mu->ndim, (long long)mu->shape[0], sg->ndim,
+               (long long)sg->shape[0], (long long)(sg->ndim > 1 ? sg->shape[1] : 0));
+      bad = buf;
+   } else if (n && (n->numel != 1 || !(n->data[0] >= 2) || n->data[0] != floor(n->data[0])))
+      bad = "'n' must be one integer >= 2";
+   for (int64_t i = 0; !bad && i < mu->numel; i++)
+      if (!isfinite(mu->data[i])) bad = "'mu' has a value that is not finite";
+   for (int64_t i = 0; !bad && i < sg->numel; i++)
+      if (!isfinite(sg->data[i])) bad = "'sigma' has a value that is not finite";
+   if (bad) {
+      ddpm_seterr(DDPM_EFORMAT, "%s: %s", path, bad);
+      ddpm_npz_close(z);
+      return NULL;
+   }
+   const int D = (int)mu->shape[0];
+   ddpm_gauss *g = ddpm_gauss_new(D);
+   if (g) {
+      /* the running sums that give back mu and sigma: m2 = sigma * (n - 1) */
+      const double cnt = n ? n->data[0] : 2.0;
+      g->n = (int64_t)cnt;
+      memcpy(g->mean, mu->data, (size_t)D * sizeof *mu->data);
+      for (int64_t i = 0; i < (int64_t)D * D; i++) g->m2[i] = sg->data[i] * (cnt - 1.0);
+      if (has_n) *has_n = n != NULL;
+   }
+   ddpm_npz_close(z);
+   return g;
+}
+
+int ddpm_gauss_save_npz(const ddpm_gauss *g, const char *path)
+{
+   if (g->n < 2)
+      return ddpm_seterr(DDPM_EINVAL, "%lld samples (need at least 2)", (long long)g->n);
+   const int D = g->D;
+   double *cov = malloc((size_t)D * D * sizeof *cov);
+   if (!cov) return ddpm_seterr(DDPM_ENOMEM, "out of memory");
+   int rc = ddpm_gauss_cov(g, cov);
+   double n = (double)g->n;
+   const char *names[3] = {"mu", "sigma", "n"};
+   const int nd[3] = {1, 2, 0};
+   const int64_t s1[1] = {D}, s2[2] = {D, D};
+   const int64_t *shapes[3] = {s1, s2, NULL};
+   const double *data[3] = {g->mean, cov, &n};
+   if (rc == DDPM_OK) rc = ddpm_npz_write(path, 3, names, nd, shapes, data);
+   free(cov);
    return rc;
 }
 

@@ -59,6 +59,16 @@ int  ddpm_gauss_save(const ddpm_gauss *g, const char *path, int meta_n,
 /* Reads what ddpm_gauss_save wrote (float64 kept exact). NULL + message. */
 ddpm_gauss *ddpm_gauss_load(const char *path);
 
+/* FID reference statistics as .npz (the layout of the reference tools):
+   mu [D], sigma [D,D] (the unbiased covariance) and, optionally, n (one
+   integer >= 2). Load checks all of it (1 <= D <= 16384, finite values;
+   DDPM_EFORMAT with "<path>: <what is wrong>") and rebuilds the running
+   sums, with n = 2 when the file has none; *has_n (may be NULL) says
+   whether it had one. Save needs n >= 2 (DDPM_EINVAL) and writes
+   atomically. */
+ddpm_gauss *ddpm_gauss_load_npz(const char *path, int *has_n);
+int ddpm_gauss_save_npz(const ddpm_gauss *g, const char *path);
+
 /* The distance and its parts: fd = mean_term + tr1 + tr2 - 2 * tr_sqrt. */
 typedef struct ddpm_frechet_parts {
    double mean_term;     /* ||mu1 - mu2||^2 */
