@@ -123,8 +123,9 @@ static int fill_parts(int fd, const char *tmp, void *ctx)
    for (int i = 0; i < c->n; i++) total += c->parts[i].len;
    for (int i = 0; i < c->n; i++)
       if (c->parts[i].len > 0 && write_all(fd, c->parts[i].data, c->parts[i].len, &done) != 0)
-         return ddpm_seterr(DDPM_EIO, "%s: cannot write %s: write failed after %zu of %zu bytes: %s",
-                            c->what, c->path, done, total, strerror(errno));
+         return ddpm_seterr(DDPM_EIO,
+                            "%s: cannot write %s: write failed: %s (after %zu of %zu bytes)",
+                            c->what, c->path, strerror(errno), done, total);
    return DDPM_OK;
 }
 
