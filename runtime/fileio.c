@@ -74,7 +74,8 @@ int ddpm_file_write_atomic_fill(const char *path, ddpm_file_fill_fn fill, void *
       if (fd < 0 && errno != EEXIST) break;
    }
    if (fd < 0) {
-      int rc = ddpm_seterr(DDPM_EIO, "%s: cannot write %s: cannot create a temporary file in %s: %s",
+      int rc = ddpm_seterr(DDPM_EIO,
+                           "%s: cannot write %s: cannot create a temporary file in %s: %s",
                            what, path, dir, strerror(errno));
       free(tmp);
       free(dir);
