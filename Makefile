@@ -193,8 +193,10 @@ install: all
 
 # ddpm.core as a Lua C module, so that plain LuaJIT can `require 'ddpm'`
 # (ddpmlua-*.rockspec runs these through `luarocks make`). Position-
-# independent objects in their own folder; libluajit is left to the host.
-PIC     := build-pic
+# independent objects in their own folder, one per build folder (so `make
+# asan` never leaves sanitizer objects for a normal module); libluajit is
+# left to the host.
+PIC     := $(BUILD)-pic
 MOD_SRC := $(RUNTIME_SRC) $(filter-out bindings/main.c,$(BIND_SRC))
 MOD_OBJ := $(MOD_SRC:%.c=$(PIC)/%.o)
 LUADIR  ?= $(PREFIX)/share/lua/5.1

@@ -12,9 +12,10 @@ trap 'rm -rf "$tmp"' EXIT
 export DDPMLUA_NUM_THREADS=2 DDPMLUA_HISTORY=
 unset DDPMLUA_DB DDPMLUA_PARENT_RUN DDPMLUA_LENET
 # what a user installs is the normal build, also when this runs under
-# `make asan` (whose sanitizer flags reach nested makes through MAKEFLAGS:
-# plain luajit cannot load a module built with them)
-unset MAKEFLAGS MFLAGS MAKELEVEL
+# `make asan`, whose sanitizer flags and build folder reach nested makes
+# through MAKEFLAGS and the environment (plain luajit cannot load a module
+# built with them)
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES OPT CFLAGS LDFLAGS BUILD EXE
 
 n=0 failed=0 why=""
 t() {
