@@ -218,4 +218,4 @@ install-module: module
 	install -m 644 lib/ddpm/cmd/*.lua $(DESTDIR)$(LUADIR)/ddpm/cmd/
 
 clean:
-	rm -rf build build-asan ddpmlua
+	rm -rf build build-asan build-pic build-asan-pic build-fuzz ddpmlua
