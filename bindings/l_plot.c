@@ -94,14 +94,15 @@ static int l_plot_lines(lua_State *L)
    }
    /* numbers given as title/labels become strings in the table itself, so
       the pointers below stay valid */
-   const char *title = opt_field_str(L, 3, "title");
-   const char *xlabel = opt_field_str(L, 3, "xlabel");
-   const char *ylabel = opt_field_str(L, 3, "ylabel");
+   ddpm_plot_opts o = DDPM_PLOT_OPTS_DEFAULT;
+   o.title = opt_field_str(L, 3, "title");
+   o.xlabel = opt_field_str(L, 3, "xlabel");
+   o.ylabel = opt_field_str(L, 3, "ylabel");
    lua_getfield(L, 3, "logy");
-   int logy = lua_toboolean(L, -1);
+   o.y_axis = lua_toboolean(L, -1) ? DDPM_AXIS_LOG10 : DDPM_AXIS_LINEAR;
    lua_pop(L, 1);
-   int width = opt_field_int(L, 3, "width", 800);
-   int height = opt_field_int(L, 3, "height", 500);
+   o.width = opt_field_int(L, 3, "width", o.width);
+   o.height = opt_field_int(L, 3, "height", o.height);
 
    int n = (int)lua_objlen(L, 2);
    if (n < 1 || n > 1000)
@@ -139,8 +140,7 @@ static int l_plot_lines(lua_State *L)
       }
       lua_pop(L, 1);   /* the series table */
    }
-   l_check(L, ddpm_plot_lines(path, title, xlabel, ylabel, n, names, xs, ys, ns, logy, width,
-                              height), NULL);   /* "plot: ..." */
+   l_check(L, ddpm_plot_lines(path, n, names, xs, ys, ns, &o), NULL);   /* "plot: ..." */
    return 0;
 }
 

@@ -304,11 +304,13 @@ static int draw_in_child(int fd, const char *tmp, void *ctx)
    return rc;
 }
 
-int ddpm_plot_lines(const char *path, const char *title, const char *xlabel,
-                    const char *ylabel, int nseries, const char *const *names,
+int ddpm_plot_lines(const char *path, int nseries, const char *const *names,
                     const double *const *xs, const double *const *ys, const int *ns,
-                    int logy, int width, int height)
+                    const ddpm_plot_opts *opts)
 {
+   static const ddpm_plot_opts defaults = DDPM_PLOT_OPTS_DEFAULT;
+   if (!opts) opts = &defaults;
+   const int logy = opts->y_axis == DDPM_AXIS_LOG10, width = opts->width, height = opts->height;
    if (!path || !*path) return ddpm_seterr(DDPM_EINVAL, "plot: empty output path");
    if (nseries < 1) return ddpm_seterr(DDPM_EINVAL, "plot: no series to draw");
    if (!xs || !ys || !ns) return ddpm_seterr(DDPM_EINVAL, "plot: NULL data arrays");
@@ -321,8 +323,8 @@ int ddpm_plot_lines(const char *path, const char *title, const char *xlabel,
       if (ns[s] > 0 && (!xs[s] || !ys[s]))
          return ddpm_seterr(DDPM_EINVAL, "plot: series %d has NULL data", s + 1);
    }
-   chart c = {title, xlabel, ylabel, nseries, names, xs, ys, ns, logy != 0, width, height,
-              0, 0, 0, 0};
+   chart c = {opts->title, opts->xlabel, opts->ylabel, nseries, names, xs, ys, ns, logy, width,
+              height, 0, 0, 0, 0};
    if (!ranges(&c))
       return ddpm_seterr(DDPM_EINVAL, logy ? "plot: no positive finite values for a log axis"
                                            : "plot: no finite values to draw");

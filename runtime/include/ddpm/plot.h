@@ -21,11 +21,11 @@ extern "C" {
 extern const unsigned ddpm_plot_colors[DDPM_PLOT_NCOLORS];
 
 /* Draws nseries lines into a width x height RGB PNG at path. Series s has
-   ns[s] points (xs[s][i], ys[s][i]); non-finite points (and, with logy,
+   ns[s] points (xs[s][i], ys[s][i]); non-finite points (and, on a log axis,
    values <= 0) are left out and break the line; a point without neighbours
    is drawn as a dot. names[s] labels the series in a legend, shown when
-   nseries > 1 (names may be NULL then: "series 1", ...). title, xlabel and
-   ylabel may be NULL. logy: log10 y axis.
+   nseries > 1 (names may be NULL then: "series 1", ...). opts gives the
+   labels, the y axis and the size (NULL: DDPM_PLOT_OPTS_DEFAULT).
 
    The file appears complete or not at all (written to a temp file in the
    same directory, then renamed). PLplot keeps global state and ends the
@@ -34,10 +34,19 @@ extern const unsigned ddpm_plot_colors[DDPM_PLOT_NCOLORS];
    message. DDPM_EINVAL for bad arguments (no point to draw, a size out of
    range), DDPM_EIO when the file cannot be written or PLplot fails,
    DDPM_EINTR when the drawing process was interrupted. */
-int ddpm_plot_lines(const char *path, const char *title, const char *xlabel,
-                    const char *ylabel, int nseries, const char *const *names,
+typedef enum { DDPM_AXIS_LINEAR = 0, DDPM_AXIS_LOG10 = 1 } ddpm_axis;
+
+typedef struct ddpm_plot_opts {
+   const char *title, *xlabel, *ylabel;   /* NULL: none */
+   ddpm_axis y_axis;                      /* DDPM_AXIS_LOG10: values <= 0 left out */
+   int width, height;                     /* pixels, DDPM_PLOT_MIN_SIDE..MAX_SIDE */
+} ddpm_plot_opts;
+
+#define DDPM_PLOT_OPTS_DEFAULT {NULL, NULL, NULL, DDPM_AXIS_LINEAR, 800, 500}
+
+int ddpm_plot_lines(const char *path, int nseries, const char *const *names,
                     const double *const *xs, const double *const *ys, const int *ns,
-                    int logy, int width, int height);
+                    const ddpm_plot_opts *opts);
 
 #ifdef __cplusplus
 }
