@@ -14,6 +14,7 @@
 #include "ddpm.h"
 #include "bf16.h"
 
+#include <omp.h>
 #include <stdint.h>
 
 #define LAYER_BOUND 3.5e-2
@@ -39,7 +40,7 @@ static void fill(float *p, size_t n, uint64_t seed, float scale)
 static double layer(int N, int I, int O, int H, int W)
 {
    const size_t nin = (size_t)N * I * H * W, nout = (size_t)N * O * H * W, nw = (size_t)O * I * 9;
-   const int threads = 2;
+   const int threads = omp_get_max_threads();   /* the scratch is per thread */
    size_t s32 = ddpm_wino_scratch_floats(N, I, O, H, W, 0, threads);
    size_t s16 = ddpm_wino_bf16_scratch_floats(N, I, O, H, W, threads);
    float *in = malloc(nin * 4), *w = malloc(nw * 4), *bias = malloc(O * 4), *bnc = malloc((size_t)N * O * 4);
