@@ -29,8 +29,10 @@
 # With BENCH_BASELINE=<path to another build's bench_unet> (say, the same
 # file built from an earlier commit) each round also runs that binary, in
 # the same alternation, and the line gains before_s=<median> and
-# gain=<before/now>: a before/after comparison measured in one run, as a
-# shared machine's load drifts too much between runs to compare those.
+# gain=<before/now>, and the medians of each process's median CPU seconds
+# per step (cpu_s, before_cpu_s, cpu_gain: all threads; steadier than wall
+# time when other jobs take the cores): a before/after comparison measured
+# in one run, as a shared machine's load drifts too much between runs.
 #
 # Environment: BENCH_ROUNDS (3), BENCH_REPS (3), BENCH_THREADS (2), BENCH_CASES,
 # BENCH_BASELINE, BENCH_TORCH (1; 0 skips PyTorch), BUILD (build),
@@ -134,9 +136,12 @@ if ta:   # PyTorch autocast to bfloat16 (the *_bf16 cases)
     a = statistics.median(ta)
     amp = " torch_amp_s=%.4f speedup_amp=%.2f" % (a, a / d)
 before = ""
-if tb:   # BENCH_BASELINE
+if tb:   # BENCH_BASELINE; CPU seconds per step too: steadier on a loaded machine
     b = statistics.median(tb)
-    before = " before_s=%.4f gain=%.2f" % (b, b / d)
+    cd = statistics.median(r["cpu_s"] for r in rd)
+    cb = statistics.median(r["cpu_s"] for r in rb)
+    before = " before_s=%.4f gain=%.2f cpu_s=%.4f before_cpu_s=%.4f cpu_gain=%.2f" % (
+        b, b / d, cd, cb, cb / cd)
 if tt:
     t = statistics.median(tt)
     rss_t = max(r["rss_mb"] for r in rt)
