@@ -205,9 +205,11 @@ end
 -- The Fashion-MNIST split's statistics for this classifier: from memory,
 -- from the cache file next to the weights, or computed (and cached).
 local function split_stats(model, classifier, sha, split, opt)
-   local key = sha .. ':' .. split
-   if memo[key] then return memo[key] end
+   -- by cache file (classifier file, split and weights' sha256): a copy of
+   -- the weights elsewhere gets its own cache file beside it
    local path = stats_path(classifier, 'fmnist-' .. split, sha)
+   local key = path
+   if memo[key] then return memo[key] end
    local use_cache = opt.cache ~= false
    if use_cache then
       local ok, g, meta = pcall(core.gauss_load, path)
@@ -219,9 +221,14 @@ local function split_stats(model, classifier, sha, split, opt)
    local d = data.fashion_mnist{split = split, dir = opt.data_dir}
    local g = metrics.dataset_stats(model, d)
    if use_cache then
-      -- A read-only tree just means no cache.
-      pcall(g.save, g, path, {['ddpmlua.classifier_sha256'] = sha, ['ddpmlua.reference'] = 'fmnist-' .. split,
-                              ['ddpmlua.note'] = 'FD-LeNet reference statistics (cache; delete freely)'})
+      -- A read-only tree just means no cache; any other failure is said once.
+      local ok, err = pcall(g.save, g, path, {['ddpmlua.classifier_sha256'] = sha,
+                                              ['ddpmlua.reference'] = 'fmnist-' .. split,
+                                              ['ddpmlua.note'] = 'FD-LeNet reference statistics (cache; delete freely)'})
+      if not ok and not tostring(err):find('Permission denied', 1, true)
+         and not tostring(err):find('Read-only file system', 1, true) then
+         io.stderr:write(('FD-LeNet: the %s statistics were not cached: %s\n'):format(split, tostring(err)))
+      end
    end
    memo[key] = g
    return g
