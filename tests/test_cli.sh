@@ -180,7 +180,15 @@ expect_rc 0; has_out "run 3  broken"
 uuid=$(dbq "SELECT uuid FROM runs WHERE run_id = 2")
 run "$D" show "${uuid:0:8}" --db "$DB"
 expect_rc 0; has_out "run 2  cosine"
-t "show: a run by 'last' and by uuid prefix"
+# a uuid whose first 8 hex digits are all decimal (2% of random uuids): no
+# run has that id, so it is the uuid prefix
+python3 -c 'import sqlite3, sys
+src = sqlite3.connect(sys.argv[1]); dst = sqlite3.connect(sys.argv[2]); src.backup(dst)
+dst.execute("UPDATE runs SET uuid = ? || substr(uuid, 9) WHERE run_id = 2", ("21567580",)); dst.commit()' \
+   "$DB" "$tmp/digits.db"
+run "$D" show 21567580 --db "$tmp/digits.db"
+expect_rc 0; has_out "run 2  cosine"
+t "show: a run by 'last' and by uuid prefix (also one of decimal digits only)"
 
 # ------------------------------------------------------------ compare
 

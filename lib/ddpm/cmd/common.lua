@@ -74,19 +74,26 @@ local function query(rl, sql, params)
 end
 common.query = query
 
---- The run_id of a reference: an id, 'last', or a uuid (prefix).
+--- The run_id of a reference: an id, 'last', or a uuid (prefix of at least
+--- 6 hex digits). A number is a run id first; one that is no run id but
+--- could be a uuid prefix (uuids are hex, so some begin with 6+ decimal
+--- digits) is looked up as one.
 local function resolve(rl, ref, db)
    ref = tostring(ref)
    local rows
+   local function by_uuid()
+      local r = query(rl, "SELECT run_id FROM runs WHERE uuid LIKE :p || '%' LIMIT 2", {p = ref:lower()})
+      if #r > 1 then fail("'%s' matches several runs' uuids; give more digits", ref) end
+      return r
+   end
    if ref:match('^%d+$') then
       rows = query(rl, 'SELECT run_id FROM runs WHERE run_id = :id', {id = tonumber(ref)})
+      if #rows == 0 and #ref >= 6 then rows = by_uuid() end
    elseif ref == 'last' then
       rows = query(rl, 'SELECT max(run_id) AS run_id FROM runs')
       if not rows[1].run_id then fail("no runs in '%s' yet", db) end
    elseif ref:match('^%x+$') and #ref >= 6 then
-      rows = query(rl, "SELECT run_id FROM runs WHERE uuid LIKE :p || '%' LIMIT 2",
-                   {p = ref:lower()})
-      if #rows > 1 then fail("'%s' matches several runs' uuids; give more digits", ref) end
+      rows = by_uuid()
    else
       fail("'%s' is not a run (expected a run id, a uuid or 'last')", ref)
    end
