@@ -102,6 +102,14 @@ local function resolve(rl, ref, db)
 end
 common.resolve = resolve
 
+--- The history a command reads (o.db or runs.db, opened read-only) and the
+--- run_id of ref in it: rl, id, db.
+function common.open_run(o, ref)
+   local db = o.db or 'runs.db'
+   local rl = open_db(db)
+   return rl, resolve(rl, ref, db), db
+end
+
 function common.get_run(rl, id)
    return query(rl, 'SELECT * FROM runs WHERE run_id = :id', {id = id})[1]
 end

@@ -152,9 +152,7 @@ local command = {
    spec = {db = 'string'},
    run = function(o, pos)
       if #pos ~= 2 then fail('export takes a run and a directory, got %d arguments', #pos) end
-      local db = o.db or 'runs.db'
-      local rl = open_db(db)
-      local id = resolve(rl, pos[1], db)
+      local rl, id, db = common.open_run(o, pos[1])
       local dir = pos[2]
       local r = get_run(rl, id)
       if not r.script_path or r.script_text == '' then

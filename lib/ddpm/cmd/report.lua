@@ -14,9 +14,7 @@ local command = {
    short = {o = 'output'},
    run = function(o, pos)
       if #pos ~= 1 then fail('report takes one run, got %d arguments', #pos) end
-      local db = o.db or 'runs.db'
-      local rl = open_db(db)
-      local id = resolve(rl, pos[1], db)
+      local rl, id, db = common.open_run(o, pos[1])
       local path = o.output or ('report-' .. id .. '.html')
       local ok, info = pcall(require('ddpm.report').write, {rl = rl, run = id, out = path,
                                                              smooth = o.smooth, logy = o.log})

@@ -109,9 +109,7 @@ local command = {
    spec = {db = 'string', threads = 'int', dry_run = 'flag'},
    run = function(o, pos)
       if #pos ~= 1 then fail('rerun takes one run, got %d arguments', #pos) end
-      local db = o.db or 'runs.db'
-      local rl = open_db(db)
-      local id = resolve(rl, pos[1], db)
+      local rl, id, db = common.open_run(o, pos[1])
       local r = get_run(rl, id)
       if not r.script_path or r.script_text == '' then
          fail('run %d has no script to re-run (it was started from the REPL or -e)', id)

@@ -126,9 +126,7 @@ local command = {
    spec = {db = 'string'},
    run = function(o, pos)
       if #pos ~= 1 then fail('show takes one run (an id, a uuid or last), got %d arguments', #pos) end
-      local db = o.db or 'runs.db'
-      local rl = open_db(db)
-      local id = resolve(rl, pos[1], db)
+      local rl, id, db = common.open_run(o, pos[1])
       local r = get_run(rl, id)
       local out = io.stdout
       record(out, rl, r)
