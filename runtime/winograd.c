@@ -63,27 +63,45 @@ static int block_slots(const geom *g)
 
 /* ------------------------------------------------------------ 1-D transforms */
 
+/* The same 1-D transforms on 8 lanes (bt6, at6) and on 16 (bt6x, at6x): the
+   16-lane forms serve the forward's 16-slot tasks, whose every store to V
+   and load from M is one whole cache line. */
+
 /* B^T d: 6 -> 6 */
-static inline void bt6(v8 o[6], const v8 d[6])
-{
-   v8 d42 = d[4] - d[2], d31 = d[3] - d[1];
-   o[0] = (d[0] - d[2]) * 4.0f + d42;
-   o[1] = (d[3] + d[4]) - (d[1] + d[2]) * 4.0f;
-   o[2] = (d[4] - d[3]) + (d[1] - d[2]) * 4.0f;
-   o[3] = d42 + d31 * 2.0f;
-   o[4] = d42 - d31 * 2.0f;
-   o[5] = (d[1] - d[3]) * 4.0f + (d[5] - d[3]);
-}
+#define DEF_BT6(name, T)                                           \
+   static inline void name(T o[6], const T d[6])                   \
+   {                                                               \
+      T d42 = d[4] - d[2], d31 = d[3] - d[1];                      \
+      o[0] = (d[0] - d[2]) * 4.0f + d42;                           \
+      o[1] = (d[3] + d[4]) - (d[1] + d[2]) * 4.0f;                 \
+      o[2] = (d[4] - d[3]) + (d[1] - d[2]) * 4.0f;                 \
+      o[3] = d42 + d31 * 2.0f;                                     \
+      o[4] = d42 - d31 * 2.0f;                                     \
+      o[5] = (d[1] - d[3]) * 4.0f + (d[5] - d[3]);                 \
+   }
 
 /* A^T m: 6 -> 4 */
-static inline void at6(v8 y[4], const v8 m[6])
+#define DEF_AT6(name, T)                                                             \
+   static inline void name(T y[4], const T m[6])                                     \
+   {                                                                                 \
+      T s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4]; \
+      y[0] = m[0] + s12 + s34;                                                       \
+      y[1] = d12 + d34 * 2.0f;                                                       \
+      y[2] = s12 + s34 * 4.0f;                                                       \
+      y[3] = d12 + d34 * 8.0f + m[5];                                                \
+   }
+
+DEF_BT6(bt6, v8)
+DEF_BT6(bt6x, v16)
+DEF_AT6(at6, v8)
+DEF_AT6(at6x, v16)
+
+static inline v16 join8(v8 lo, v8 hi)
 {
-   v8 s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
-   y[0] = m[0] + s12 + s34;
-   y[1] = d12 + d34 * 2.0f;
-   y[2] = s12 + s34 * 4.0f;
-   y[3] = d12 + d34 * 8.0f + m[5];
+   return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 }
+static inline v8 lo8(v16 v) { return __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7); }
+static inline v8 hi8(v16 v) { return __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15); }
 
 /* ------------------------------------------------------------ 8-slot stores */
 
@@ -226,46 +244,117 @@ void ddpm_wino_input_task(float *V, int64_t xs, int j, rowring *r, const geom *g
    }
 }
 
-/* Output tiles of channel oc for the 8 slots of pairs pr (pr[0].n >= 0),
-   from M[xi * xs + j]. */
-static void output_task(float *out, const float *M, int64_t xs, int j, const geom *g,
-                        int OC, int oc, const pairpos *pr, const ddpm_conv_epi *e)
+/* The 6 rows x 6 columns of the 8 slots of pairs pr (pr[0].n >= 0). Loaded
+   before the next call of ddpm_wino_task_rows, which may reuse the ring's
+   row sets. */
+static inline void task_cols(v8 d[6][6], rowring *r, const geom *g, const float *base,
+                             int64_t nstride, const pairpos *pr)
 {
-   v8 t[4][6];
-   for (int l = 0; l < 6; l++) {
-      v8 m[6];
-      for (int k = 0; k < 6; k++) m[k] = loadv(M + (6 * k + l) * xs + j);
-      v8 y[4];
-      at6(y, m);
-      for (int a = 0; a < 4; a++) t[a][l] = y[a];
+   const float *pp[4];
+   int64_t rs[4];
+   ddpm_wino_task_rows(pp, rs, r, g, base, nstride, pr, 12);
+   for (int i = 0; i < 6; i++) {
+      const float *q[4] = { pp[0] + i * rs[0], pp[1] + i * rs[1],
+                            pp[2] + i * rs[2], pp[3] + i * rs[3] };
+      load_cols(d[i], 6, q);
    }
+}
+
+/* ddpm_wino_input_task for the 16 slots j .. j+15 (slots from nslot on are
+   garbage for the caller to zero): the arithmetic runs on 16 lanes and each
+   of the 36 stores fills one cache line of V, where two 8-slot tasks wrote
+   every line in two halves at different times (an L1 miss each). */
+static void input_task16(float *V, int64_t xs, int j, int nslot, rowring *r, const geom *g,
+                         const float *base, int64_t nstride, const pairpos *pr)
+{
+   v8 a[6][6], b[6][6];
+   task_cols(a, r, g, base, nstride, pr);
+   if (j + 8 < nslot) task_cols(b, r, g, base, nstride, pr + 4);
+   else memcpy(b, a, sizeof b);
+   v16 h[6][6];
+   for (int i = 0; i < 6; i++) {
+      v16 d[6];
+      for (int c = 0; c < 6; c++) d[c] = join8(a[i][c], b[i][c]);
+      bt6x(h[i], d);
+   }
+   for (int l = 0; l < 6; l++) {
+      v16 col[6] = { h[0][l], h[1][l], h[2][l], h[3][l], h[4][l], h[5][l] }, o[6];
+      bt6x(o, col);
+      for (int k = 0; k < 6; k++) storex(V + (6 * k + l) * xs + j, o[k]);
+   }
+}
+
+/* Where the output rows of channel oc for the pairs pr go: the offset of
+   each pair's tile row in out, and the bias it adds (bias + bias_nc). */
+typedef struct outpairs {
+   int np;            /* valid pairs (pr[p].n >= 0), 0 .. 4 */
+   size_t base[4];
+   float b[4];
+} outpairs;
+
+static inline void out_pairs(outpairs *o, const geom *g, int OC, int oc, const pairpos *pr,
+                             const ddpm_conv_epi *e)
+{
    const float bias = e && e->bias ? e->bias[oc] : 0.0f;
    const size_t plane = (size_t)g->H * g->W;
-   float b[4];
-   size_t base[4];
    int np = 0;
    for (; np < 4 && pr[np].n >= 0; np++) {
-      b[np] = bias + (e && e->bias_nc ? e->bias_nc[(size_t)pr[np].n * OC + oc] : 0.0f);
-      base[np] = ((size_t)pr[np].n * OC + oc) * plane + (size_t)(4 * pr[np].ty) * g->W +
-                 4 * pr[np].tx;
+      o->b[np] = bias + (e && e->bias_nc ? e->bias_nc[(size_t)pr[np].n * OC + oc] : 0.0f);
+      o->base[np] = ((size_t)pr[np].n * OC + oc) * plane + (size_t)(4 * pr[np].ty) * g->W +
+                    4 * pr[np].tx;
    }
+   o->np = np;
+}
+
+/* Output row a of the pairs of o: y[s] lane q = column s of slot q. */
+static inline void store_out_row(float *out, const v8 y[4], int a, const outpairs *o,
+                                 const geom *g, const pairpos *pr, const float *add)
+{
+   v8 q[4];
+   pairs_of(q, y);
+   for (int p = 0; p < o->np; p++) {
+      const int yy = 4 * pr[p].ty + a, x0 = 4 * pr[p].tx;
+      if (yy >= g->H || x0 >= g->W) continue;
+      const size_t off = o->base[p] + (size_t)a * g->W;
+      v8 v = q[p] + o->b[p];
+      if (x0 + 8 <= g->W) {
+         if (add) v += loadv(add + off);
+         storev(out + off, v);
+      } else {
+         const int nc = g->W - x0;
+         for (int c = 0; c < nc; c++) out[off + c] = v[c] + (add ? add[off + c] : 0.0f);
+      }
+   }
+}
+
+/* Output tiles of channel oc for the 16 slots j .. j+15 of pairs pr
+   (pr[0].n >= 0; those from nslot on are not written), from
+   M[xi * xs + j]: whole cache lines of M, 16 lanes of arithmetic. */
+static void output_task16(float *out, const float *M, int64_t xs, int j, int nslot,
+                          const geom *g, int OC, int oc, const pairpos *pr,
+                          const ddpm_conv_epi *e)
+{
+   v16 t[4][6];
+   for (int l = 0; l < 6; l++) {
+      v16 m[6];
+      for (int k = 0; k < 6; k++) m[k] = loadx(M + (6 * k + l) * xs + j);
+      v16 y[4];
+      at6x(y, m);
+      for (int a = 0; a < 4; a++) t[a][l] = y[a];
+   }
+   outpairs o0, o1;
+   out_pairs(&o0, g, OC, oc, pr, e);
+   if (j + 8 < nslot) out_pairs(&o1, g, OC, oc, pr + 4, e);
+   else o1.np = 0;
    const float *add = e ? e->add : NULL;
    for (int a = 0; a < 4; a++) {
-      v8 y[4], q[4];
-      at6(y, t[a]);
-      pairs_of(q, y);
-      for (int p = 0; p < np; p++) {
-         const int yy = 4 * pr[p].ty + a, x0 = 4 * pr[p].tx;
-         if (yy >= g->H || x0 >= g->W) continue;
-         const size_t off = base[p] + (size_t)a * g->W;
-         v8 v = q[p] + b[p];
-         if (x0 + 8 <= g->W) {
-            if (add) v += loadv(add + off);
-            storev(out + off, v);
-         } else {
-            const int nc = g->W - x0;
-            for (int c = 0; c < nc; c++) out[off + c] = v[c] + (add ? add[off + c] : 0.0f);
-         }
+      v16 y[4];
+      at6x(y, t[a]);
+      v8 lo[4] = { lo8(y[0]), lo8(y[1]), lo8(y[2]), lo8(y[3]) };
+      store_out_row(out, lo, a, &o0, g, pr, add);
+      if (o1.np) {
+         v8 hi[4] = { hi8(y[0]), hi8(y[1]), hi8(y[2]), hi8(y[3]) };
+         store_out_row(out, hi, a, &o1, g, pr + 4, add);
       }
    }
 }
@@ -452,7 +541,9 @@ size_t ddpm_wino_scratch_floats(int N, int C, int OC, int H, int W, int backward
 
 /* Output-row panels per GEMM work item: enough rows that one pass over V
    serves several panels, few enough that every thread gets items. */
+#ifndef OB_ROWS
 #define OB_ROWS 16
+#endif
 
 /* One private block: slots s0 .. s0+nslot-1, transforms and GEMM by this
    thread alone into V [36][I][TB], M [36][Op][TB]. */
@@ -470,8 +561,9 @@ static void run_block(float *out, const float *U, float *V, float *M, const floa
       rowring r;
       ddpm_wino_ring_init(&r, rb, 6, -1, -1);
       float *Vc = V + (int64_t)c * TB;
-      for (int j = 0; j < nslot; j += 8)
-         ddpm_wino_input_task(Vc, vxs, j, &r, g, in + (int64_t)c * plane, (int64_t)I * plane, pr + j / 2);
+      for (int j = 0; j < nslot; j += 16)
+         input_task16(Vc, vxs, j, nslot, &r, g, in + (int64_t)c * plane, (int64_t)I * plane,
+                      pr + j / 2);
       for (int x = 0; x < NXI; x++)
          for (int j = nslot; j < nc; j++) Vc[x * vxs + j] = 0.0f;
    }
@@ -484,8 +576,8 @@ static void run_block(float *out, const float *U, float *V, float *M, const floa
                      Vx + jb, TB, I, 0);
    }
    for (int o = 0; o < O; o++)
-      for (int j = 0; j < nslot; j += 8)
-         output_task(out, M + (int64_t)o * TB, mxs, j, g, O, o, pr + j / 2, e);
+      for (int j = 0; j < nslot; j += 16)
+         output_task16(out, M + (int64_t)o * TB, mxs, j, nslot, g, O, o, pr + j / 2, e);
 }
 
 /*
@@ -564,9 +656,9 @@ static void wino_run(float *out, float *scratch, size_t nscratch, const float *i
             rowring r;
             ddpm_wino_ring_init(&r, rb, 6, -1, -1);
             float *Vc = V + (int64_t)c * TB;
-            for (int j = 0; j < nslot; j += 8)
-               ddpm_wino_input_task(Vc, vxs, j, &r, &g, in + (int64_t)c * plane, (int64_t)I * plane,
-                          pr + j / 2);
+            for (int j = 0; j < nslot; j += 16)
+               input_task16(Vc, vxs, j, nslot, &r, &g, in + (int64_t)c * plane,
+                            (int64_t)I * plane, pr + j / 2);
             /* slots past the end: zero lanes (the task may have filled some) */
             for (int x = 0; x < NXI; x++)
                for (int j = nslot; j < TB; j++) Vc[x * vxs + j] = 0.0f;
@@ -590,8 +682,8 @@ static void wino_run(float *out, float *scratch, size_t nscratch, const float *i
          }
          #pragma omp for schedule(dynamic, 1) nowait
          for (int o = 0; o < O; o++)
-            for (int j = 0; j < nslot; j += 8)
-               output_task(out, M + (int64_t)o * TB, mxs, j, &g, O, o, pr + j / 2, e);
+            for (int j = 0; j < nslot; j += 16)
+               output_task16(out, M + (int64_t)o * TB, mxs, j, nslot, &g, O, o, pr + j / 2, e);
       }
    }
 }

@@ -34,6 +34,7 @@
 
 /* One vector lane per slot in the transforms. */
 typedef float v8 __attribute__((vector_size(32)));
+typedef float v16 __attribute__((vector_size(64)));
 
 static inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
@@ -49,6 +50,8 @@ static inline int64_t xstride(int64_t n)
 
 static inline v8 loadv(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
 static inline void storev(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+static inline v16 loadx(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
+static inline void storex(float *p, v16 v) { memcpy(p, &v, sizeof v); }
 
 /* ------------------------------------------------------------ geometry */
 

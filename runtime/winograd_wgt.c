@@ -150,31 +150,58 @@ int64_t ddpm_wino_wgt_floats(const geom *g, int C, int OC, int threads)
    return shared > priv ? shared : priv;
 }
 
+/* o[s] lane q = t[q] lane s: an 8 x 8 transpose in registers. */
+static inline void transpose8(v8 o[8], const v8 t[8])
+{
+#if defined(__AVX2__)
+   __m256 a[8], b[8];
+   for (int i = 0; i < 8; i += 2) {
+      a[i] = _mm256_unpacklo_ps((__m256)t[i], (__m256)t[i + 1]);
+      a[i + 1] = _mm256_unpackhi_ps((__m256)t[i], (__m256)t[i + 1]);
+   }
+   for (int i = 0; i < 8; i += 4) {   /* rows i .. i+3: columns 0|4, 1|5, 2|6, 3|7 */
+      b[i] = _mm256_shuffle_ps(a[i], a[i + 2], 0x44);
+      b[i + 1] = _mm256_shuffle_ps(a[i], a[i + 2], 0xEE);
+      b[i + 2] = _mm256_shuffle_ps(a[i + 1], a[i + 3], 0x44);
+      b[i + 3] = _mm256_shuffle_ps(a[i + 1], a[i + 3], 0xEE);
+   }
+   for (int c = 0; c < 4; c++) {
+      o[c] = (v8)_mm256_permute2f128_ps(b[c], b[4 + c], 0x20);
+      o[4 + c] = (v8)_mm256_permute2f128_ps(b[c], b[4 + c], 0x31);
+   }
+#else
+   for (int s = 0; s < 8; s++)
+      for (int q = 0; q < 8; q++) o[s][q] = t[q][s];
+#endif
+}
+
 /* D [36][slot][OCw] columns ob .. ob+7: A dY A^T of output channels ob .. ob+7
-   (zero past OC and past nslot, up to the next multiple of 8). */
+   (zero past OC and past nslot, up to the next multiple of 8). The 8 x 8
+   blocks (channel x slot) turn in registers: the scalar copy this replaced
+   moved each value on its own and cost several times the transform. */
 static void grad_block(float *D, int64_t dxs, const float *dout, const geom *g, int OC, int OCw,
                        int ob, int nslot, float *rb, const pairpos *pr)
 {
    const int64_t plane = (int64_t)g->H * g->W;
    rowring r;
-   ddpm_wino_ring_init(&r, rb, 4, 0, 0);
    (void)OCw;
    for (int j = 0; j < nslot; j += 8) {
-      float tbuf[8][NXI][8];   /* [channel][xi][slot] */
+      v8 k[8][NXI];   /* [channel][xi], lane = slot */
       for (int q = 0; q < 8; q++) {
          const int oc = ob + q;
-         if (oc >= OC) { memset(tbuf[q], 0, sizeof tbuf[q]); continue; }
-         v8 k[NXI];
+         if (oc >= OC) { memset(k[q], 0, sizeof k[q]); continue; }
          ddpm_wino_ring_init(&r, rb, 4, 0, 0);
-         grad_task(k, &r, g, dout + (int64_t)oc * plane, (int64_t)OC * plane, pr + j / 2);
-         for (int x = 0; x < NXI; x++) storev(tbuf[q][x], k[x]);
+         grad_task(k[q], &r, g, dout + (int64_t)oc * plane, (int64_t)OC * plane, pr + j / 2);
       }
       const int ns = nslot - j < 8 ? nslot - j : 8;
-      for (int x = 0; x < NXI; x++)
-         for (int sl = 0; sl < 8; sl++) {
-            float *dst = D + x * dxs + (int64_t)(j + sl) * OCw + ob;
-            for (int q = 0; q < 8; q++) dst[q] = sl < ns ? tbuf[q][x][sl] : 0.0f;
-         }
+      const v8 z = {0};
+      for (int x = 0; x < NXI; x++) {
+         v8 t[8], o[8];
+         for (int q = 0; q < 8; q++) t[q] = k[q][x];
+         transpose8(o, t);
+         float *dst = D + x * dxs + (int64_t)j * OCw + ob;
+         for (int sl = 0; sl < 8; sl++) storev(dst + (int64_t)sl * OCw, sl < ns ? o[sl] : z);
+      }
    }
 }
 
