@@ -19,6 +19,7 @@
  */
 #include "kernels.h"
 #include "mkernel.h"
+#include "transpose.h"
 
 #include <string.h>
 
@@ -73,7 +74,23 @@ static void pack_b(float *dst, int tb, int N, int K, const float *B, int ldb, in
       }
       return;
    }
-   for (int c = 0; c < NRG; c++) {   /* op(B)[k][n] = B[n][k]: read along k */
+   /* op(B)[k][n] = B[n][k]: 8 columns x 8 k at a time, turned in registers
+      (a float-by-float copy wrote every value to another cache line and
+      cost as much as the product it fed: 1x1 convolutions' and attention's
+      weight gradients) */
+   const int c8 = nn / 8 * 8, k8 = K / 8 * 8;
+   for (int c0 = 0; c0 < c8; c0 += 8) {
+      const float *s = B + (int64_t)(n0 + c0) * ldb;
+      for (int k0 = 0; k0 < k8; k0 += 8) {
+         v8 t[8], o[8];
+         for (int q = 0; q < 8; q++) memcpy(&t[q], s + (int64_t)q * ldb + k0, sizeof t[q]);
+         ddpm_transpose8(o, t);
+         for (int i = 0; i < 8; i++) memcpy(dst + (int64_t)(k0 + i) * NRG + c0, &o[i], sizeof o[i]);
+      }
+      for (int k = k8; k < K; k++)
+         for (int q = 0; q < 8; q++) dst[(int64_t)k * NRG + c0 + q] = s[(int64_t)q * ldb + k];
+   }
+   for (int c = c8; c < NRG; c++) {
       float *d = dst + c;
       if (c >= nn) {
          for (int k = 0; k < K; k++) d[(int64_t)k * NRG] = 0.0f;

@@ -8,6 +8,7 @@
 
 #include "kernels.h"
 #include "mkernel.h"
+#include "transpose.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -32,8 +33,7 @@
 /* Floats a private block may use (V and M, or V and D and the partial dU). */
 #define PRIV_FLOATS (192u << 10)
 
-/* One vector lane per slot in the transforms. */
-typedef float v8 __attribute__((vector_size(32)));
+/* One vector lane per slot in the transforms (v8: transpose.h). */
 typedef float v16 __attribute__((vector_size(64)));
 
 static inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }

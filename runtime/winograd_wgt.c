@@ -9,6 +9,7 @@
  * over slots runs on the same register-blocked micro-kernel (mkernel.h) with
  * output channels as its vector side.
  */
+#include "transpose.h"
 #include "winograd.h"
 
 #ifdef _OPENMP
@@ -150,31 +151,6 @@ int64_t ddpm_wino_wgt_floats(const geom *g, int C, int OC, int threads)
    return shared > priv ? shared : priv;
 }
 
-/* o[s] lane q = t[q] lane s: an 8 x 8 transpose in registers. */
-static inline void transpose8(v8 o[8], const v8 t[8])
-{
-#if defined(__AVX2__)
-   __m256 a[8], b[8];
-   for (int i = 0; i < 8; i += 2) {
-      a[i] = _mm256_unpacklo_ps((__m256)t[i], (__m256)t[i + 1]);
-      a[i + 1] = _mm256_unpackhi_ps((__m256)t[i], (__m256)t[i + 1]);
-   }
-   for (int i = 0; i < 8; i += 4) {   /* rows i .. i+3: columns 0|4, 1|5, 2|6, 3|7 */
-      b[i] = _mm256_shuffle_ps(a[i], a[i + 2], 0x44);
-      b[i + 1] = _mm256_shuffle_ps(a[i], a[i + 2], 0xEE);
-      b[i + 2] = _mm256_shuffle_ps(a[i + 1], a[i + 3], 0x44);
-      b[i + 3] = _mm256_shuffle_ps(a[i + 1], a[i + 3], 0xEE);
-   }
-   for (int c = 0; c < 4; c++) {
-      o[c] = (v8)_mm256_permute2f128_ps(b[c], b[4 + c], 0x20);
-      o[4 + c] = (v8)_mm256_permute2f128_ps(b[c], b[4 + c], 0x31);
-   }
-#else
-   for (int s = 0; s < 8; s++)
-      for (int q = 0; q < 8; q++) o[s][q] = t[q][s];
-#endif
-}
-
 /* D [36][slot][OCw] columns ob .. ob+7: A dY A^T of output channels ob .. ob+7
    (zero past OC and past nslot, up to the next multiple of 8). The 8 x 8
    blocks (channel x slot) turn in registers: the scalar copy this replaced
@@ -198,7 +174,7 @@ static void grad_block(float *D, int64_t dxs, const float *dout, const geom *g, 
       for (int x = 0; x < NXI; x++) {
          v8 t[8], o[8];
          for (int q = 0; q < 8; q++) t[q] = k[q][x];
-         transpose8(o, t);
+         ddpm_transpose8(o, t);
          float *dst = D + x * dxs + (int64_t)j * OCw + ob;
          for (int sl = 0; sl < 8; sl++) storev(dst + (int64_t)sl * OCw, sl < ns ? o[sl] : z);
       }
