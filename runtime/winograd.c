@@ -545,15 +545,27 @@ size_t ddpm_wino_scratch_floats(int N, int C, int OC, int H, int W, int backward
 #define OB_ROWS 16
 #endif
 
+/* Floats of M per output-row group of a private block: the group's 36
+   products stay in L2 until its output transform reads them. */
+#ifndef PRIV_M_FLOATS
+#define PRIV_M_FLOATS (64u << 10)
+#endif
+
 /* One private block: slots s0 .. s0+nslot-1, transforms and GEMM by this
-   thread alone into V [36][I][TB], M [36][Op][TB]. */
+   thread alone into V [36][I][TB] and, one group of output rows at a time,
+   M [36][og][TB]. With all rows at once (M [36][Op][TB]: 885 KB at 128
+   channels) V and M did not fit in L2 together, and the output transform
+   read M back from L3. */
 static void run_block(float *out, const float *U, float *V, float *M, const float *in,
                       const ddpm_conv_epi *e, const geom *g, int I, int O, int TB,
                       int64_t s0, int nslot, float *rb, pairpos *pr)
 {
    const int Op = (int)round_up(O, 8);
    const int64_t ux = xstride((int64_t)I * MR), po = NXI * ux;
-   const int64_t vxs = xstride((int64_t)I * TB), mxs = xstride((int64_t)Op * TB);
+   int og = (int)(PRIV_M_FLOATS / ((int64_t)NXI * TB)) / MR * MR;
+   if (og < MR) og = MR;
+   if (og > Op) og = Op;
+   const int64_t vxs = xstride((int64_t)I * TB), mxs = xstride((int64_t)og * TB);
    const int64_t plane = (int64_t)g->H * g->W;
    const int nc = (int)round_up(nslot, NRF);      /* columns the GEMM covers */
    ddpm_wino_block_pairs(pr, g, s0, nslot);
@@ -567,17 +579,20 @@ static void run_block(float *out, const float *U, float *V, float *M, const floa
       for (int x = 0; x < NXI; x++)
          for (int j = nslot; j < nc; j++) Vc[x * vxs + j] = 0.0f;
    }
-   for (int x = 0; x < NXI; x++) {
-      const float *Vx = V + x * vxs;
-      float *Mx = M + x * mxs;
-      for (int jb = 0; jb < nc; jb += NRF)
-         for (int ob = 0; ob < Op; ob += MR)
-            kern_fwd(Mx + (int64_t)ob * TB + jb, TB, U + (ob / MR) * po + x * ux, 1, MR,
-                     Vx + jb, TB, I, 0);
+   for (int o0 = 0; o0 < Op; o0 += og) {
+      const int o1 = o0 + og < Op ? o0 + og : Op;
+      for (int x = 0; x < NXI; x++) {
+         const float *Vx = V + x * vxs;
+         float *Mx = M + x * mxs;
+         for (int jb = 0; jb < nc; jb += NRF)
+            for (int ob = o0; ob < o1; ob += MR)
+               kern_fwd(Mx + (int64_t)(ob - o0) * TB + jb, TB, U + (ob / MR) * po + x * ux, 1,
+                        MR, Vx + jb, TB, I, 0);
+      }
+      for (int o = o0; o < o1 && o < O; o++)
+         for (int j = 0; j < nslot; j += 16)
+            output_task16(out, M + (int64_t)(o - o0) * TB, mxs, j, nslot, g, O, o, pr + j / 2, e);
    }
-   for (int o = 0; o < O; o++)
-      for (int j = 0; j < nslot; j += 16)
-         output_task16(out, M + (int64_t)o * TB, mxs, j, nslot, g, O, o, pr + j / 2, e);
 }
 
 /*
