@@ -99,10 +99,15 @@ static int chunk_images(const ddpm_conv2d_shape *s)
    return nb;
 }
 
+/* The chunked weight gradient's product packs its transposed operand,
+   K = 9C columns by P pixels, whole: up to this many floats it runs on the
+   runtime's GEMM (1.6-1.8x OpenBLAS's AVX2 kernels at the U-Net's 4x4
+   layers, 256 x 2304 x 128), beyond it on OpenBLAS. */
+#define DW_PACK_MAX_FLOATS (4u << 20)
+
 /* ddpm_gemm_ws floats per thread that the _epi/_ex variants can use: the
-   products of the pointwise path and the chunked forward and input
-   gradient (the chunked weight gradient, K = 9C columns of a transposed
-   operand, stays with OpenBLAS). */
+   products of the pointwise path and the chunked forward, input gradient
+   and (up to DW_PACK_MAX_FLOATS) weight gradient. */
 size_t ddpm_conv2d_gemm_work_floats(const ddpm_conv2d_shape *s)
 {
    const int OHW = s->OH * s->OW, K = s->C * s->KH * s->KW;
@@ -117,6 +122,7 @@ size_t ddpm_conv2d_gemm_work_floats(const ddpm_conv2d_shape *s)
    const int P = chunk_images(s) * OHW;
    m = ddpm_gemm_fast_work_floats(0, P, K);
    t = ddpm_gemm_fast_work_floats(0, P, s->OC); if (t > m) m = t;
+   t = ddpm_gemm_fast_work_floats(1, K, P); if (t > m && t <= DW_PACK_MAX_FLOATS) m = t;
    return m;
 }
 
