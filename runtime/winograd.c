@@ -54,9 +54,11 @@
 #include <omp.h>
 #endif
 
+/* Slots of a shared block: whole 16-slot transform tasks (the GEMM's last
+   column block may be narrower than NRF, gemm_cols), at most TB_MAX. */
 static int block_slots(const geom *g)
 {
-   int64_t tb = round_up(g->S, NRF);
+   int64_t tb = round_up(g->S, 16);
    if (tb > TB_MAX) tb = TB_MAX;
    return (int)tb;
 }
@@ -460,6 +462,30 @@ static void flip_filters(float *wt, const float *weight, int OC, int C)
 /* ------------------------------------------------------------ micro-kernels */
 
 DDPM_MKERNEL(kern_fwd, NVF)
+#if NVF == 3
+DDPM_MKERNEL(kern_fwd1, 1)
+DDPM_MKERNEL(kern_fwd2, 2)
+#endif
+
+/* M[.][jb ..] for output-row panels ob0 .. ob1 (step MR) of one xi, columns
+   jb .. jb + w (w = NRF, or a last block of 1 or 2 vectors when VL > 1): the
+   narrower kernels spare the products of zero slots that padding the last
+   block to NRF computed (a third of the GEMM at 8x8, batch 8). Each output is
+   the same sum over k in the same order whatever the kernel, so the bits are
+   the same. */
+static inline void gemm_cols(float *Mx, int64_t ldm, const float *Ux, int64_t po,
+                             const float *Vx, int64_t ldv, int I, int ob0, int ob1, int jb, int w)
+{
+   for (int ob = ob0; ob < ob1; ob += MR) {
+      float *c = Mx + (int64_t)(ob - ob0) * ldm + jb;
+      const float *a = Ux + (ob - ob0) / MR * po;
+#if NVF == 3
+      if (w == VL) { kern_fwd1(c, ldm, a, 1, MR, Vx + jb, ldv, I, 0); continue; }
+      if (w == 2 * VL) { kern_fwd2(c, ldm, a, 1, MR, Vx + jb, ldv, I, 0); continue; }
+#endif
+      kern_fwd(c, ldm, a, 1, MR, Vx + jb, ldv, I, 0);
+   }
+}
 
 /* ------------------------------------------------------------ drivers */
 
@@ -491,10 +517,16 @@ static int64_t blk_floats(int I, int O, int tb)
 }
 
 /* Slots of a private forward block: a multiple of NRF. */
+/* Private blocks are a whole number of GEMM column blocks and of 16-slot
+   transform tasks: 48 is both for every build (NRF 48, 24 or 8). */
+#define PRIV_Q 48
+_Static_assert(PRIV_Q % NRF == 0 && PRIV_Q % 16 == 0 && TB_MAX % PRIV_Q == 0,
+               "private blocks: whole column blocks and tasks");
+
 static int priv_slots(int I, int O)
 {
-   int64_t tb = PRIV_FLOATS / ((int64_t)NXI * (I + round_up(O, 8))) / NRF * NRF;
-   return (int)(tb < NRF ? NRF : tb > TB_MAX ? TB_MAX : tb);
+   int64_t tb = PRIV_FLOATS / ((int64_t)NXI * (I + round_up(O, 8))) / PRIV_Q * PRIV_Q;
+   return (int)(tb < PRIV_Q ? PRIV_Q : tb > TB_MAX ? TB_MAX : tb);
 }
 
 /* Threads that run private forward blocks (0: use shared blocks), given the
@@ -567,7 +599,7 @@ static void run_block(float *out, const float *U, float *V, float *M, const floa
    if (og > Op) og = Op;
    const int64_t vxs = xstride((int64_t)I * TB), mxs = xstride((int64_t)og * TB);
    const int64_t plane = (int64_t)g->H * g->W;
-   const int nc = (int)round_up(nslot, NRF);      /* columns the GEMM covers */
+   const int nc = (int)round_up(nslot, 16);       /* columns the GEMM covers */
    ddpm_wino_block_pairs(pr, g, s0, nslot);
    for (int c = 0; c < I; c++) {
       rowring r;
@@ -585,9 +617,8 @@ static void run_block(float *out, const float *U, float *V, float *M, const floa
          const float *Vx = V + x * vxs;
          float *Mx = M + x * mxs;
          for (int jb = 0; jb < nc; jb += NRF)
-            for (int ob = o0; ob < o1; ob += MR)
-               kern_fwd(Mx + (int64_t)(ob - o0) * TB + jb, TB, U + (ob / MR) * po + x * ux, 1,
-                        MR, Vx + jb, TB, I, 0);
+            gemm_cols(Mx, TB, U + (o0 / MR) * po + x * ux, po, Vx, TB, I, o0, o1, jb,
+                      nc - jb < NRF ? nc - jb : NRF);
       }
       for (int o = o0; o < o1 && o < O; o++)
          for (int j = 0; j < nslot; j += 16)
@@ -665,6 +696,7 @@ static void wino_run(float *out, float *scratch, size_t nscratch, const float *i
       const int own = g.S <= TB && (int64_t)nth * OB_ROWS <= Op;
       for (int64_t s0 = 0; s0 < g.S; s0 += TB) {
          const int nslot = g.S - s0 < TB ? (int)(g.S - s0) : TB;
+         const int nc = (int)round_up(nslot, 16);   /* columns the GEMM covers */
          ddpm_wino_block_pairs(pr, &g, s0, nslot);
          #pragma omp for schedule(dynamic, 1)
          for (int c = 0; c < I; c++) {
@@ -689,10 +721,9 @@ static void wino_run(float *out, float *scratch, size_t nscratch, const float *i
             for (int x = 0; x < NXI; x++) {
                const float *Vx = V + x * vxs;
                float *Mx = M + x * mxs;
-               for (int jb = 0; jb < TB; jb += NRF)
-                  for (int ob = r0; ob < r1; ob += MR)
-                     kern_fwd(Mx + (int64_t)ob * TB + jb, TB, Ug + ((ob - r0) / MR) * po + x * ux,
-                              1, MR, Vx + jb, TB, I, 0);
+               for (int jb = 0; jb < nc; jb += NRF)
+                  gemm_cols(Mx + (int64_t)r0 * TB, TB, Ug + x * ux, po, Vx, TB, I, r0, r1, jb,
+                            nc - jb < NRF ? nc - jb : NRF);
             }
          }
          #pragma omp for schedule(dynamic, 1) nowait
