@@ -54,6 +54,10 @@ ddpm_tensor *l_checktensor(lua_State *L, int idx)
       luaL_argerror(L, idx, lua_pushfstring(L, "ddpm.Tensor expected, got %s", got));
    }
    if (!u->t) luaL_argerror(L, idx, "tensor was freed (t:free()) and cannot be used");
+   /* every binding that may write a tensor's data gets it here: counting
+      each as a write keeps caches of the data (the U-Net's bfloat16
+      filters) from going stale, whatever the binding does with it */
+   ddpm_tensor_touch(u->t);
    return u->t;
 }
 

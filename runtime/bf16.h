@@ -6,9 +6,10 @@
  * bfloat16 here means: products of bfloat16 operands (float32 rounded to
  * nearest even, 8 significant bits) summed in float32, on AVX512-BF16's
  * vdpbf16ps. Everything else (GroupNorm, attention, the 1x1 and strided
- * convolutions, the time embedding) stays float32. Only forwards without
- * gradients (sampling, the NLL bound) use it; a forward that keeps
- * activations for backward runs in float32 whatever the precision.
+ * convolutions, the time embedding) stays float32. Sampling, the NLL bound
+ * and training use it alike; in training the forward and the input
+ * gradient (dX) of those 3x3 layers multiply in bfloat16, the weight
+ * gradient, the master weights, Adam and the EMA stay float32.
  */
 #ifndef DDPM_BF16_H
 #define DDPM_BF16_H
@@ -29,6 +30,10 @@
    bfloat16 pairs: wino_bf16.c's packed layout. */
 size_t ddpm_wino_bf16_filter_words(int O, int I);
 void ddpm_wino_bf16_filters(uint32_t *U, const float *weight, int O, int I);
+/* The input gradient's filters of the layer weight [OC][C][3][3] (OC even):
+   C rows, OC inputs, each filter turned by 180 degrees; then
+   ddpm_wino_bf16_forward(din, ..., dout, U, e, N, OC, H, W, C) is din. */
+void ddpm_wino_bf16_filters_dx(uint32_t *U, const float *weight, int OC, int C);
 /* Scratch floats of ddpm_wino_bf16_forward for this shape and thread count. */
 size_t ddpm_wino_bf16_scratch_floats(int N, int I, int O, int H, int W, int threads);
 /* out [N,O,H,W] = conv3x3(in [N,I,H,W]) + epilogue, the Winograd domain's
@@ -40,8 +45,11 @@ void ddpm_wino_bf16_forward(float *out, float *scratch, const float *in, const u
 typedef struct ddpm_bf16_cache ddpm_bf16_cache;
 void ddpm_bf16_cache_free(ddpm_bf16_cache *c);
 /* Makes the cached filters of every 3x3 layer match the current float32
-   weights (a 64-bit hash per layer decides which to redo). */
+   weights: all are made again when the parameter buffer's version
+   (ddpm_storage.version) differs from the one they were made from. */
 int ddpm_unet_bf16_refresh(ddpm_unet *m);
+/* How many times the cache was made from the weights (tests). */
+long ddpm_unet_bf16_remakes(const ddpm_unet *m);
 /* The cached filters of the layer whose weight starts at params + offset,
    or NULL when that layer runs in float32. */
 const uint32_t *ddpm_unet_bf16_filters(const ddpm_unet *m, size_t offset);

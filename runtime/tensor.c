@@ -127,7 +127,16 @@ int ddpm_tensor_is_contiguous(const ddpm_tensor *t)
    return 1;
 }
 
-float *ddpm_tensor_data(const ddpm_tensor *t) { return t->storage->data + t->offset; }
+void ddpm_tensor_touch(const ddpm_tensor *t)
+{
+   __atomic_add_fetch(&t->storage->version, 1, __ATOMIC_RELAXED);
+}
+
+float *ddpm_tensor_data(const ddpm_tensor *t)
+{
+   ddpm_tensor_touch(t);
+   return t->storage->data + t->offset;
+}
 
 char *ddpm_tensor_shape_str(const ddpm_tensor *t, char *buf, size_t len)
 {
@@ -229,6 +238,7 @@ float *ddpm_tensor_ptr(const ddpm_tensor *t, const int64_t *index)
 {
    int64_t off = t->offset;
    for (int d = 0; d < t->ndim; d++) off += index[d] * t->stride[d];
+   ddpm_tensor_touch(t);
    return t->storage->data + off;
 }
 
@@ -248,6 +258,7 @@ int ddpm_tensor_copy(ddpm_tensor *dst, const ddpm_tensor *src)
                          ddpm_tensor_shape_str(dst, sa, sizeof sa),
                          ddpm_tensor_shape_str(src, sb, sizeof sb));
    }
+   ddpm_tensor_touch(dst);
    float *d = dst->storage->data;
    const float *s = src->storage->data;
    if (ddpm_tensor_is_contiguous(dst) && ddpm_tensor_is_contiguous(src)) {
@@ -261,6 +272,7 @@ int ddpm_tensor_copy(ddpm_tensor *dst, const ddpm_tensor *src)
 void ddpm_tensor_fill(ddpm_tensor *t, float v)
 {
    int64_t n = ddpm_tensor_numel(t);
+   ddpm_tensor_touch(t);
    float *d = t->storage->data;
    if (ddpm_tensor_is_contiguous(t)) {
       for (int64_t i = 0; i < n; i++) d[t->offset + i] = v;
@@ -288,6 +300,7 @@ int ddpm_tensor_binop(ddpm_tensor *out, const ddpm_tensor *a, const ddpm_tensor 
                          ddpm_tensor_shape_str(b, sb, sizeof sb));
    }
    int64_t n = ddpm_tensor_numel(a);
+   ddpm_tensor_touch(out);
    float *o = out->storage->data;
    const float *pa = a->storage->data, *pb = b->storage->data;
    if (ddpm_tensor_is_contiguous(out) && ddpm_tensor_is_contiguous(a) &&
@@ -308,6 +321,7 @@ int ddpm_tensor_scalarop(ddpm_tensor *out, const ddpm_tensor *a, double s, int o
    if (!ddpm_tensor_same_shape(out, a))
       return ddpm_seterr(DDPM_ESHAPE, "scalar op: output shape differs from input");
    int64_t n = ddpm_tensor_numel(a);
+   ddpm_tensor_touch(out);
    float *o = out->storage->data;
    const float *pa = a->storage->data;
    float fs = (float)s;
@@ -340,6 +354,7 @@ static int map(ddpm_tensor *out, const ddpm_tensor *a, ddpm_tensor_map_op f, flo
                          ddpm_tensor_shape_str(a, sa, sizeof sa));
    }
    int64_t n = ddpm_tensor_numel(a);
+   ddpm_tensor_touch(out);
    float *o = out->storage->data;
    const float *pa = a->storage->data;
    for (int64_t i = 0; i < n; i++) {

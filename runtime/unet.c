@@ -355,7 +355,13 @@ void ddpm_unet_free(ddpm_unet *m)
 const ddpm_unet_config *ddpm_unet_get_config(const ddpm_unet *m) { return &m->cfg; }
 size_t ddpm_unet_num_params(const ddpm_unet *m) { return m->numel; }
 int    ddpm_unet_num_tensors(const ddpm_unet *m) { return m->nparam; }
-float *ddpm_unet_params(ddpm_unet *m) { return m->params; }
+/* The caller may write through the pointer: that counts as a change of the
+   weights (unet_bf16.c's cache compares the buffer's version). */
+float *ddpm_unet_params(ddpm_unet *m)
+{
+   ddpm_tensor_touch(m->params_t);
+   return m->params;
+}
 float *ddpm_unet_grads(ddpm_unet *m) { return m->grads; }
 void   ddpm_unet_zero_grad(ddpm_unet *m) { memset(m->grads, 0, m->numel * sizeof(float)); }
 void   ddpm_unet_set_training(ddpm_unet *m, int on) { m->training = on != 0; }

@@ -4,12 +4,14 @@
  *
  * The filters are transformed and rounded once per change of the weights,
  * not once per forward: sampling runs a thousand forwards with the same
- * weights. A change is seen by hashing each layer's float32 weights at the
- * start of every bfloat16 forward (8 lanes of FNV-1a over the 32-bit words,
- * all 8 kept: a change of any one word always changes its lane), so writes
- * from anywhere (an optimiser step, a load, a copy into m:flat_params() from
- * Lua) are seen without the writers knowing about the cache. The hash reads
- * the weights once, a few per cent of a forward.
+ * weights. A change is seen through the version of the parameter buffer's
+ * storage (ddpm_storage.version), which every writer bumps: the tensor
+ * functions and the Lua bindings (any tensor a binding is given, so an
+ * optimiser step, an EMA update, m:flat_params() or a parameter view
+ * written from Lua), the load, and ddpm_unet_params, which hands out the raw
+ * pointer. One comparison per forward, instead of reading every weight (a
+ * hash of the weights cost a few per cent of a forward); in training the
+ * version moves every step and everything is made again, as it must.
  *
  * Not here: the kernels (wino_bf16.c), where they are used (unet_run.c).
  */
@@ -22,14 +24,15 @@
 typedef struct bf16_layer {
    size_t offset;        /* of the float32 weight [O, I, 3, 3] in the flat buffer */
    int O, I;
-   int valid;            /* U matches hash */
-   uint64_t hash[8];
    uint32_t *U;          /* ddpm_wino_bf16_filter_words(O, I) words */
 } bf16_layer;
 
 struct ddpm_bf16_cache {
    bf16_layer *l;
    int n;
+   int valid;            /* every U was made from the weights of `version` */
+   uint64_t version;
+   long remakes;
 };
 
 void ddpm_bf16_cache_free(ddpm_bf16_cache *c)
@@ -47,10 +50,7 @@ int ddpm_unet_set_precision(ddpm_unet *m, ddpm_precision p)
    if (p == DDPM_BF16 && !ddpm_bf16_available())
       return ddpm_seterr(DDPM_EINVAL, "unet: precision 'bf16' needs a CPU with AVX512-BF16 "
                          "(vdpbf16ps), which this one lacks; use 'float32'");
-   if ((int)p != m->precision) {
-      m->precision = p;
-      m->pN = 0;   /* the plan's scratch depends on it */
-   }
+   m->precision = p;   /* the next forward plans for it (unet_run.c) */
    return DDPM_OK;
 }
 
@@ -63,25 +63,8 @@ int ddpm_unet_set_bf16_min_channels(ddpm_unet *m, int c)
       m->bf16_min_c = c;
       ddpm_bf16_cache_free(m->bf16);   /* other layers now: made again at the next forward */
       m->bf16 = NULL;
-      m->pN = 0;
    }
    return DDPM_OK;
-}
-
-static void hash_floats(uint64_t h[8], const float *p, size_t n)
-{
-   for (int l = 0; l < 8; l++) h[l] = 0xcbf29ce484222325ull + (uint64_t)l;
-   size_t i = 0;
-   for (; i + 8 <= n; i += 8) {
-      uint32_t u[8];
-      memcpy(u, p + i, sizeof u);
-      for (int l = 0; l < 8; l++) h[l] = (h[l] ^ u[l]) * 0x100000001b3ull;
-   }
-   for (; i < n; i++) {
-      uint32_t u;
-      memcpy(&u, p + i, sizeof u);
-      h[i % 8] = (h[i % 8] ^ u) * 0x100000001b3ull;
-   }
 }
 
 static int add_layer(ddpm_bf16_cache *c, const ddpm_unet *m, int pw, int O, int I)
@@ -126,25 +109,28 @@ int ddpm_unet_bf16_refresh(ddpm_unet *m)
          return ddpm_seterr(DDPM_ENOMEM, "unet: out of memory for the bfloat16 filters");
    }
    ddpm_bf16_cache *c = m->bf16;
+   /* read before the transforms: a write during them (none in this
+      single-threaded API) would leave the cache marked stale, not fresh */
+   const uint64_t v = __atomic_load_n(&m->params_t->storage->version, __ATOMIC_RELAXED);
+   if (c->valid && v == c->version) return DDPM_OK;
    #pragma omp parallel for schedule(dynamic, 1)
    for (int i = 0; i < c->n; i++) {
-      bf16_layer *L = &c->l[i];
-      const float *w = m->params + L->offset;
-      uint64_t h[8];
-      hash_floats(h, w, (size_t)L->O * L->I * 9);
-      if (L->valid && !memcmp(h, L->hash, sizeof h)) continue;
-      ddpm_wino_bf16_filters(L->U, w, L->O, L->I);
-      memcpy(L->hash, h, sizeof h);
-      L->valid = 1;
+      const bf16_layer *L = &c->l[i];
+      ddpm_wino_bf16_filters(L->U, m->params + L->offset, L->O, L->I);
    }
+   c->version = v;
+   c->valid = 1;
+   c->remakes++;
    return DDPM_OK;
 }
+
+long ddpm_unet_bf16_remakes(const ddpm_unet *m) { return m->bf16 ? m->bf16->remakes : 0; }
 
 const uint32_t *ddpm_unet_bf16_filters(const ddpm_unet *m, size_t offset)
 {
    const ddpm_bf16_cache *c = m->bf16;
    if (!c) return NULL;
    for (int i = 0; i < c->n; i++)
-      if (c->l[i].offset == offset) return c->l[i].valid ? c->l[i].U : NULL;
+      if (c->l[i].offset == offset) return c->valid ? c->l[i].U : NULL;
    return NULL;
 }

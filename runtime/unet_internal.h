@@ -42,6 +42,7 @@ enum {
    PF_ATTN_FWD, PF_ATTN_BWD,                    /* attention core */
    PF_TEMB,                                     /* time embedding and projections */
    PF_UPSAMPLE, PF_CONCAT, PF_COPY,             /* data movement */
+   PF_BF16_FILT,                                /* bfloat16 filter transforms */
    DDPM_PROF_N
 };
 
@@ -116,7 +117,8 @@ struct ddpm_unet {
    uint64_t dropout_seed;
    uint64_t dropout_first;            /* index of the batch's first image (data parallel) */
    ddpm_unet_prof *prof;              /* per-op timers, when not NULL (bench) */
-   int precision;                     /* ddpm_precision of inference forwards */
+   int precision;                     /* ddpm_precision of the next forward */
+   int pprec, pmin_c;                 /* the plan's precision and bf16 min channels */
    struct ddpm_bf16_cache *bf16;      /* bfloat16 filters (unet_bf16.c), made on first use */
    int bf16_min_c;                    /* 0: DDPM_BF16_MIN_C */
 };

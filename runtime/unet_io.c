@@ -146,7 +146,10 @@ int ddpm_unet_load_st(ddpm_unet *m, const ddpm_st_file *f, const char *prefix,
    if (!stage) { rc = ddpm_seterr(DDPM_ENOMEM, "unet load: out of memory"); goto done; }
    for (int i = 0; i < n && rc == DDPM_OK; i++)
       rc = ddpm_st_read_f32(f, idx[i], stage + m->ptab[i].offset, m->ptab[i].numel);
-   if (rc == DDPM_OK) memcpy(m->params, stage, m->numel * sizeof(float));
+   if (rc == DDPM_OK) {
+      memcpy(m->params, stage, m->numel * sizeof(float));
+      ddpm_tensor_touch(m->params_t);   /* new weights: the bfloat16 filters are stale */
+   }
    free(stage);
 done:
    free(idx);

@@ -59,6 +59,7 @@ const char *const ddpm_unet_prof_name[DDPM_PROF_N] = {
    "attention fwd", "attention bwd",
    "time embedding",
    "upsample", "concat", "input/output copies",
+   "conv3x3 filters (bf16)",
 };
 
 /* ---------------------------------------------------------------- profile */
@@ -153,23 +154,42 @@ static int plan_threads(void)
 #endif
 }
 
-/* Whether an inference forward runs this layer in bfloat16: the 3x3 stride-1
-   "same" layers with an even input count of at least BF16_MIN_C (those
-   unet_bf16.c caches filters for), Winograd or not in float32: with the
-   filters transformed once per weight change, the small-tile layers that
-   float32 sends to im2col pay too. */
-static int bf16_layer(const ddpm_unet *m, const ddpm_conv2d_shape *s, int keep)
+/* Whether the current plan runs a 3x3 stride-1 "same" convolution's
+   products in bfloat16 with K summed channels (the forward's inputs, the
+   input gradient's outputs): K even and at least BF16_MIN_C, the layers
+   unet_bf16.c caches filters for; Winograd or not in float32, since with
+   bfloat16 products the small-tile layers that float32 sends to im2col pay
+   too. The plan's precision, not the model's: a backward runs as its
+   forward did even when the precision changed in between. */
+static int bf16_k(const ddpm_unet *m, const ddpm_conv2d_shape *s, int K)
 {
-   return m->precision == DDPM_BF16 && !keep && s->KH == 3 && s->KW == 3 && s->stride == 1 &&
-          s->pad_t == 1 && s->pad_l == 1 && s->OH == s->H && s->OW == s->W && s->C % 2 == 0 && s->C >= BF16_MIN_C(m);
+   return m->pprec == DDPM_BF16 && s->KH == 3 && s->KW == 3 && s->stride == 1 &&
+          s->pad_t == 1 && s->pad_l == 1 && s->OH == s->H && s->OW == s->W && K % 2 == 0 &&
+          K >= m->pmin_c;
+}
+static int bf16_fwd(const ddpm_unet *m, const ddpm_conv2d_shape *s) { return bf16_k(m, s, s->C); }
+static int bf16_dx(const ddpm_unet *m, const ddpm_conv2d_shape *s) { return bf16_k(m, s, s->OC); }
+
+/* Floats of O x I bfloat16 filters at the start of the scratch (whole
+   cache lines, so what follows stays aligned). */
+static size_t filter_floats(int O, int I)
+{
+   return (ddpm_wino_bf16_filter_words(O, I) + 15) & ~(size_t)15;
 }
 
 static size_t conv_scratch(const ddpm_unet *m, const ddpm_conv2d_shape *s, int wino, int keep)
 {
-   size_t f = wino ? ddpm_wino_scratch_floats(s->N, s->C, s->OC, s->H, s->W, keep, plan_threads())
+   const int threads = plan_threads();
+   size_t f = wino ? ddpm_wino_scratch_floats(s->N, s->C, s->OC, s->H, s->W, keep, threads)
                    : ddpm_conv2d_scratch_floats(s);
-   if (bf16_layer(m, s, keep))
-      f = max_sz(f, ddpm_wino_bf16_scratch_floats(s->N, s->C, s->OC, s->H, s->W, plan_threads()));
+   /* with activations kept (training) both directions make their filters
+      in the scratch; without, the forward's come from unet_bf16.c's cache */
+   if (bf16_fwd(m, s))
+      f = max_sz(f, (keep ? filter_floats(s->OC, s->C) : 0) +
+                       ddpm_wino_bf16_scratch_floats(s->N, s->C, s->OC, s->H, s->W, threads));
+   if (keep && bf16_dx(m, s))
+      f = max_sz(f, filter_floats(s->C, s->OC) +
+                       ddpm_wino_bf16_scratch_floats(s->N, s->OC, s->C, s->H, s->W, threads));
    return f;
 }
 
@@ -316,10 +336,12 @@ static int plan(ddpm_unet *m, int N, int H, int W, int keep)
 {
    const int threads = plan_threads();
    if (m->arena && m->pN == N && m->pH == H && m->pW == W && m->pkeep == keep &&
-       m->pthreads == threads)
+       m->pthreads == threads && m->pprec == m->precision && m->pmin_c == BF16_MIN_C(m))
       return DDPM_OK;
    m->have_forward = 0;
    m->pN = 0;
+   m->pprec = m->precision;   /* shapes() sizes the scratch for these */
+   m->pmin_c = BF16_MIN_C(m);
    size_t sc, gm, at, gw;
    int maxc;
    shapes(m, N, H, W, keep, &sc, &gm, &at, &maxc, &gw);
@@ -398,8 +420,21 @@ static void conv_fwd(ddpm_unet *m, float *out, const float *in, const float *w,
                      const ddpm_conv_epi *e, const ddpm_conv2d_shape *s, int wino)
 {
    double t0 = pbegin(m);
-   const uint32_t *U = bf16_layer(m, s, m->pkeep)
-                          ? ddpm_unet_bf16_filters(m, (size_t)(w - m->params)) : NULL;
+   if (bf16_fwd(m, s) && m->pkeep) {
+      /* training: the weights change every step, so the filters are made
+         here, just before their products, not cached: in the cache every
+         step would write and read them back through memory (twice the 3x3
+         weights' bytes, 240 MB for CIFAR-10), here they stay near the core */
+      uint32_t *U = (uint32_t *)m->scratch;
+      ddpm_wino_bf16_filters(U, w, s->OC, s->C);
+      pend(m, PF_BF16_FILT, t0);
+      t0 = pbegin(m);
+      ddpm_wino_bf16_forward(out, m->scratch + filter_floats(s->OC, s->C), in, U, e, s->N, s->C,
+                             s->H, s->W, s->OC);
+      pend(m, PF_CONV3_FWD, t0);
+      return;
+   }
+   const uint32_t *U = bf16_fwd(m, s) ? ddpm_unet_bf16_filters(m, (size_t)(w - m->params)) : NULL;
    if (U) {
       ddpm_wino_bf16_forward(out, m->scratch, in, U, e, s->N, s->C, s->H, s->W, s->OC);
       pend(m, PF_CONV3_FWD, t0);
@@ -416,16 +451,36 @@ static void conv_fwd(ddpm_unet *m, float *out, const float *in, const float *w,
    pend(m, s->KH == 1 ? PF_SHORT_FWD : s->stride == 2 ? PF_DOWN_FWD : PF_CONVG_FWD, t0);
 }
 
-/* din (+)= ..., dw += ..., db += ... (each may be NULL). */
+/* din (+)= conv3x3(dout) with the turned filters, the products in bfloat16
+   (bf16_dx): the filters made into the scratch on every call, since in
+   training the weights change every step. */
+static void conv_dx_bf16(ddpm_unet *m, float *din, int din_acc, const float *dout,
+                         const float *w, const ddpm_conv2d_shape *s)
+{
+   double t0 = pbegin(m);
+   uint32_t *U = (uint32_t *)m->scratch;
+   ddpm_wino_bf16_filters_dx(U, w, s->OC, s->C);
+   pend(m, PF_BF16_FILT, t0);
+   t0 = pbegin(m);
+   const ddpm_conv_epi e = { NULL, NULL, din_acc ? din : NULL };
+   ddpm_wino_bf16_forward(din, m->scratch + filter_floats(s->C, s->OC), dout, U, &e, s->N, s->OC,
+                          s->H, s->W, s->C);
+   pend(m, PF_CONV3_DX, t0);
+}
+
+/* din (+)= ..., dw += ..., db += ... (each may be NULL). The weight
+   gradient stays float32 in either precision. */
 static void conv_bwd(ddpm_unet *m, float *din, int din_acc, float *dw, float *db,
                      const float *dout, const float *in, const float *w,
                      const ddpm_conv2d_shape *s, int wino)
 {
    double t0 = pbegin(m);
+   const int dx16 = din && bf16_dx(m, s);
    if (!wino) {
       ddpm_gemm_ws ws = gws(m);
-      ddpm_conv2d_backward_ex(din, din_acc, dw, db, m->scratch, dout, in, w, s, &ws);
+      ddpm_conv2d_backward_ex(dx16 ? NULL : din, din_acc, dw, db, m->scratch, dout, in, w, s, &ws);
       pend(m, s->KH == 1 ? PF_SHORT_BWD : s->stride == 2 ? PF_DOWN_BWD : PF_CONVG_BWD, t0);
+      if (dx16) conv_dx_bf16(m, din, din_acc, dout, w, s);
       return;
    }
    if (db) {
@@ -438,7 +493,9 @@ static void conv_bwd(ddpm_unet *m, float *din, int din_acc, float *dw, float *db
                                 s->W, s->OC);
       pend(m, PF_CONV3_DW, t0);
    }
-   if (din) {
+   if (din && dx16) {
+      conv_dx_bf16(m, din, din_acc, dout, w, s);
+   } else if (din) {
       t0 = pbegin(m);
       ddpm_wino_backward_data(din, din_acc, m->scratch, m->scratch_floats, dout, w, s->N, s->C,
                               s->H, s->W, s->OC);
@@ -571,8 +628,10 @@ int ddpm_unet_forward(ddpm_unet *m, float *out, const float *x, const float *t,
    const int keep = m->training || m->grad_enabled;
    int rc = plan(m, N, H, W, keep);
    if (rc != DDPM_OK) return rc;
-   if (m->precision == DDPM_BF16 && !keep) {   /* filters up to date with the weights */
+   if (m->pprec == DDPM_BF16 && !keep) {   /* cached filters up to date with the weights */
+      double t0 = pbegin(m);
       rc = ddpm_unet_bf16_refresh(m);
+      pend(m, PF_BF16_FILT, t0);
       if (rc != DDPM_OK) return rc;
    }
    m->fwd_dropout = m->training && c->dropout > 0;

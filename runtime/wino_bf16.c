@@ -1,6 +1,7 @@
 /*
- * wino_bf16.c — the forward of a 3x3 stride-1 "same" convolution with the
- * Winograd domain's products in bfloat16 (AVX512-BF16), for inference.
+ * wino_bf16.c — a 3x3 stride-1 "same" convolution with the Winograd domain's
+ * products in bfloat16 (AVX512-BF16): the U-Net's forward, and its input
+ * gradient, which is the same forward over dout with turned filters.
  *
  * Same algorithm as winograd.c, F(4x4, 3x3): per position xi of the 6x6
  * Winograd domain one GEMM  M[xi] (O x slots) = U[xi] (O x I) . V[xi] (I x slots),
@@ -13,8 +14,10 @@
  * The tile transforms stay float32 (the input transform is winograd.c's):
  * only the products lose precision, about 2^-9 relative per operand.
  *
- * U comes from ddpm_wino_bf16_filters, once per change of the weights (the
- * U-Net caches it, unet_bf16.c). A call runs in two parallel phases: every
+ * U comes from ddpm_wino_bf16_filters (forward; the U-Net caches it per
+ * change of the weights, unet_bf16.c) or ddpm_wino_bf16_filters_dx (the
+ * input gradient's turned filters, made per backward call: in training the
+ * weights change every step). A call runs in two parallel phases: every
  * block's input transform (by block and channel pair), then per block and
  * group of BOB output rows the 36 GEMMs into a thread's own M and that
  * group's output transform.
@@ -23,8 +26,8 @@
  * attribute, so the rest of the build needs no flag; callers must check
  * ddpm_bf16_available() first (unet_bf16.c does).
  *
- * Not here: gradients (training stays float32), odd input counts, other
- * kernel sizes or strides (those layers run in float32).
+ * Not here: the weight gradient (float32, winograd_wgt.c), odd channel
+ * counts, other kernel sizes or strides (those layers run in float32).
  */
 #include "bf16.h"
 #include "winograd.h"
@@ -36,7 +39,7 @@
 #include <omp.h>
 #endif
 
-#define BF16_TARGET __attribute__((target("avx2,fma,avx512f,avx512bw,avx512bf16")))
+#define BF16_TARGET __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512bf16")))
 
 #define BMR 8      /* micro-kernel rows (output channels) */
 #define BNV 3      /* micro-kernel vectors of 16 slots */
@@ -51,19 +54,9 @@ int ddpm_bf16_available(void)
       const char *off = getenv("DDPM_NO_BF16");
       __builtin_cpu_init();
       known = (!off || !*off || !strcmp(off, "0")) && __builtin_cpu_supports("avx512bf16") &&
-              __builtin_cpu_supports("avx512bw");
+              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
    }
    return known;
-}
-
-/* float32 -> bfloat16, round to nearest even (NaN stays NaN). */
-static uint16_t to_bf16(float f)
-{
-   uint32_t u;
-   memcpy(&u, &f, sizeof u);
-   if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-   u += 0x7fffu + ((u >> 16) & 1);
-   return (uint16_t)(u >> 16);
 }
 
 /* ------------------------------------------------------------ filters */
@@ -73,48 +66,121 @@ size_t ddpm_wino_bf16_filter_words(int O, int I)
    return (size_t)round_up(O, BMR) * NXI * (size_t)(I / 2);
 }
 
-/* G g G^T of one 3x3 filter: u[6][6] (G's rows: 1/4 0 0; -1/6 -1/6 -1/6;
-   -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1, as winograd.c). */
-static void filter6(float u[6][6], const float *w)
+/* G w: 3 -> 6 on 8 filters at once, one per lane (G's rows: 1/4 0 0;
+   -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1, as
+   winograd.c). */
+static inline void g3b(v8 u[6], v8 a, v8 b, v8 d)
 {
-   float t[6][3];
+   const float k6 = 1.0f / 6, k12 = 1.0f / 12, k24 = 1.0f / 24;
+   const v8 s = a + d, p = a * k24 + d * k6, q = b * k12;
+   u[0] = a * 0.25f;
+   u[1] = (s + b) * -k6;
+   u[2] = (s - b) * -k6;
+   u[3] = p + q;
+   u[4] = p - q;
+   u[5] = d;
+}
+
+/* u[x] = (G g G^T)[x] of the 8 filters whose taps are g[0..8] (lanes). */
+static inline void filter8(v8 u[NXI], const v8 g[9])
+{
+   v8 t[6][3];
    for (int c = 0; c < 3; c++) {
-      const float a = w[c], b = w[3 + c], d = w[6 + c];
-      t[0][c] = a * 0.25f;
-      t[1][c] = -(a + b + d) / 6.0f;
-      t[2][c] = -(a - b + d) / 6.0f;
-      t[3][c] = a / 24.0f + b / 12.0f + d / 6.0f;
-      t[4][c] = a / 24.0f - b / 12.0f + d / 6.0f;
-      t[5][c] = d;
+      v8 col[6];
+      g3b(col, g[c], g[3 + c], g[6 + c]);
+      for (int a = 0; a < 6; a++) t[a][c] = col[a];
    }
-   for (int r = 0; r < 6; r++) {
-      const float a = t[r][0], b = t[r][1], d = t[r][2];
-      u[r][0] = a * 0.25f;
-      u[r][1] = -(a + b + d) / 6.0f;
-      u[r][2] = -(a - b + d) / 6.0f;
-      u[r][3] = a / 24.0f + b / 12.0f + d / 6.0f;
-      u[r][4] = a / 24.0f - b / 12.0f + d / 6.0f;
-      u[r][5] = d;
+   for (int a = 0; a < 6; a++) g3b(u + 6 * a, t[a][0], t[a][1], t[a][2]);
+}
+
+/* The taps of rows o0 .. o0+7 (lanes; rows >= O zero) of input i:
+   forward, filter weight[o][i] of weight [O][I][3][3];
+   flip, rot180(weight[i][o]) of weight [I][O][3][3] (the input gradient's
+   filters: turned by 180 degrees, the channels' roles swapped). The flipped
+   rows of one input are 72 neighbouring floats, the forward's 9*I apart. */
+static inline void taps8(v8 g[9], const float *weight, int O, int I, int o0, int i, int flip)
+{
+   const int no = O - o0 < 8 ? O - o0 : 8;
+   const float *row[8];
+   for (int q = 0; q < no; q++)
+      row[q] = flip ? weight + ((size_t)i * O + o0 + q) * 9 : weight + ((size_t)(o0 + q) * I + i) * 9;
+   if (no < 8) {   /* the last panel of an O that is no multiple of 8 */
+      for (int k = 0; k < 9; k++)
+         for (int q = 0; q < 8; q++) g[k][q] = q < no ? row[q][flip ? 8 - k : k] : 0.0f;
+      return;
+   }
+   /* 8 taps of each row in one load, transposed in registers (taps written
+      one by one into g and read back as vectors stalled on every read);
+      the ninth tap by itself. flip: taps 1..8 reversed, tap 0 last. */
+   __m256 r[8], a[8], b[8];
+   for (int q = 0; q < 8; q++) r[q] = _mm256_loadu_ps(row[q] + flip);
+   for (int q = 0; q < 8; q += 2) {
+      a[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
+      a[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
+   }
+   for (int q = 0; q < 8; q += 4) {
+      b[q] = _mm256_shuffle_ps(a[q], a[q + 2], 0x44);
+      b[q + 1] = _mm256_shuffle_ps(a[q], a[q + 2], 0xEE);
+      b[q + 2] = _mm256_shuffle_ps(a[q + 1], a[q + 3], 0x44);
+      b[q + 3] = _mm256_shuffle_ps(a[q + 1], a[q + 3], 0xEE);
+   }
+   for (int j = 0; j < 4; j++) {   /* tap j: rows 0-3 from b[j], 4-7 from b[4 + j] */
+      const v8 lo = (v8)_mm256_permute2f128_ps(b[j], b[4 + j], 0x20);
+      const v8 hi = (v8)_mm256_permute2f128_ps(b[j], b[4 + j], 0x31);
+      g[flip ? 7 - j : j] = lo;
+      g[flip ? 3 - j : 4 + j] = hi;
+   }
+   const int last = flip ? 0 : 8;
+   g[8] = (v8){ row[0][last], row[1][last], row[2][last], row[3][last],
+                row[4][last], row[5][last], row[6][last], row[7][last] };
+}
+
+/* Pairs of inputs per pass of filters(): their words of one xi go out as
+   KP * 32 contiguous bytes. Written pair by pair, the 36 xi planes of a
+   panel lie I/2 * 32 bytes apart (4 KiB at 256 inputs), so the 36 stores
+   of one pair all fell into one L1 set; that made the transform of a
+   256-channel layer 2.4x slower than of a 128-channel one per filter. */
+#define KP 8
+
+/* U of O rows and I (even) inputs, wino_bf16.c's layout; flip as taps8.
+   Per panel of 8 rows and pair of inputs, 36 groups of 8 words: the 8 lanes
+   of both inputs rounded to bfloat16 (vcvtneps2bf16, nearest even, as the
+   tiles' V) and interleaved, the pair's first channel in the low half. */
+BF16_TARGET
+static void filters(uint32_t *U, const float *weight, int O, int I, int flip)
+{
+   const int np = (int)(round_up(O, BMR) / BMR), I2 = I / 2, nkb = (I2 + KP - 1) / KP;
+   #pragma omp parallel for schedule(static)
+   for (int it = 0; it < np * nkb; it++) {
+      const int p = it / nkb, k0 = it % nkb * KP, nk = I2 - k0 < KP ? I2 - k0 : KP;
+      uint32_t *Up = U + (size_t)p * NXI * I2 * BMR;
+      uint32_t buf[NXI][KP][BMR] __attribute__((aligned(64)));
+      for (int k = 0; k < nk; k++) {
+         v8 g[9], u0[NXI], u1[NXI];
+         taps8(g, weight, O, I, p * BMR, 2 * (k0 + k), flip);
+         filter8(u0, g);
+         taps8(g, weight, O, I, p * BMR, 2 * (k0 + k) + 1, flip);
+         filter8(u1, g);
+         for (int x = 0; x < NXI; x++) {
+            const __m128i lo = (__m128i)_mm256_cvtneps_pbh((__m256)u0[x]);
+            const __m128i hi = (__m128i)_mm256_cvtneps_pbh((__m256)u1[x]);
+            _mm_store_si128((__m128i *)buf[x][k], _mm_unpacklo_epi16(lo, hi));
+            _mm_store_si128((__m128i *)(buf[x][k] + 4), _mm_unpackhi_epi16(lo, hi));
+         }
+      }
+      for (int x = 0; x < NXI; x++)
+         memcpy(Up + ((size_t)x * I2 + k0) * BMR, buf[x], (size_t)nk * BMR * sizeof(uint32_t));
    }
 }
 
 void ddpm_wino_bf16_filters(uint32_t *U, const float *weight, int O, int I)
 {
-   const int Op = (int)round_up(O, BMR), I2 = I / 2;
-   uint16_t *Uh = (uint16_t *)U;
-   #pragma omp parallel for schedule(static)
-   for (int o = 0; o < Op; o++) {
-      const int p = o / BMR, q = o % BMR;
-      for (int i = 0; i < I; i++) {
-         float u[6][6];
-         if (o < O) filter6(u, weight + ((size_t)o * I + i) * 9);
-         else memset(u, 0, sizeof u);
-         for (int x = 0; x < NXI; x++) {
-            size_t word = (((size_t)p * NXI + x) * I2 + i / 2) * BMR + q;
-            Uh[2 * word + (i & 1)] = to_bf16(u[x / 6][x % 6]);
-         }
-      }
-   }
+   filters(U, weight, O, I, 0);
+}
+
+void ddpm_wino_bf16_filters_dx(uint32_t *U, const float *weight, int OC, int C)
+{
+   filters(U, weight, C, OC, 1);
 }
 
 /* ------------------------------------------------------------ micro-kernel */

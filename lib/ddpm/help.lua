@@ -240,11 +240,12 @@ entry(S, 'UNet:set_grad_enabled', 'm:set_grad_enabled(on)',
    'With false, forward keeps no activations for backward (sampling).',
    'm:set_grad_enabled(false)')
 entry(S, 'UNet:set_precision', "m:set_precision('float32' | 'bf16' [, {min_channels = 128}]) -> m",
-   'The arithmetic of forwards without gradients (sampling, the NLL bound):\n' ..
-   "'bf16' multiplies the 3x3 convolutions in bfloat16 with float32 sums\n" ..
-   '(AVX512-BF16; an error on a CPU without it). Training forwards stay\n' ..
-   'float32; not saved with the model. min_channels: the fewest input\n' ..
-   'channels of a layer run in bfloat16. m.precision = ... does the same.',
+   'The arithmetic of forwards and training steps: \'bf16\' multiplies the\n' ..
+   '3x3 convolutions (forward, input gradient) in bfloat16 with float32 sums\n' ..
+   '(AVX512-BF16; an error on a CPU without it). Weight gradients, weights,\n' ..
+   'Adam and the EMA stay float32; not saved with the model. min_channels:\n' ..
+   'the fewest summed channels of a layer run in bfloat16. m.precision = ...\n' ..
+   'does the same.',
    "m:set_precision('bf16')")
 entry(S, 'UNet:workspace_bytes', 'm:workspace_bytes() -> number', 'Bytes of activation and scratch memory held now.',
    'm:workspace_bytes() / 2^20')

@@ -167,10 +167,11 @@ function UNet:_apply_precision(p, who, level, min_channels)
 end
 
 --- m:set_precision('float32' | 'bf16'), or m.precision = ... before a
---- forward: the arithmetic of forwards without gradients (sampling, the NLL
---- bound). 'bf16' multiplies the 3x3 convolutions in bfloat16 with float32
---- sums (AVX512-BF16); a CPU without it raises an error saying so. Forwards
---- for training stay float32. Not saved with the model. opt.min_channels:
+--- forward: the arithmetic of forwards (sampling, the NLL bound) and of
+--- training steps. 'bf16' multiplies the 3x3 convolutions (forward and
+--- input gradient) in bfloat16 with float32 sums (AVX512-BF16); a CPU
+--- without it raises an error saying so. Weight gradients, the weights,
+--- Adam and the EMA stay float32. Not saved with the model. opt.min_channels:
 --- the fewest input channels of a layer run in bfloat16 (128; below that
 --- float32 is as fast; 2 for every layer, as the quality gate does).
 function UNet:set_precision(p, opt)

@@ -16,9 +16,13 @@
 
 #include <omp.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #define LAYER_BOUND 3.5e-2
 #define NET_BOUND   1e-1
+#define DX_BOUND    3.5e-2   /* the same Winograd forward, over dout */
+#define GRAD_BOUND  1e-1     /* a whole training step's gradients */
 
 static double rel_l2(const float *a, const float *b, size_t n)
 {
@@ -84,6 +88,69 @@ static void test_layers(void)
       if (r > worst) worst = r;
    }
    printf("# worst layer: %.3e\n", worst);
+}
+
+/* The input gradient of one layer N x I x H x W -> O in bfloat16 against
+   winograd.c's float32 one (overwriting, then accumulating into din); the
+   turned filters against the forward's transform of explicitly turned
+   weights, bit for bit. */
+static double layer_dx(int N, int I, int O, int H, int W)
+{
+   const size_t nin = (size_t)N * I * H * W, nout = (size_t)N * O * H * W, nw = (size_t)O * I * 9;
+   const int threads = omp_get_max_threads();
+   size_t s32 = ddpm_wino_scratch_floats(N, I, O, H, W, 1, threads);
+   size_t s16 = ddpm_wino_bf16_scratch_floats(N, O, I, H, W, threads);
+   float *dout = malloc(nout * 4), *w = malloc(nw * 4), *wt = malloc(nw * 4);
+   float *ref = malloc(nin * 4), *got = malloc(nin * 4), *base = malloc(nin * 4);
+   float *sc = malloc((s32 > s16 ? s32 : s16) * 4);
+   const size_t nu = ddpm_wino_bf16_filter_words(I, O);
+   uint32_t *U = malloc(nu * 4), *Ut = malloc(nu * 4);
+   fill(dout, nout, 11, 1.0f);
+   fill(w, nw, 12, sqrtf(3.0f / (9.0f * O)));
+   fill(base, nin, 13, 0.5f);
+   for (int o = 0; o < O; o++)
+      for (int i = 0; i < I; i++)
+         for (int k = 0; k < 9; k++) wt[((size_t)i * O + o) * 9 + k] = w[((size_t)o * I + i) * 9 + 8 - k];
+   ddpm_wino_bf16_filters_dx(U, w, O, I);
+   ddpm_wino_bf16_filters(Ut, wt, I, O);
+   CHECK(!memcmp(U, Ut, nu * 4), "turned filters %d->%d: the same words as the forward's of turned weights",
+         I, O);
+   ddpm_wino_backward_data(ref, 0, sc, s32, dout, w, N, I, H, W, O);
+   memset(got, 0xff, nin * 4);
+   ddpm_wino_bf16_forward(got, sc, dout, U, NULL, N, O, H, W, I);
+   double r = rel_l2(got, ref, nin);
+   /* accumulating: din = base + dX */
+   memcpy(ref, base, nin * 4);
+   memcpy(got, base, nin * 4);
+   ddpm_wino_backward_data(ref, 1, sc, s32, dout, w, N, I, H, W, O);
+   ddpm_conv_epi e = { NULL, NULL, got };
+   ddpm_wino_bf16_forward(got, sc, dout, U, &e, N, O, H, W, I);
+   for (size_t i = 0; i < nin; i++) { ref[i] -= base[i]; got[i] -= base[i]; }
+   double ra = rel_l2(got, ref, nin);
+   free(dout); free(w); free(wt); free(ref); free(got); free(base); free(sc); free(U); free(Ut);
+   return r > ra ? r : ra;
+}
+
+static void test_dx_layers(void)
+{
+   /* N, I (the layer's inputs: dX's outputs), O (its outputs: dX's summed
+      channels, even), H, W */
+   static const int shapes[][5] = {
+      {2, 128, 128, 32, 32}, {2, 128, 256, 16, 16}, {2, 256, 256, 8, 8}, {2, 512, 256, 4, 4},
+      {2, 384, 256, 16, 16}, {2, 3, 128, 32, 32},
+      {3, 32, 32, 28, 28}, {3, 64, 64, 14, 14}, {3, 96, 64, 7, 7}, {1, 5, 2, 6, 10},
+   };
+   double worst = 0;
+   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+      const int *s = shapes[i];
+      double r = layer_dx(s[0], s[1], s[2], s[3], s[4]);
+      printf("# input gradient N=%d %d->%d %dx%d: relative L2 error %.3e\n", s[0], s[1], s[2], s[3],
+             s[4], r);
+      CHECK(r < DX_BOUND, "bf16 input gradient of %d->%d at %dx%d within %.1e of float32 (%.2e)",
+            s[1], s[2], s[3], s[4], DX_BOUND, r);
+      if (r > worst) worst = r;
+   }
+   printf("# worst input gradient: %.3e\n", worst);
 }
 
 /* The CIFAR-10 U-Net with every weight at Glorot scale (the official init
@@ -159,6 +226,114 @@ static void test_network(void)
    ddpm_unet_free(m);
 }
 
+/* Which writes the filter cache sees: forwards alone never make it again;
+   the raw pointer, a write through a tensor view of the parameters, and a
+   load each do, and the bf16 output then equals a fresh model's with the
+   same weights. */
+static void test_cache(void)
+{
+   ddpm_unet_config c = { .ch = 32, .ch_mult = {1, 2}, .num_levels = 2, .num_res_blocks = 1,
+                          .num_attn_res = 0, .dropout = 0, .in_ch = 3, .out_ch = 3,
+                          .resolution = 16, .groups = 8, .eps = 1e-6f };
+   ddpm_unet *m = ddpm_unet_new(&c, 3), *fresh = ddpm_unet_new(&c, 4);
+   CHECK(m && fresh, "small models");
+   if (!m || !fresh) return;
+   const size_t np = ddpm_unet_num_params(m), n = (size_t)2 * 3 * 16 * 16;
+   fill(ddpm_unet_params(m), np, 21, 0.05f);
+   ddpm_unet_set_grad_enabled(m, 0);
+   ddpm_unet_set_grad_enabled(fresh, 0);
+   ddpm_unet_set_bf16_min_channels(m, 2);
+   ddpm_unet_set_bf16_min_channels(fresh, 2);
+   ddpm_unet_set_precision(m, DDPM_BF16);
+   ddpm_unet_set_precision(fresh, DDPM_BF16);
+   float *x = malloc(n * 4), *a = malloc(n * 4), *b = malloc(n * 4), t[2] = {3, 600};
+   fill(x, n, 22, 1.0f);
+   ddpm_unet_forward(m, a, x, t, 2, 16, 16);
+   const long r0 = ddpm_unet_bf16_remakes(m);
+   for (int i = 0; i < 3; i++) ddpm_unet_forward(m, a, x, t, 2, 16, 16);
+   CHECK(r0 == 1 && ddpm_unet_bf16_remakes(m) == 1, "forwards without writes make the filters once (%ld)",
+         ddpm_unet_bf16_remakes(m));
+   /* same output as a fresh model given the current weights */
+#define SAME_AS_FRESH(what)                                                                     \
+   do {                                                                                        \
+      memcpy(ddpm_unet_params(fresh), ddpm_unet_params(m), np * 4);                            \
+      ddpm_unet_forward(m, a, x, t, 2, 16, 16);                                                \
+      ddpm_unet_forward(fresh, b, x, t, 2, 16, 16);                                            \
+      CHECK(!memcmp(a, b, n * 4), "%s: the bf16 output follows the weights", what);           \
+   } while (0)
+   const ddpm_param *p = ddpm_unet_param(m, ddpm_unet_find_param(m, "down_blocks.1.resnets.0.conv2.weight"));
+   CHECK(p != NULL, "a 64-channel conv");
+   float *P = ddpm_unet_params(m);
+   P[p->offset + 5] += 0.5f;
+   SAME_AS_FRESH("one weight through ddpm_unet_params");
+   ddpm_tensor *v = ddpm_unet_flat_tensor(m, DDPM_PARAMS);
+   ddpm_tensor_narrow(v, 0, (int64_t)p->offset, 9);
+   ddpm_tensor_fill(v, 0.25f);
+   SAME_AS_FRESH("a filled view");
+   ddpm_tensor_release(v);
+   const long before = ddpm_unet_bf16_remakes(m);
+   char path[] = "/tmp/ddpm-bf16-cache-XXXXXX";
+   int fd = mkstemp(path);
+   if (fd >= 0) close(fd);
+   ddpm_unet *other = ddpm_unet_new(&c, 9);
+   CHECK(other && ddpm_unet_save(other, path) == DDPM_OK, "save another model");
+   ddpm_st_file *f = ddpm_st_open(path);
+   CHECK(f && ddpm_unet_load_st(m, f, NULL, DDPM_LOAD_STRICT) == DDPM_OK, "load it");
+   ddpm_st_close(f);
+   unlink(path);
+   ddpm_unet_forward(m, a, x, t, 2, 16, 16);
+   CHECK(ddpm_unet_bf16_remakes(m) == before + 1, "a load makes the filters again");
+   SAME_AS_FRESH("a load");
+#undef SAME_AS_FRESH
+   free(x); free(a); free(b);
+   ddpm_unet_free(other);
+   ddpm_unet_free(m);
+   ddpm_unet_free(fresh);
+}
+
+/* One training step's gradients (forward with activations kept, backward)
+   in bfloat16 against float32: the input gradient dx and every parameter's
+   gradient (the weight gradients are float32 kernels, but their inputs
+   come from bf16 forwards and dX). */
+static void test_training_step(void)
+{
+   ddpm_unet *m = cifar_model();
+   CHECK(m != NULL, "CIFAR-10 model (training)");
+   if (!m) return;
+   const int N = 2;
+   const size_t n = (size_t)N * 3 * 32 * 32, np = ddpm_unet_num_params(m);
+   float *x = malloc(n * 4), *out = malloc(n * 4), *dout = malloc(n * 4), t[2] = {10, 700};
+   float *dx32 = malloc(n * 4), *dx16 = malloc(n * 4), *g32 = malloc(np * 4);
+   fill(x, n, 31, 1.0f);
+   fill(dout, n, 32, 1.0f);
+   ddpm_unet_set_grad_enabled(m, 1);
+   int ok = ddpm_unet_forward(m, out, x, t, N, 32, 32) == DDPM_OK;
+   ddpm_unet_zero_grad(m);
+   ok = ok && ddpm_unet_backward(m, dx32, dout) == DDPM_OK;
+   memcpy(g32, ddpm_unet_grads(m), np * 4);
+   ok = ok && ddpm_unet_set_precision(m, DDPM_BF16) == DDPM_OK &&
+        ddpm_unet_forward(m, out, x, t, N, 32, 32) == DDPM_OK;
+   ddpm_unet_zero_grad(m);
+   ok = ok && ddpm_unet_backward(m, dx16, dout) == DDPM_OK;
+   CHECK(ok, "float32 and bf16 training steps");
+   double ex = rel_l2(dx16, dx32, n), eg = rel_l2(ddpm_unet_grads(m), g32, np);
+   printf("# CIFAR-10 U-Net training step, batch 2: relative L2 error of dx %.3e, of the "
+          "parameter gradients %.3e\n", ex, eg);
+   CHECK(ex > 0 && ex < GRAD_BOUND, "bf16 input gradient within %.0e of float32 (%.2e)", GRAD_BOUND, ex);
+   CHECK(eg > 0 && eg < GRAD_BOUND, "bf16 parameter gradients within %.0e of float32 (%.2e)", GRAD_BOUND, eg);
+   /* a precision change between forward and backward: the backward runs as
+      its forward was planned (float32 here), not with N = 0 */
+   ddpm_unet_set_precision(m, DDPM_FLOAT32);
+   ddpm_unet_forward(m, out, x, t, N, 32, 32);
+   ddpm_unet_set_precision(m, DDPM_BF16);
+   ddpm_unet_zero_grad(m);
+   ok = ddpm_unet_backward(m, dx16, dout) == DDPM_OK;
+   CHECK(ok && !memcmp(dx16, dx32, n * 4) && !memcmp(ddpm_unet_grads(m), g32, np * 4),
+         "a backward after a precision change gives its forward's precision, bit for bit");
+   free(x); free(out); free(dout); free(dx32); free(dx16); free(g32);
+   ddpm_unet_free(m);
+}
+
 int main(void)
 {
    ddpm_unet_config c = ddpm_unet_config_cifar10();
@@ -173,6 +348,9 @@ int main(void)
       return check_done();
    }
    test_layers();
+   test_dx_layers();
    test_network();
+   test_cache();
+   test_training_step();
    return check_done();
 }

@@ -92,14 +92,73 @@ function tests.bf16_forward_close_to_float32()
    local e = rel_l2(got, ref)
    print(('# small U-Net: bf16 vs float32 relative L2 error %.3e'):format(e))
    T.assert_true(e > 0 and e < 0.1, 'relative error ' .. e)
-   -- a training forward (gradients on) stays float32, bit for bit
+   -- a training forward (gradients on) runs in bf16 too: the filters are
+   -- made per call there, not cached, and give the same bits
    m:set_grad_enabled(true)
    local tr = m:forward(x, t):clone()
+   T.assert_true(tr:equal(got), 'a forward with gradients gives the bf16 bits of one without')
    m:set_precision('float32')
-   local tr32 = m:forward(x, t):clone()
-   T.assert_true(tr:equal(tr32), 'forwards with gradients are float32 whatever the precision')
    m:set_grad_enabled(false)
    T.assert_true(m:forward(x, t):equal(ref), 'float32 again gives the same bits')
+end
+
+-- The bf16 output of a model must follow its weights whichever way they
+-- change (the filter cache compares the parameter buffer's version, which
+-- every writer bumps): after each write it equals, bit for bit, the output
+-- of a fresh model given a copy of the weights, and differs from before.
+function tests.bf16_cache_follows_every_write()
+   need_bf16()
+   local cfg = {ch = 32, ch_mult = {1, 2}, attn_resolutions = {}, resolution = 8, seed = 4}
+   local m, fresh = ddpm.unet(cfg), ddpm.unet(cfg)
+   for _, u in ipairs{m, fresh} do
+      u:set_precision('bf16', {min_channels = 2})
+      u:set_grad_enabled(false)
+   end
+   for _, p in pairs(m:parameters()) do p:copy(ddpm.randn(p:size()) * 0.05) end
+   local x, t = ddpm.randn({2, 3, 8, 8}), {3, 700}
+   local last = m:forward(x, t):clone()
+   local function check(what)
+      fresh:flat_params():copy(m:flat_params())
+      local got, want = m:forward(x, t):clone(), fresh:forward(x, t)
+      T.assert_true(got:equal(want), what .. ': the bf16 output follows the weights')
+      T.assert_true(not got:equal(last), what .. ': the output moved')
+      last = got
+   end
+   local W = 'down_blocks.0.resnets.0.conv2.weight'
+   T.assert_true(m:forward(x, t):equal(last), 'no write, the same output')
+   -- an Adam step (as ddpm.train takes it)
+   local adam = core.adam(m:num_params(), {beta1 = 0.9, beta2 = 0.999, eps = 1e-8})
+   local g = m:flat_grads()
+   g:copy(ddpm.randn({m:num_params()}))
+   adam:step(m:flat_params(), g, 1e-3)
+   check('an Adam step')
+   -- the EMA update into this model's weights
+   core.ema_update(m:flat_params(), ddpm.randn({m:num_params()}) * 0.05, 0.5)
+   check('an EMA update')
+   -- t[i] = v on a 1-D view, and a row of a 4-D parameter view
+   local flat, off = m:flat_params(), nil
+   for _, p in ipairs(m._c:param_info()) do if p.name == W then off = p.offset end end
+   flat[off + 1] = 0.75
+   check('flat[i] = v')
+   local w = m:param(W)
+   w[2] = 0.125
+   check('w[i] = v (a row)')
+   w:fill(0.01)
+   check('w:fill')
+   w:mul_(-3)
+   check('w:mul_')
+   m:param(W):add_(ddpm.randn(w:size()) * 0.1)
+   check('add_ on a new view')
+   m:param(W):copy(ddpm.randn(w:size()) * 0.05)
+   check('copy into a view')
+   -- a load from a file
+   local path = os.tmpname() .. '.safetensors'
+   local other = ddpm.unet(cfg)
+   for _, p in pairs(other:parameters()) do p:copy(ddpm.randn(p:size()) * 0.05) end
+   other:save(path)
+   m:load(path)
+   os.remove(path)
+   check('m:load')
 end
 
 -- The quality gate on a trained model, with few samples to keep the suite

@@ -59,11 +59,17 @@ int  ddpm_interrupted(void);
 
 #define DDPM_MAX_DIMS 8
 
-/* Refcounted, 64-byte aligned float storage. */
+/* Refcounted, 64-byte aligned float storage. version counts the times a
+   writer may have changed data: every write through tensor.c's functions
+   and every writable pointer handed out (ddpm_tensor_data, ddpm_tensor_ptr,
+   ddpm_tensor_touch) adds one, so that a cache of something computed from
+   the data (the U-Net's bfloat16 filters) knows, by comparing one number,
+   whether it may be stale. */
 typedef struct ddpm_storage {
    float  *data;
    int64_t numel;
    int     refcount;
+   uint64_t version;
 } ddpm_storage;
 
 /* A strided view over a storage (torch7's THTensor). */
@@ -90,7 +96,13 @@ void ddpm_tensor_release(ddpm_tensor *t);     /* NULL is fine */
 
 int64_t ddpm_tensor_numel(const ddpm_tensor *t);
 int     ddpm_tensor_is_contiguous(const ddpm_tensor *t);
-float  *ddpm_tensor_data(const ddpm_tensor *t); /* storage->data + offset */
+/* storage->data + offset; counts as a write (storage->version + 1), since
+   the caller may write through it. */
+float  *ddpm_tensor_data(const ddpm_tensor *t);
+/* Counts a write to t's storage that did not go through the calls above
+   (storage->version + 1); the Lua bindings call it for every tensor they
+   are given. Safe from several threads. */
+void    ddpm_tensor_touch(const ddpm_tensor *t);
 /* "[8,3,32,32]" into buf (returns buf). */
 char   *ddpm_tensor_shape_str(const ddpm_tensor *t, char *buf, size_t len);
 int     ddpm_tensor_same_shape(const ddpm_tensor *a, const ddpm_tensor *b);

@@ -60,7 +60,12 @@ int    ddpm_unet_num_tensors(const ddpm_unet *m);
 const ddpm_param *ddpm_unet_param(const ddpm_unet *m, int i);
 /* Index of a name, or -1. */
 int    ddpm_unet_find_param(const ddpm_unet *m, const char *name);
-float *ddpm_unet_params(ddpm_unet *m);  /* flat [num_params] */
+/* Flat [num_params]. Getting the pointer counts as changing the weights
+   (see ddpm_storage.version): a bfloat16 forward after it transforms its
+   filters again. Writes through a pointer got before a forward must get it
+   again (or call ddpm_tensor_touch on ddpm_unet_flat_tensor's view) before
+   the next forward sees them. */
+float *ddpm_unet_params(ddpm_unet *m);
 float *ddpm_unet_grads(ddpm_unet *m);   /* flat [num_params] */
 void   ddpm_unet_zero_grad(ddpm_unet *m);
 
