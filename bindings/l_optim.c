@@ -1,7 +1,8 @@
 /*
  * l_optim.c — Adam, gradient clipping and EMA over flat tensors.
  *   core.adam(n, {beta1=, beta2=, eps=, weight_decay=}) -> ddpm.Adam
- *   adam:step(params, grads, lr); adam:m(), adam:v() (tensor views),
+ *   adam:step(params, grads, lr [, {grad_scale=, ema=, ema_decay=, zero_grads=}]);
+ *   adam:m(), adam:v() (tensor views),
  *   adam:t(), adam:set_t(k)
  *   core.clip_grad_norm(g, max_norm) -> norm before clipping
  *   core.l2_norm(t), core.ema_update(ema, w, decay), core.all_finite(t)
@@ -64,13 +65,35 @@ static int l_adam_gc(lua_State *L)
    return 0;
 }
 
+/* adam:step(params, grads, lr [, {grad_scale =, ema =, ema_decay =,
+   zero_grads =}]): with the options, the clip's scale, the EMA update and
+   the next step's zero_grad run in the same pass over the buffers as Adam
+   (ddpm_adam_step_ex), with the bits of the separate calls. */
 static int l_adam_step(lua_State *L)
 {
    ddpm_adam *a = check_adam(L, 1);
    float *w = flat_arg(L, 2, a->n, "adam:step params");
    float *g = flat_arg(L, 3, a->n, "adam:step grads");
    double lr = luaL_checknumber(L, 4);
-   l_check(L, ddpm_adam_step(a, w, g, lr), "adam:step");
+   if (lua_isnoneornil(L, 5)) {
+      l_check(L, ddpm_adam_step(a, w, g, lr), "adam:step");
+      return 0;
+   }
+   luaL_checktype(L, 5, LUA_TTABLE);
+   ddpm_adam_pass p = { 0.0f, NULL, 0.0, DDPM_GRADS_KEEP };
+   p.grad_scale = (float)opt_field(L, 5, "grad_scale", 0);
+   lua_getfield(L, 5, "ema");
+   if (!lua_isnil(L, -1)) {
+      p.ema = flat_arg(L, lua_gettop(L), a->n, "adam:step ema");
+      p.ema_decay = opt_field(L, 5, "ema_decay", -1);
+      if (!(p.ema_decay >= 0 && p.ema_decay <= 1))
+         luaL_error(L, "adam:step: ema_decay must be in [0,1] with ema");
+   }
+   lua_pop(L, 1);
+   lua_getfield(L, 5, "zero_grads");
+   if (lua_toboolean(L, -1)) p.grads = DDPM_GRADS_ZERO;
+   lua_pop(L, 1);
+   l_check(L, ddpm_adam_step_ex(a, w, g, lr, &p), "adam:step");
    return 0;
 }
 

@@ -484,7 +484,10 @@ entry(S, 'core.prior_bpd', 'core.prior_bpd(sched, x0) -> L_T [N]', 'The prior te
    'core.prior_bpd(diff.sched, x0)')
 entry(S, 'core.adam', 'core.adam(n [, {beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0}]) -> Adam',
    'Adam over n parameters; adam:step(params, grads, lr) updates the flat\n' ..
-   'params in place; adam:m(), adam:v() are its moments; adam:t() the step count.',
+   'params in place; adam:m(), adam:v() are its moments; adam:t() the step count.\n' ..
+   'adam:step(params, grads, lr, {grad_scale = s, ema = e, ema_decay = d, zero_grads = true})\n' ..
+   'also scales the gradients by s (clipping), updates the EMA e and zeroes the\n' ..
+   'gradients, in the same pass and with the bits of the separate calls.',
    'opt = core.adam(m:num_params()); opt:step(m:flat_params(), m:flat_grads(), 2e-4)')
 entry(S, 'core.clip_grad_norm', 'core.clip_grad_norm(g, max_norm) -> norm',
    'Scales the contiguous tensor g to global L2 norm max_norm when above it\n' ..

@@ -301,7 +301,9 @@ local function forward_backward(s, n)
    local flips = opt.flip and core.randint(B, 2, s.sseed.flip, (n - 1) * B * 4) or nil
    if s.NR > 1 then idx, flips = share(idx, first, b), flips and share(flips, first, b) end
    local x0 = s.data:batch(idx, s.P, flips, s.xbuf)
-   s.model:zero_grad()
+   -- the previous step's optimiser pass left the gradients at 0 (zero_grads)
+   if not s.grads_zeroed then s.model:zero_grad() end
+   s.grads_zeroed = false
    s.model:set_dropout_seed(core.mix_seed(s.sseed.drop, n), first)
    local loss, losses, t, t_all = s.diff:loss(s.model, x0, {t_seed = s.sseed.t,
       t_counter = (n - 1) * 1048576, eps_seed = s.sseed.eps,
@@ -351,16 +353,21 @@ end
 
 -- Step n of Algorithm 1: forward and backward, clipping, Adam, EMA.
 -- -> {loss, losses, t, gnorm, lr, stop_all}
+-- The clip's scale, Adam, the EMA and the next step's zero_grad are one
+-- pass over the parameters (adam:step with options), with the bits of
+-- core.clip_grad_norm, adam:step, core.ema_update and zero_grad in turn.
 local function step(s, n)
    local st = forward_backward(s, n)
-   st.gnorm = core.clip_grad_norm(s.grads, s.clip)
+   st.gnorm = core.l2_norm(s.grads)
    st.lr = s.warmup > 0 and s.lr * math.min((n - 1) / s.warmup, 1) or s.lr
    if st.loss - st.loss ~= 0 or st.gnorm - st.gnorm ~= 0 then   -- NaN or ±inf
       nonfinite_step(s, n, st)
    else
       s.nonfinite = 0
-      s.adam:step(s.params, s.grads, st.lr)
-      core.ema_update(s.ema_params, s.params, ema_decay_at(s.ema_decay, n))
+      local clip = s.clip > 0 and st.gnorm > s.clip
+      s.adam:step(s.params, s.grads, st.lr, {grad_scale = clip and s.clip / st.gnorm or 0,
+         ema = s.ema_params, ema_decay = ema_decay_at(s.ema_decay, n), zero_grads = true})
+      s.grads_zeroed = true
    end
    s.last_loss = st.loss
    return st

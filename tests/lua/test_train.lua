@@ -1,7 +1,8 @@
 -- test_train.lua — training end to end on tiny synthetic data: the loss
 -- falls; a resumed run equals a straight one bit for bit; the SQLite rows of
 -- a run; a failing script and Ctrl-C leave the history and checkpoints
--- intact; two runs share one runs.db; one sampler step against the closed form.
+-- intact; two runs share one runs.db; one sampler step against the closed form;
+-- the fused optimiser pass against the separate calls.
 
 local T = require 'ddpm.test'
 local ddpm = require 'ddpm'
@@ -333,6 +334,37 @@ ddpm.train{model = m, diffusion = ddpm.diffusion{T = 20}, data = ddpm.core.datas
       T.assert_eq(r.status, 'finished')
       T.assert_eq(r.n, 25)
    end
+end
+
+-- ddpm.train's optimiser pass: adam:step with the clip's scale, the EMA and
+-- zero_grads gives the bits of clip_grad_norm, adam:step, ema_update and a
+-- zeroed gradient in turn, over 3 steps (a ragged length, clipping on in
+-- the first, off in the later ones).
+function tests.fused_optimiser_step_equals_the_separate_calls()
+   local n, lr, clip, decay = 1000003, 1e-3, 30.0, 0.99
+   local w1, e1 = ddpm.randn({n}, 1), ddpm.randn({n}, 2)
+   local w2, e2 = w1:clone(), e1:clone()
+   local a1, a2 = core.adam(n), core.adam(n)
+   local clipped = 0
+   for k = 1, 3 do
+      local g1 = ddpm.randn({n}, 10 + k):mul_(k == 1 and 1 or 1e-3)
+      local g2 = g1:clone()
+      local norm = core.clip_grad_norm(g1, clip)
+      a1:step(w1, g1, lr)
+      core.ema_update(e1, w1, decay)
+      local norm2 = core.l2_norm(g2)
+      T.assert_eq(norm2, norm, 'the same norm')
+      if norm2 > clip then clipped = clipped + 1 end
+      a2:step(w2, g2, lr, {grad_scale = norm2 > clip and clip / norm2 or 0, ema = e2,
+                            ema_decay = decay, zero_grads = true})
+      T.assert_true(w1:equal(w2), 'step ' .. k .. ': parameters equal bit for bit')
+      T.assert_true(e1:equal(e2), 'step ' .. k .. ': EMA equal bit for bit')
+      T.assert_eq(core.l2_norm(g2), 0, 'step ' .. k .. ': gradients zeroed')
+   end
+   T.assert_eq(clipped, 1, 'the first step was clipped, the others not')
+   T.assert_true(not w1:equal(ddpm.randn({n}, 1)), 'the parameters moved (the test can fail)')
+   local ok, err = pcall(function() a2:step(w2, e2:clone(), lr, {ema = e2, ema_decay = 2}) end)
+   T.assert_true(not ok and tostring(err):find('ema_decay', 1, true) ~= nil, tostring(err))
 end
 
 function tests.sampler_step_matches_closed_form()
