@@ -11,7 +11,10 @@
 # One line per case:
 #
 #   bench <case> ddpmlua_s=<median> torch_s=<median> speedup=<ratio> gflops=<ddpmlua> rss_mb=<ddpmlua>/<torch>
+#         cpu_s=<ddpmlua>/<torch>
 #
+# cpu_s: the medians of each process's median CPU seconds per step (all
+# threads), which another job's load moves less than wall time.
 # gflops counts direct-convolution FLOPs of the forward (x3 for a training
 # step) per second of the ddpmlua median (see bench/bench_unet.c). Lines
 # starting with '#' say what was run and the load average around it.
@@ -21,18 +24,18 @@
 #   cifar_sample_b8     CIFAR-10 U-Net, one sampling forward at batch 8 (no gradients)
 #   fashion_train_b64   experiments/fashion_mnist.lua's U-Net (1.1M, 28x28), training, batch 64
 #   fashion_sample_b256 the same, one sampling forward at batch 256
-#   cifar_sample_b8_bf16, fashion_sample_b256_bf16
-#                       the sampling cases with ddpmlua's precision = 'bf16' (AVX512-BF16),
+#   cifar_sample_b8_bf16, fashion_sample_b256_bf16, cifar_train_b8_bf16, fashion_train_b64_bf16
+#                       the same cases with ddpmlua's precision = 'bf16' (AVX512-BF16),
 #                       against PyTorch float32 (torch_s, speedup) and PyTorch's own
-#                       torch.autocast('cpu', dtype=torch.bfloat16) (torch_amp_s, speedup_amp)
+#                       torch.autocast('cpu', dtype=torch.bfloat16) (torch_amp_s, speedup_amp,
+#                       and torch_amp_cpu_s)
 #
 # With BENCH_BASELINE=<path to another build's bench_unet> (say, the same
 # file built from an earlier commit) each round also runs that binary, in
 # the same alternation, and the line gains before_s=<median> and
-# gain=<before/now>, and the medians of each process's median CPU seconds
-# per step (cpu_s, before_cpu_s, cpu_gain: all threads; steadier than wall
-# time when other jobs take the cores): a before/after comparison measured
-# in one run, as a shared machine's load drifts too much between runs.
+# gain=<before/now>, and before_cpu_s and cpu_gain (CPU seconds as cpu_s):
+# a before/after comparison measured in one run, as a shared machine's load
+# drifts too much between runs.
 #
 # Environment: BENCH_ROUNDS (3), BENCH_REPS (3), BENCH_THREADS (2), BENCH_CASES,
 # BENCH_BASELINE, BENCH_TORCH (1; 0 skips PyTorch), BUILD (build),
@@ -48,7 +51,7 @@ PY=${PYTHON:-/usr/bin/python3}
 ROUNDS=${BENCH_ROUNDS:-3}
 REPS=${BENCH_REPS:-3}
 THREADS=${BENCH_THREADS:-2}
-CASES=${BENCH_CASES:-"cifar_train_b8 cifar_sample_b8 fashion_train_b64 fashion_sample_b256 cifar_sample_b8_bf16 fashion_sample_b256_bf16"}
+CASES=${BENCH_CASES:-"cifar_train_b8 cifar_sample_b8 fashion_train_b64 fashion_sample_b256 cifar_sample_b8_bf16 fashion_sample_b256_bf16 cifar_train_b8_bf16 fashion_train_b64_bf16"}
 
 # (re)build the harness against the current runtime: a no-op when up to date
 if grep -q '^include bench/Makefile.inc' Makefile 2>/dev/null; then
@@ -101,6 +104,8 @@ for case in $CASES; do
       fashion_sample_b256) config=fashion; mode=forward; batch=256 ;;
       cifar_sample_b8_bf16)     config=cifar;   mode=forward; batch=8;   prec=bf16 ;;
       fashion_sample_b256_bf16) config=fashion; mode=forward; batch=256; prec=bf16 ;;
+      cifar_train_b8_bf16)      config=cifar;   mode=train;   batch=8;   prec=bf16 ;;
+      fashion_train_b64_bf16)   config=fashion; mode=train;   batch=64;  prec=bf16 ;;
       *) echo "bench: unknown case $case" >&2; status=2; continue ;;
    esac
    : >"$tmp/$case.ddpmlua"; : >"$tmp/$case.torch"; : >"$tmp/$case.before"; : >"$tmp/$case.torch_amp"
@@ -131,25 +136,27 @@ if not td:
 d = statistics.median(td)
 gflops = rd[0]["gflop"] / d
 rss_d = max(r["rss_mb"] for r in rd)
+def cpu(rows):   # the median of each process's median CPU seconds per step
+    c = [r["cpu_s"] for r in rows if "cpu_s" in r]
+    return statistics.median(c) if c else float("nan")
+cd = cpu(rd)
 amp = ""
 if ta:   # PyTorch autocast to bfloat16 (the *_bf16 cases)
     a = statistics.median(ta)
-    amp = " torch_amp_s=%.4f speedup_amp=%.2f" % (a, a / d)
+    amp = " torch_amp_s=%.4f speedup_amp=%.2f torch_amp_cpu_s=%.4f" % (a, a / d, cpu(ra))
 before = ""
-if tb:   # BENCH_BASELINE; CPU seconds per step too: steadier on a loaded machine
+if tb:   # BENCH_BASELINE
     b = statistics.median(tb)
-    cd = statistics.median(r["cpu_s"] for r in rd)
-    cb = statistics.median(r["cpu_s"] for r in rb)
-    before = " before_s=%.4f gain=%.2f cpu_s=%.4f before_cpu_s=%.4f cpu_gain=%.2f" % (
-        b, b / d, cd, cb, cb / cd)
+    cb = cpu(rb)
+    before = " before_s=%.4f gain=%.2f before_cpu_s=%.4f cpu_gain=%.2f" % (b, b / d, cb, cb / cd)
 if tt:
     t = statistics.median(tt)
     rss_t = max(r["rss_mb"] for r in rt)
-    print("bench %s ddpmlua_s=%.4f torch_s=%.4f speedup=%.2f gflops=%.1f rss_mb=%.0f/%.0f%s%s"
-          % (case, d, t, t / d, gflops, rss_d, rss_t, amp, before))
+    print("bench %s ddpmlua_s=%.4f torch_s=%.4f speedup=%.2f gflops=%.1f rss_mb=%.0f/%.0f cpu_s=%.4f/%.4f%s%s"
+          % (case, d, t, t / d, gflops, rss_d, rss_t, cd, cpu(rt), amp, before))
 else:
-    print("bench %s ddpmlua_s=%.4f torch_s=nan speedup=nan gflops=%.1f rss_mb=%.0f/nan%s"
-          % (case, d, gflops, rss_d, before))
+    print("bench %s ddpmlua_s=%.4f torch_s=nan speedup=nan gflops=%.1f rss_mb=%.0f/nan cpu_s=%.4f/nan%s"
+          % (case, d, gflops, rss_d, cd, before))
 EOF
 done
 echo "# load $(cut -d' ' -f1-3 /proc/loadavg) at the end"
