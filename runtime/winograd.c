@@ -225,20 +225,15 @@ void ddpm_wino_task_rows(const float *pp[4], int64_t rs[4], rowring *r, const ge
 
 /* V[xi * xs + j .. +7] = (B^T d B)[xi] of the 8 slots s0 + j ..; channel plane
    base + n * nstride. */
+static inline void task_cols(v8 d[6][6], rowring *r, const geom *g, const float *base,
+                             int64_t nstride, const pairpos *pr);
+
 void ddpm_wino_input_task(float *V, int64_t xs, int j, rowring *r, const geom *g,
                           const float *base, int64_t nstride, const pairpos *pr)
 {
-   const float *pp[4];
-   int64_t rs[4];
-   ddpm_wino_task_rows(pp, rs, r, g, base, nstride, pr, 12);
-   v8 h[6][6];
-   for (int i = 0; i < 6; i++) {
-      const float *q[4] = { pp[0] + i * rs[0], pp[1] + i * rs[1],
-                            pp[2] + i * rs[2], pp[3] + i * rs[3] };
-      v8 d[6];
-      load_cols(d, 6, q);
-      bt6(h[i], d);
-   }
+   v8 d[6][6], h[6][6];
+   task_cols(d, r, g, base, nstride, pr);
+   for (int i = 0; i < 6; i++) bt6(h[i], d[i]);
    for (int l = 0; l < 6; l++) {
       v8 col[6] = { h[0][l], h[1][l], h[2][l], h[3][l], h[4][l], h[5][l] }, o[6];
       bt6(o, col);
@@ -252,6 +247,11 @@ void ddpm_wino_input_task(float *V, int64_t xs, int j, rowring *r, const geom *g
 static inline void task_cols(v8 d[6][6], rowring *r, const geom *g, const float *base,
                              int64_t nstride, const pairpos *pr)
 {
+#ifdef WINO_MASKED
+   (void)r;
+   task_cols_masked(d, 6, 6, -1, -1, g, base, nstride, pr);
+   return;
+#endif
    const float *pp[4];
    int64_t rs[4];
    ddpm_wino_task_rows(pp, rs, r, g, base, nstride, pr, 12);
@@ -324,7 +324,13 @@ static inline void store_out_row(float *out, const v8 y[4], int a, const outpair
          storev(out + off, v);
       } else {
          const int nc = g->W - x0;
+#ifdef WINO_MASKED
+         const __mmask8 m = (__mmask8)((1u << nc) - 1);
+         if (add) v += (v8)_mm256_maskz_loadu_ps(m, add + off);
+         _mm256_mask_storeu_ps(out + off, m, (__m256)v);
+#else
          for (int c = 0; c < nc; c++) out[off + c] = v[c] + (add ? add[off + c] : 0.0f);
+#endif
       }
    }
 }

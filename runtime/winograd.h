@@ -75,16 +75,15 @@ static inline geom make_geom(int N, int H, int W)
    return g;
 }
 
-/* c[j] lane q = column j of slot q, for j < ncol (4 or 6); slots 2p, 2p+1
-   read p[p][0..3] and p[p][4..7] (and columns 4, 5 from p[p] + 4 ...). */
-static inline void load_cols(v8 *c, int ncol, const float *const p[4])
-{
 #if defined(__AVX2__)
-   __m256 a0 = _mm256_loadu_ps(p[0]), a1 = _mm256_loadu_ps(p[1]);
-   __m256 a2 = _mm256_loadu_ps(p[2]), a3 = _mm256_loadu_ps(p[3]);
+/* c[j] lane q = column j of slot q, for j < ncol (4 or 6), from a[p] = the 8
+   columns of pair p (slot 2p's 0..3, then slot 2p+1's) and, for columns 4
+   and 5, b[p] = the 8 columns 4 further on. */
+static inline void cols_of(v8 *c, int ncol, const __m256 a[4], const __m256 b[4])
+{
    /* lanes: P = (slot0 | slot4), Q = (1 | 5), R = (2 | 6), S = (3 | 7) */
-   __m256 P = _mm256_permute2f128_ps(a0, a2, 0x20), Q = _mm256_permute2f128_ps(a0, a2, 0x31);
-   __m256 R = _mm256_permute2f128_ps(a1, a3, 0x20), S = _mm256_permute2f128_ps(a1, a3, 0x31);
+   __m256 P = _mm256_permute2f128_ps(a[0], a[2], 0x20), Q = _mm256_permute2f128_ps(a[0], a[2], 0x31);
+   __m256 R = _mm256_permute2f128_ps(a[1], a[3], 0x20), S = _mm256_permute2f128_ps(a[1], a[3], 0x31);
    __m256 t0 = _mm256_unpacklo_ps(P, Q), t1 = _mm256_unpackhi_ps(P, Q);
    __m256 t2 = _mm256_unpacklo_ps(R, S), t3 = _mm256_unpackhi_ps(R, S);
    c[0] = (v8)_mm256_shuffle_ps(t0, t2, 0x44);
@@ -92,20 +91,32 @@ static inline void load_cols(v8 *c, int ncol, const float *const p[4])
    c[2] = (v8)_mm256_shuffle_ps(t1, t3, 0x44);
    c[3] = (v8)_mm256_shuffle_ps(t1, t3, 0xEE);
    if (ncol > 4) {
-      a0 = _mm256_loadu_ps(p[0] + 4); a1 = _mm256_loadu_ps(p[1] + 4);
-      a2 = _mm256_loadu_ps(p[2] + 4); a3 = _mm256_loadu_ps(p[3] + 4);
-      P = _mm256_permute2f128_ps(a0, a2, 0x20); Q = _mm256_permute2f128_ps(a0, a2, 0x31);
-      R = _mm256_permute2f128_ps(a1, a3, 0x20); S = _mm256_permute2f128_ps(a1, a3, 0x31);
+      P = _mm256_permute2f128_ps(b[0], b[2], 0x20); Q = _mm256_permute2f128_ps(b[0], b[2], 0x31);
+      R = _mm256_permute2f128_ps(b[1], b[3], 0x20); S = _mm256_permute2f128_ps(b[1], b[3], 0x31);
       t0 = _mm256_unpacklo_ps(P, Q);
       t2 = _mm256_unpacklo_ps(R, S);
       c[4] = (v8)_mm256_shuffle_ps(t0, t2, 0x44);
       c[5] = (v8)_mm256_shuffle_ps(t0, t2, 0xEE);
    }
+}
+#endif
+
+/* c[j] lane q = column j of slot q, for j < ncol (4 or 6); slots 2p, 2p+1
+   read p[p][0..3] and p[p][4..7] (and columns 4, 5 from p[p] + 4 ...). */
+static inline void load_cols(v8 *c, int ncol, const float *const p[4])
+{
+#if defined(__AVX2__)
+   __m256 a[4], b[4];
+   for (int q = 0; q < 4; q++) a[q] = _mm256_loadu_ps(p[q]);
+   if (ncol > 4)
+      for (int q = 0; q < 4; q++) b[q] = _mm256_loadu_ps(p[q] + 4);
+   cols_of(c, ncol, a, b);
 #else
    for (int j = 0; j < ncol; j++)
       for (int q = 0; q < 8; q++) c[j][q] = p[q / 2][(q % 2) * 4 + j];
 #endif
 }
+
 
 /* Rows 4*ty + y0 .. + nrows-1 of one plane, each padded: buffer column k is
    image column k + x0; zero outside the image. A small ring of them serves
@@ -122,6 +133,59 @@ void ddpm_wino_ring_init(rowring *r, float *buf, int nrows, int y0, int x0);
    the first of which lies at (n, ty, tx); n < 0 past the end. Computed once
    per block instead of two divisions per pair per channel. */
 typedef struct pairpos { int n, ty, tx; } pairpos;
+
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+/* With AVX-512's masked loads a tile that overhangs the image reads its
+   columns straight from the plane, the missing ones as zeros (a masked-off
+   lane touches no memory), and rows outside the image are zero vectors: no
+   padded copy of the rows (rowring below), which cost more instructions at
+   28x28 than the transform itself. */
+#define WINO_MASKED 1
+
+/* Lanes k (of 8) with 0 <= x + k < W. */
+static inline __mmask8 col_mask(int x, int W)
+{
+   const int lo = x < 0 ? -x : 0, hi = W - x < 8 ? W - x : 8;
+   if (hi <= lo) return 0;
+   return (__mmask8)(((1u << hi) - 1) & ~((1u << lo) - 1));
+}
+
+/* d[i][j] lane q = row i, column j (j < ncol; 4 or 6) of the tile of slot q of
+   the pairs pr (pairs past the end, pr[p].n < 0, repeat the last valid
+   one): tile rows start at image row 4 ty + y0 and column 4 tx + x0 of plane
+   base + n * nstride; nrows rows (4 or 6). */
+static inline void task_cols_masked(v8 d[][6], int nrows, int ncol, int y0, int x0, const geom *g,
+                                    const float *base, int64_t nstride, const pairpos *pr)
+{
+   uintptr_t row0[4];
+   int y[4];
+   __mmask8 m1[4], m2[4];
+   const pairpos *q = &pr[0];
+   for (int p = 0; p < 4; p++) {
+      if (pr[p].n >= 0) q = &pr[p];
+      const int x = 4 * q->tx + x0;
+      y[p] = 4 * q->ty + y0;
+      /* an address, not a pointer: column x may lie before the plane */
+      row0[p] = (uintptr_t)(base + (int64_t)q->n * nstride) + (intptr_t)x * (intptr_t)sizeof(float);
+      m1[p] = col_mask(x, g->W);
+      m2[p] = col_mask(x + 4, g->W);
+   }
+   for (int i = 0; i < nrows; i++) {
+      __m256 a[4], b[4];
+      for (int p = 0; p < 4; p++) {
+         const int yy = y[p] + i;
+         if (yy < 0 || yy >= g->H) {
+            a[p] = b[p] = _mm256_setzero_ps();
+            continue;
+         }
+         const float *r = (const float *)(row0[p] + (uintptr_t)((int64_t)yy * g->W * (int64_t)sizeof(float)));
+         a[p] = _mm256_maskz_loadu_ps(m1[p], r);
+         b[p] = ncol > 4 ? _mm256_maskz_loadu_ps(m2[p], r + 4) : a[p];
+      }
+      cols_of(d[i], ncol, a, b);
+   }
+}
+#endif
 
 void ddpm_wino_block_pairs(pairpos *pr, const geom *g, int64_t s0, int nslot);
 /* Row pointers and row strides of the 4 pairs of a task (pr[0].n >= 0):

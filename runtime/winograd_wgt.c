@@ -48,6 +48,9 @@ static inline void a4(v8 k[6], const v8 g[4])
 static void grad_task(v8 k[NXI], rowring *r, const geom *g, const float *base,
                       int64_t nstride, const pairpos *pr)
 {
+   /* rows and the ring as the input transform had them: dY's tiles start
+      inside the image, and the masked reads (winograd.h) measured no faster
+      here */
    const float *pp[4];
    int64_t rs[4];
    ddpm_wino_task_rows(pp, rs, r, g, base, nstride, pr, 8);
