@@ -41,6 +41,17 @@ size_t ddpm_wino_bf16_scratch_floats(int N, int I, int O, int H, int W, int thre
 void ddpm_wino_bf16_forward(float *out, float *scratch, const float *in, const uint32_t *U,
                             const ddpm_conv_epi *e, int N, int I, int H, int W, int O);
 
+/* The same forward with the filters made from the float32 weight [O][I][3][3]
+   inside the pass (flip 0), or, flip 1, with those of the input gradient
+   of the layer weight [I][O][3][3] (ddpm_wino_bf16_filters_dx's): the same
+   bits as ddpm_wino_bf16_filters + ddpm_wino_bf16_forward, with scratch
+   ddpm_wino_bf16_scratch_floats_w. Training's path, where the filters
+   change every step. */
+size_t ddpm_wino_bf16_scratch_floats_w(int N, int I, int O, int H, int W, int threads);
+void ddpm_wino_bf16_forward_w(float *out, float *scratch, const float *in, const float *weight,
+                              int flip, const ddpm_conv_epi *e, int N, int I, int H, int W,
+                              int O);
+
 /* The U-Net's cache of transformed bfloat16 filters (unet_bf16.c). */
 typedef struct ddpm_bf16_cache ddpm_bf16_cache;
 void ddpm_bf16_cache_free(ddpm_bf16_cache *c);

@@ -170,26 +170,18 @@ static int bf16_k(const ddpm_unet *m, const ddpm_conv2d_shape *s, int K)
 static int bf16_fwd(const ddpm_unet *m, const ddpm_conv2d_shape *s) { return bf16_k(m, s, s->C); }
 static int bf16_dx(const ddpm_unet *m, const ddpm_conv2d_shape *s) { return bf16_k(m, s, s->OC); }
 
-/* Floats of O x I bfloat16 filters at the start of the scratch (whole
-   cache lines, so what follows stays aligned). */
-static size_t filter_floats(int O, int I)
-{
-   return (ddpm_wino_bf16_filter_words(O, I) + 15) & ~(size_t)15;
-}
-
 static size_t conv_scratch(const ddpm_unet *m, const ddpm_conv2d_shape *s, int wino, int keep)
 {
    const int threads = plan_threads();
    size_t f = wino ? ddpm_wino_scratch_floats(s->N, s->C, s->OC, s->H, s->W, keep, threads)
                    : ddpm_conv2d_scratch_floats(s);
    /* with activations kept (training) both directions make their filters
-      in the scratch; without, the forward's come from unet_bf16.c's cache */
+      within the pass; without, the forward's come from unet_bf16.c's cache */
    if (bf16_fwd(m, s))
-      f = max_sz(f, (keep ? filter_floats(s->OC, s->C) : 0) +
-                       ddpm_wino_bf16_scratch_floats(s->N, s->C, s->OC, s->H, s->W, threads));
+      f = max_sz(f, keep ? ddpm_wino_bf16_scratch_floats_w(s->N, s->C, s->OC, s->H, s->W, threads)
+                         : ddpm_wino_bf16_scratch_floats(s->N, s->C, s->OC, s->H, s->W, threads));
    if (keep && bf16_dx(m, s))
-      f = max_sz(f, filter_floats(s->C, s->OC) +
-                       ddpm_wino_bf16_scratch_floats(s->N, s->OC, s->C, s->H, s->W, threads));
+      f = max_sz(f, ddpm_wino_bf16_scratch_floats_w(s->N, s->OC, s->C, s->H, s->W, threads));
    return f;
 }
 
@@ -422,15 +414,11 @@ static void conv_fwd(ddpm_unet *m, float *out, const float *in, const float *w,
    double t0 = pbegin(m);
    if (bf16_fwd(m, s) && m->pkeep) {
       /* training: the weights change every step, so the filters are made
-         here, just before their products, not cached: in the cache every
-         step would write and read them back through memory (twice the 3x3
-         weights' bytes, 240 MB for CIFAR-10), here they stay near the core */
-      uint32_t *U = (uint32_t *)m->scratch;
-      ddpm_wino_bf16_filters(U, w, s->OC, s->C);
-      pend(m, PF_BF16_FILT, t0);
-      t0 = pbegin(m);
-      ddpm_wino_bf16_forward(out, m->scratch + filter_floats(s->OC, s->C), in, U, e, s->N, s->C,
-                             s->H, s->W, s->OC);
+         within the pass, a group of output rows just before its products,
+         not cached: in the cache every step would write them out and read
+         them back through memory (twice the 3x3 weights' bytes, 240 MB for
+         CIFAR-10); made per group they stay in the core's cache */
+      ddpm_wino_bf16_forward_w(out, m->scratch, in, w, 0, e, s->N, s->C, s->H, s->W, s->OC);
       pend(m, PF_CONV3_FWD, t0);
       return;
    }
@@ -452,19 +440,14 @@ static void conv_fwd(ddpm_unet *m, float *out, const float *in, const float *w,
 }
 
 /* din (+)= conv3x3(dout) with the turned filters, the products in bfloat16
-   (bf16_dx): the filters made into the scratch on every call, since in
+   (bf16_dx): the filters made within the pass on every call, since in
    training the weights change every step. */
 static void conv_dx_bf16(ddpm_unet *m, float *din, int din_acc, const float *dout,
                          const float *w, const ddpm_conv2d_shape *s)
 {
    double t0 = pbegin(m);
-   uint32_t *U = (uint32_t *)m->scratch;
-   ddpm_wino_bf16_filters_dx(U, w, s->OC, s->C);
-   pend(m, PF_BF16_FILT, t0);
-   t0 = pbegin(m);
    const ddpm_conv_epi e = { NULL, NULL, din_acc ? din : NULL };
-   ddpm_wino_bf16_forward(din, m->scratch + filter_floats(s->C, s->OC), dout, U, &e, s->N, s->OC,
-                          s->H, s->W, s->C);
+   ddpm_wino_bf16_forward_w(din, m->scratch, dout, w, 1, &e, s->N, s->OC, s->H, s->W, s->C);
    pend(m, PF_CONV3_DX, t0);
 }
 

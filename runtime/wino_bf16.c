@@ -14,13 +14,14 @@
  * The tile transforms stay float32 (the input transform is winograd.c's):
  * only the products lose precision, about 2^-9 relative per operand.
  *
- * U comes from ddpm_wino_bf16_filters (forward; the U-Net caches it per
- * change of the weights, unet_bf16.c) or ddpm_wino_bf16_filters_dx (the
- * input gradient's turned filters, made per backward call: in training the
- * weights change every step). A call runs in two parallel phases: every
- * block's input transform (by block and channel pair), then per block and
- * group of BOB output rows the 36 GEMMs into a thread's own M and that
- * group's output transform.
+ * U comes from ddpm_wino_bf16_filters (sampling: the U-Net caches it per
+ * change of the weights, unet_bf16.c), or is made within the pass from the
+ * float32 weights, the forward's or the input gradient's turned ones
+ * (ddpm_wino_bf16_forward_w: training, where the weights change every
+ * step). A call runs in two parallel phases: every block's input transform
+ * (by block and channel pair), then per block and group of BOB output rows
+ * the 36 GEMMs into a thread's own M and that group's output transform
+ * (made within the pass: per group, its filters, then all blocks).
  *
  * Every function that uses AVX512-BF16 instructions carries a target
  * attribute, so the rest of the build needs no flag; callers must check
@@ -147,29 +148,38 @@ static inline void taps8(v8 g[9], const float *weight, int O, int I, int o0, int
    of both inputs rounded to bfloat16 (vcvtneps2bf16, nearest even, as the
    tiles' V) and interleaved, the pair's first channel in the low half. */
 BF16_TARGET
+static void filter_block(uint32_t *Up, const float *weight, int O, int I, int flip, int p, int k0)
+{
+   const int I2 = I / 2, nk = I2 - k0 < KP ? I2 - k0 : KP;
+   uint32_t buf[NXI][KP][BMR] __attribute__((aligned(64)));
+   for (int k = 0; k < nk; k++) {
+      v8 g[9], u0[NXI], u1[NXI];
+      taps8(g, weight, O, I, p * BMR, 2 * (k0 + k), flip);
+      filter8(u0, g);
+      taps8(g, weight, O, I, p * BMR, 2 * (k0 + k) + 1, flip);
+      filter8(u1, g);
+      for (int x = 0; x < NXI; x++) {
+         const __m128i lo = (__m128i)_mm256_cvtneps_pbh((__m256)u0[x]);
+         const __m128i hi = (__m128i)_mm256_cvtneps_pbh((__m256)u1[x]);
+         _mm_store_si128((__m128i *)buf[x][k], _mm_unpacklo_epi16(lo, hi));
+         _mm_store_si128((__m128i *)(buf[x][k] + 4), _mm_unpackhi_epi16(lo, hi));
+      }
+   }
+   for (int x = 0; x < NXI; x++)
+      memcpy(Up + ((size_t)x * I2 + k0) * BMR, buf[x], (size_t)nk * BMR * sizeof(uint32_t));
+}
+
+/* U of O rows and I (even) inputs, wino_bf16.c's layout; flip as taps8.
+   Per panel of 8 rows and pair of inputs, 36 groups of 8 words: the 8 lanes
+   of both inputs rounded to bfloat16 (vcvtneps2bf16, nearest even, as the
+   tiles' V) and interleaved, the pair's first channel in the low half. */
 static void filters(uint32_t *U, const float *weight, int O, int I, int flip)
 {
    const int np = (int)(round_up(O, BMR) / BMR), I2 = I / 2, nkb = (I2 + KP - 1) / KP;
    #pragma omp parallel for schedule(static)
    for (int it = 0; it < np * nkb; it++) {
-      const int p = it / nkb, k0 = it % nkb * KP, nk = I2 - k0 < KP ? I2 - k0 : KP;
-      uint32_t *Up = U + (size_t)p * NXI * I2 * BMR;
-      uint32_t buf[NXI][KP][BMR] __attribute__((aligned(64)));
-      for (int k = 0; k < nk; k++) {
-         v8 g[9], u0[NXI], u1[NXI];
-         taps8(g, weight, O, I, p * BMR, 2 * (k0 + k), flip);
-         filter8(u0, g);
-         taps8(g, weight, O, I, p * BMR, 2 * (k0 + k) + 1, flip);
-         filter8(u1, g);
-         for (int x = 0; x < NXI; x++) {
-            const __m128i lo = (__m128i)_mm256_cvtneps_pbh((__m256)u0[x]);
-            const __m128i hi = (__m128i)_mm256_cvtneps_pbh((__m256)u1[x]);
-            _mm_store_si128((__m128i *)buf[x][k], _mm_unpacklo_epi16(lo, hi));
-            _mm_store_si128((__m128i *)(buf[x][k] + 4), _mm_unpackhi_epi16(lo, hi));
-         }
-      }
-      for (int x = 0; x < NXI; x++)
-         memcpy(Up + ((size_t)x * I2 + k0) * BMR, buf[x], (size_t)nk * BMR * sizeof(uint32_t));
+      const int p = it / nkb;
+      filter_block(U + (size_t)p * NXI * I2 * BMR, weight, O, I, flip, p, it % nkb * KP);
    }
 }
 
@@ -306,9 +316,64 @@ size_t ddpm_wino_bf16_scratch_floats(int N, int I, int O, int H, int W, int thre
    return (size_t)(v_words(&g, I) + (int64_t)threads * thread_floats());
 }
 
-BF16_TARGET
+/* Words of one group's filters (BOB rows) in the fused pass. */
+static int64_t group_words(int I) { return (int64_t)(BOB / BMR) * NXI * (I / 2) * BMR; }
+
+/* Whether the fused pass makes the filters per group of output rows: with
+   enough groups to keep every thread busy (else the whole U first). */
+static int fused_groups(int O, int threads)
+{
+   return (round_up(O, BMR) + BOB - 1) / BOB >= 2 * threads;
+}
+
+size_t ddpm_wino_bf16_scratch_floats_w(int N, int I, int O, int H, int W, int threads)
+{
+   const int64_t u = fused_groups(O, threads) ? threads * group_words(I)
+                                              : (int64_t)ddpm_wino_bf16_filter_words(O, I);
+   return (size_t)round_up(u, 16) + ddpm_wino_bf16_scratch_floats(N, I, O, H, W, threads);
+}
+
+static void run(float *out, float *scratch, const float *in, const uint32_t *U,
+                const float *weight, int flip, uint32_t *Ugs, const ddpm_conv_epi *e, int N,
+                int I, int H, int W, int O);
+
 void ddpm_wino_bf16_forward(float *out, float *scratch, const float *in, const uint32_t *U,
                             const ddpm_conv_epi *e, int N, int I, int H, int W, int O)
+{
+   run(out, scratch, in, U, NULL, 0, NULL, e, N, I, H, W, O);
+}
+
+void ddpm_wino_bf16_forward_w(float *out, float *scratch, const float *in, const float *weight,
+                              int flip, const ddpm_conv_epi *e, int N, int I, int H, int W,
+                              int O)
+{
+#ifdef _OPENMP
+   const int threads = omp_get_max_threads();
+#else
+   const int threads = 1;
+#endif
+   if (!fused_groups(O, threads)) {   /* few groups: the whole U, then the cached-U pass */
+      uint32_t *U = (uint32_t *)scratch;
+      const int64_t uw = round_up((int64_t)ddpm_wino_bf16_filter_words(O, I), 16);
+      filters(U, weight, O, I, flip);
+      run(out, scratch + uw, in, U, NULL, 0, NULL, e, N, I, H, W, O);
+      return;
+   }
+   run(out, scratch + round_up(threads * group_words(I), 16), in, NULL, weight, flip,
+       (uint32_t *)scratch, e, N, I, H, W, O);
+}
+
+/* The pass. U given: the cached filters, phase 2 by block and group. U NULL:
+   phase 2 by group, each group's filters made from weight (flip as taps8)
+   into the calling thread's group_words(I) at Ugs, then all blocks of that
+   group: the filters stay in the core's cache instead of going through
+   memory (in training they change every step; made for the whole layer
+   first, they were written out and read back). Same words, same sums, so
+   the same bits either way. */
+BF16_TARGET
+static void run(float *out, float *scratch, const float *in, const uint32_t *U,
+                const float *weight, int flip, uint32_t *Ugs, const ddpm_conv_epi *e, int N,
+                int I, int H, int W, int O)
 {
    if (N <= 0 || I <= 0 || O <= 0 || H <= 0 || W <= 0) return;
    const geom g = make_geom(N, H, W);
@@ -347,27 +412,59 @@ void ddpm_wino_bf16_forward(float *out, float *scratch, const float *in, const u
          }
          pack_pairs(V + b * vblk + (int64_t)k * BTB, vx, T, T + NXI * TXS, nc);
       }
-      /* phase 2: per block and group of output rows, 36 GEMMs and the
-         output transform of those rows */
-      #pragma omp for schedule(dynamic, 1)
-      for (int64_t it = 0; it < nblk * nog; it++) {
-         const int64_t b = it / nog, s0 = b * BTB;
-         const int o0 = (int)(it % nog) * BOB, o1 = o0 + BOB < Op ? o0 + BOB : Op;
-         const int nslot = g.S - s0 < BTB ? (int)(g.S - s0) : BTB;
-         const int nc = (int)round_up(nslot, BNR);
-         const uint32_t *Vb = V + b * vblk;
-         for (int x = 0; x < NXI; x++)
-            for (int o = o0; o < o1; o += BMR)
-               for (int jb = 0; jb < nc; jb += BNR)
-                  kern_bf16(M + x * mx + (int64_t)(o - o0) * BTB + jb, BTB,
-                            U + (o / BMR) * upanel + (int64_t)x * I2 * BMR,
-                            Vb + x * vx + jb, BTB, I2);
-         ddpm_wino_block_pairs(pr, &g, s0, nslot);
-         const int oend = o1 < O ? o1 : O;
-         for (int o = o0; o < oend; o++)
-            for (int j = 0; j < nslot; j += 8)
-               out_tile8(out, M + (int64_t)(o - o0) * BTB, mx, j, &g, O, o,
-                         pr + j / 2, e);
+      if (!U) {   /* phase 2, fused: per group, its filters, then every block */
+#ifdef _OPENMP
+         uint32_t *Ug = Ugs + (int64_t)omp_get_thread_num() * group_words(I);
+#else
+         uint32_t *Ug = Ugs;
+#endif
+         #pragma omp for schedule(dynamic, 1)
+         for (int gi = 0; gi < nog; gi++) {
+            const int o0 = gi * BOB, o1 = o0 + BOB < Op ? o0 + BOB : Op;
+            for (int p = o0 / BMR; p < o1 / BMR; p++)
+               for (int k0 = 0; k0 < I2; k0 += KP)
+                  filter_block(Ug + (int64_t)(p - o0 / BMR) * upanel, weight, O, I, flip, p, k0);
+            for (int64_t b = 0; b < nblk; b++) {
+               const int64_t s0 = b * BTB;
+               const int nslot = g.S - s0 < BTB ? (int)(g.S - s0) : BTB;
+               const int nc = (int)round_up(nslot, BNR);
+               const uint32_t *Vb = V + b * vblk;
+               for (int x = 0; x < NXI; x++)
+                  for (int o = o0; o < o1; o += BMR)
+                     for (int jb = 0; jb < nc; jb += BNR)
+                        kern_bf16(M + x * mx + (int64_t)(o - o0) * BTB + jb, BTB,
+                                  Ug + ((o - o0) / BMR) * upanel + (int64_t)x * I2 * BMR,
+                                  Vb + x * vx + jb, BTB, I2);
+               ddpm_wino_block_pairs(pr, &g, s0, nslot);
+               const int oend = o1 < O ? o1 : O;
+               for (int o = o0; o < oend; o++)
+                  for (int j = 0; j < nslot; j += 8)
+                     out_tile8(out, M + (int64_t)(o - o0) * BTB, mx, j, &g, O, o, pr + j / 2, e);
+            }
+         }
+      } else {
+         /* phase 2: per block and group of output rows, 36 GEMMs and the
+            output transform of those rows */
+         #pragma omp for schedule(dynamic, 1)
+         for (int64_t it = 0; it < nblk * nog; it++) {
+            const int64_t b = it / nog, s0 = b * BTB;
+            const int o0 = (int)(it % nog) * BOB, o1 = o0 + BOB < Op ? o0 + BOB : Op;
+            const int nslot = g.S - s0 < BTB ? (int)(g.S - s0) : BTB;
+            const int nc = (int)round_up(nslot, BNR);
+            const uint32_t *Vb = V + b * vblk;
+            for (int x = 0; x < NXI; x++)
+               for (int o = o0; o < o1; o += BMR)
+                  for (int jb = 0; jb < nc; jb += BNR)
+                     kern_bf16(M + x * mx + (int64_t)(o - o0) * BTB + jb, BTB,
+                               U + (o / BMR) * upanel + (int64_t)x * I2 * BMR,
+                               Vb + x * vx + jb, BTB, I2);
+            ddpm_wino_block_pairs(pr, &g, s0, nslot);
+            const int oend = o1 < O ? o1 : O;
+            for (int o = o0; o < oend; o++)
+               for (int j = 0; j < nslot; j += 8)
+                  out_tile8(out, M + (int64_t)(o - o0) * BTB, mx, j, &g, O, o,
+                            pr + j / 2, e);
+         }
       }
    }
 }

@@ -10,8 +10,9 @@
  *
  * Bounds (relative L2 error, ||bf16 - f32|| / ||f32||): 3.5e-2 per layer,
  * forward and input gradient alike (the input gradient is the same Winograd
- * forward over dout); 1e-1 for the whole network's output and for a
- * training step's gradients. bfloat16 keeps 8 significant bits, so each
+ * forward over dout); 1e-1 for the whole network's output, 1.5e-1 for a
+ * training step's gradients (their errors add up through every layer of
+ * the forward and back again). bfloat16 keeps 8 significant bits, so each
  * product is off by up to 2^-9 relative per operand; F(4x4, 3x3)'s
  * transforms (entries up to 5 and 8) amplify it to 2-3e-2. Measured here:
  * see the printed values (# lines).
@@ -28,7 +29,7 @@
 #define LAYER_BOUND 3.5e-2
 #define NET_BOUND   1e-1
 #define DX_BOUND    3.5e-2   /* the same Winograd forward, over dout */
-#define GRAD_BOUND  1e-1     /* a whole training step's gradients */
+#define GRAD_BOUND  1.5e-1   /* a whole training step's gradients (measured 8.5e-2, 9.5e-2) */
 
 static double rel_l2(const float *a, const float *b, size_t n)
 {
@@ -67,6 +68,13 @@ static double layer(int N, int I, int O, int H, int W)
    ddpm_wino_bf16_filters(U, w, O, I);
    memset(got, 0xff, nout * 4);   /* NaN: every output must be written */
    ddpm_wino_bf16_forward(got, sc, in, U, &e, N, I, H, W, O);
+   /* training's pass, filters made within it: the same bits */
+   float *sw = malloc(ddpm_wino_bf16_scratch_floats_w(N, I, O, H, W, threads) * 4);
+   float *got_w = malloc(nout * 4);
+   ddpm_wino_bf16_forward_w(got_w, sw, in, w, 0, &e, N, I, H, W, O);
+   CHECK(!memcmp(got_w, got, nout * 4), "%d->%d at %dx%d: filters made within the pass, the same bits",
+         I, O, H, W);
+   free(sw); free(got_w);
    /* the convolution alone, without the residual's scale hiding its error */
    for (size_t i = 0; i < nout; i++) { ref[i] -= add[i]; got[i] -= add[i]; }
    double r = rel_l2(got, ref, nout);
@@ -124,6 +132,12 @@ static double layer_dx(int N, int I, int O, int H, int W)
    ddpm_wino_backward_data(ref, 0, sc, s32, dout, w, N, I, H, W, O);
    memset(got, 0xff, nin * 4);
    ddpm_wino_bf16_forward(got, sc, dout, U, NULL, N, O, H, W, I);
+   float *sw = malloc(ddpm_wino_bf16_scratch_floats_w(N, O, I, H, W, threads) * 4);
+   float *got_w = malloc(nin * 4);
+   ddpm_wino_bf16_forward_w(got_w, sw, dout, w, 1, NULL, N, O, H, W, I);
+   CHECK(!memcmp(got_w, got, nin * 4), "input gradient %d->%d at %dx%d: turned filters made within "
+         "the pass, the same bits", I, O, H, W);
+   free(sw); free(got_w);
    double r = rel_l2(got, ref, nin);
    /* accumulating: din = base + dX */
    memcpy(ref, base, nin * 4);
@@ -325,8 +339,8 @@ static void test_training_step(void)
    double ex = rel_l2(dx16, dx32, n), eg = rel_l2(ddpm_unet_grads(m), g32, np);
    printf("# CIFAR-10 U-Net training step, batch 2: relative L2 error of dx %.3e, of the "
           "parameter gradients %.3e\n", ex, eg);
-   CHECK(ex > 0 && ex < GRAD_BOUND, "bf16 input gradient within %.0e of float32 (%.2e)", GRAD_BOUND, ex);
-   CHECK(eg > 0 && eg < GRAD_BOUND, "bf16 parameter gradients within %.0e of float32 (%.2e)", GRAD_BOUND, eg);
+   CHECK(ex > 0 && ex < GRAD_BOUND, "bf16 input gradient within %.2g of float32 (%.2e)", GRAD_BOUND, ex);
+   CHECK(eg > 0 && eg < GRAD_BOUND, "bf16 parameter gradients within %.2g of float32 (%.2e)", GRAD_BOUND, eg);
    /* a precision change between forward and backward: the backward runs as
       its forward was planned (float32 here), not with N = 0 */
    ddpm_unet_set_precision(m, DDPM_FLOAT32);
