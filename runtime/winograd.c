@@ -410,7 +410,15 @@ static void filters_transform8(float *Up, const float *weight, int O, int I, int
    for (int i = 0; i < I; i++) {
       const float *w = base + i * si;
       v8 g[9];
-      if (no == 8) {
+      if (no == 8 && !flip) {
+         /* taps 0..7 of the 8 rows turned in registers (gathers are slow
+            here: 9 of them cost as much as the rest of the transform), tap 8
+            one row at a time */
+         v8 t[8];
+         for (int q = 0; q < 8; q++) t[q] = loadv(w + q * st);
+         ddpm_transpose8(g, t);
+         for (int q = 0; q < 8; q++) g[8][q] = w[q * st + 8];
+      } else if (no == 8) {
 #if defined(__AVX2__)
          for (int k = 0; k < 9; k++) g[k] = (v8)_mm256_i32gather_ps(w + dk * k, idx, 4);
 #else
