@@ -240,7 +240,9 @@ void ddpm_wino_backward_weight(float *dweight, float *scratch, size_t nscratch,
 #else
          const int t = 0, T = 1;
 #endif
-         float *Ut = P + t * per, *V = Ut + wdu_floats(C, OC), *D = V + NXI * vxs;
+         /* thread 0 sums straight into dU (its partial is the first term
+            of the reduction below anyway) */
+         float *Pt = P + t * per, *Ut = t ? Pt : dU, *V = Pt + wdu_floats(C, OC), *D = V + NXI * vxs;
          int first = 1;
          for (int64_t b = t; b < nb; b += T) {
             const int64_t s0 = b * TW;
@@ -264,8 +266,6 @@ void ddpm_wino_backward_weight(float *dweight, float *scratch, size_t nscratch,
          #pragma omp for schedule(static)
          for (int x = 0; x < NXI; x++) {
             float *dst = dU + x * uxs;
-            const float *src0 = P + x * uxs;
-            for (int64_t i = 0; i < (int64_t)Cp * OCw; i++) dst[i] = src0[i];
             for (int u = 1; u < T; u++) {
                const float *src = P + u * per + x * uxs;
                for (int64_t i = 0; i < (int64_t)Cp * OCw; i++) dst[i] += src[i];
