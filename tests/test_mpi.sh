@@ -148,8 +148,12 @@ for np in 2 4; do
 done
 
 # threads per rank: bound ranks use their cores, unbound ones share the host's
-thr=$(env -u DDPMLUA_NUM_THREADS -u OMP_NUM_THREADS mpirun --oversubscribe --bind-to none -np 2 "$D" -e \
-   "io.stderr:write('threads ', require('ddpm.core').get_num_threads(), '\\n')" 2>&1)
+# (each rank writes its own file: lines the ranks wrote to stderr at once
+# came through mpirun interleaved, "threads threads 11")
+rm -f thr.*
+env -u DDPMLUA_NUM_THREADS -u OMP_NUM_THREADS mpirun --oversubscribe --bind-to none -np 2 "$D" -e \
+   "local f = io.open('thr.' .. os.getenv('OMPI_COMM_WORLD_RANK'), 'w'); f:write('threads ', require('ddpm.core').get_num_threads(), '\\n'); f:close()" >/dev/null 2>&1
+thr=$(cat thr.* 2>/dev/null)
 th=$(grep -c "^threads $(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))$" <<<"$thr")
 [ "$th" = 2 ] || why+="unbound ranks: $th of 2 use $(( $(nproc) / 2 )) threads (nproc $(nproc), online $(getconf _NPROCESSORS_ONLN)): $thr"$'\n'
 th=$(env -u DDPMLUA_NUM_THREADS -u OMP_NUM_THREADS mpirun --bind-to core -np 1 "$D" -e \
