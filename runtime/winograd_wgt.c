@@ -21,13 +21,15 @@
 /* Largest partial dU a thread may keep for the weight gradient. */
 #define PRIV_DU_FLOATS (1u << 20)
 
-/* Slots per weight-gradient chunk: a multiple of 8 (one transform task). */
+/* Slots per weight-gradient chunk: a multiple of 16 (two transform tasks),
+   so that the rows of V that threads write for different channels never
+   share a cache line. */
 static int wchunk_slots(const geom *g, int C, int OC)
 {
    int64_t per = (int64_t)NXI * (round_up(C, MR) + round_up(OC, NRW));
    int64_t tb = WCHUNK_FLOATS / per;
-   tb = tb < 64 ? 64 : tb / 8 * 8;
-   int64_t all = round_up(g->S, 8);
+   tb = tb < 64 ? 64 : tb / 16 * 16;
+   int64_t all = round_up(g->S, 16);
    return (int)(tb < all ? tb : all);
 }
 
@@ -289,10 +291,14 @@ void ddpm_wino_backward_weight(float *dweight, float *scratch, size_t nscratch,
          const int nk = (int)round_up(nslot, 8);
          #pragma omp for schedule(dynamic, 1) nowait
          for (int c = 0; c < Cp; c++) wgt_input(V, vxs, in, &g, C, TW, c, nslot, nk, rb, pr);
-         /* dMt: 8 output channels at a time */
+         /* dMt: 16 output channels (one cache line of each D row) per work
+            item; with 8, two threads wrote the two halves of every line
+            and a 2-thread weight gradient ran slower than a 1-thread one */
          #pragma omp for schedule(dynamic, 1)
-         for (int ob = 0; ob < OCw; ob += 8)
+         for (int ob = 0; ob < OCw; ob += 16) {
             grad_block(D, dxs, dout, &g, OC, OCw, ob, nslot, rb, pr);
+            if (ob + 8 < OCw) grad_block(D, dxs, dout, &g, OC, OCw, ob + 8, nslot, rb, pr);
+         }
          #pragma omp for schedule(dynamic, 1)
          for (int x = 0; x < NXI; x++) {
             const float *Vx = V + x * vxs, *Dx = D + x * dxs;
