@@ -403,10 +403,6 @@ static void filters_transform8(float *Up, const float *weight, int O, int I, int
    const int dk = flip ? -1 : 1;
    const int64_t uxi = xstride((int64_t)I * MR);   /* between xi */
    float *U0 = Up;
-#if defined(__AVX2__)
-   const __m256i idx = _mm256_mullo_epi32(_mm256_set1_epi32((int)st),
-                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-#endif
    for (int i = 0; i < I; i++) {
       const float *w = base + i * si;
       v8 g[9];
@@ -419,12 +415,14 @@ static void filters_transform8(float *Up, const float *weight, int O, int I, int
          ddpm_transpose8(g, t);
          for (int q = 0; q < 8; q++) g[8][q] = w[q * st + 8];
       } else if (no == 8) {
-#if defined(__AVX2__)
-         for (int k = 0; k < 9; k++) g[k] = (v8)_mm256_i32gather_ps(w + dk * k, idx, 4);
-#else
-         for (int k = 0; k < 9; k++)
-            for (int q = 0; q < 8; q++) g[k][q] = w[q * st + dk * k];
-#endif
+         /* flip: the 8 rows are 8 neighbouring filters (72 floats from
+            w - 8), read in their natural tap order and turned the same way;
+            tap k of the turned filter is natural tap 8 - k */
+         v8 t[8], n[8];
+         for (int q = 0; q < 8; q++) t[q] = loadv(w - 8 + q * st);
+         ddpm_transpose8(n, t);
+         for (int q = 0; q < 8; q++) g[0][q] = w[q * st];
+         for (int k = 1; k < 9; k++) g[k] = n[8 - k];
       } else {
          for (int k = 0; k < 9; k++)
             for (int q = 0; q < 8; q++) g[k][q] = q < no ? w[q * st + dk * k] : 0.0f;
@@ -446,28 +444,6 @@ static void filters_transform8(float *Up, const float *weight, int O, int I, int
             for (int q = 0; q < 8; q++)
                U0[(q / MR) * NXI * uxi + x * uxi + (int64_t)i * MR + q % MR] = u[b][q];
 #endif
-         }
-      }
-   }
-}
-
-/* wt [C][OC][9] = weight [OC][C][8 - k]: every filter turned by 180 degrees,
-   with the roles of the channels swapped, so that the input gradient's
-   filter transform reads its rows as the forward's does (filters_transform8,
-   flip = 0) and gives the same values as its flip = 1 reads. Those jump 9*C
-   floats from one input to the next and missed the caches: at 8x8 the
-   transform took 3x the forward's. Here each pass reads 16 neighbouring
-   filters of one output channel and writes 16 rows in order. */
-static void flip_filters(float *wt, const float *weight, int OC, int C)
-{
-   #pragma omp parallel for schedule(static)
-   for (int c0 = 0; c0 < C; c0 += 16) {
-      const int c1 = c0 + 16 < C ? c0 + 16 : C;
-      for (int oc = 0; oc < OC; oc++) {
-         const float *src = weight + ((size_t)oc * C + c0) * 9;
-         for (int c = c0; c < c1; c++, src += 9) {
-            float *dst = wt + ((size_t)c * OC + oc) * 9;
-            for (int k = 0; k < 9; k++) dst[k] = src[8 - k];
          }
       }
    }
@@ -566,18 +542,12 @@ static int64_t run_floats(const geom *g, int I, int O, int threads)
    return shared > priv ? shared : priv;
 }
 
-/* Floats of the input gradient's flipped filters (flip_filters). */
-static int64_t flip_floats(int C, int OC)
-{
-   return round_up((int64_t)9 * C * OC, 16);
-}
-
 size_t ddpm_wino_scratch_floats(int N, int C, int OC, int H, int W, int backward, int threads)
 {
    geom g = make_geom(N, H, W);
    int64_t m = run_floats(&g, C, OC, threads);
    if (backward) {
-      int64_t b = run_floats(&g, OC, C, threads) + flip_floats(C, OC);
+      int64_t b = run_floats(&g, OC, C, threads);
       int64_t w = ddpm_wino_wgt_floats(&g, C, OC, threads);
       if (b > m) m = b;
       if (w > m) m = w;
@@ -781,17 +751,9 @@ void ddpm_wino_backward_data(float *din, int accumulate, float *scratch, size_t 
       return;
    }
    ddpm_conv_epi e = { NULL, NULL, accumulate ? din : NULL };
-   const geom g = make_geom(N, H, W);
-   const int64_t nf = flip_floats(C, OC);
-   /* with room for them (ddpm_wino_scratch_floats counts it), the flipped
-      filters at the end of the scratch, read as a forward's; the shared
-      blocks of wino_run (I = OC, O = C) need the rest */
-   if ((int64_t)nscratch >= nf + u_floats(OC, C) + blk_floats(OC, C, block_slots(&g))) {
-      float *wt = scratch + (nscratch - nf);
-      flip_filters(wt, weight, OC, C);
-      wino_run(din, scratch, nscratch - nf, dout, wt, 0, &e, N, OC, H, W, C);
-      return;
-   }
+   /* the filters turned by 180 degrees with the channel roles swapped, read
+      straight from weight by the filter transform (flip = 1): 8 neighbouring
+      filters at a time, so no turned copy of the weights is made first */
    wino_run(din, scratch, nscratch, dout, weight, 1, &e, N, OC, H, W, C);
 }
 
