@@ -19,7 +19,7 @@ BLAS_LIB  := $(if $(wildcard $(BLAS_DIR)/libopenblas.so.0),$(BLAS_DIR)/libopenbl
 BLAS_INC  := $(shell pkg-config --cflags openblas 2>/dev/null)
 OPT     ?= -O3 -march=native
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -Iruntime/include \
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-psabi -fopenmp -Iruntime/include \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(BLAS_INC)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(BLAS_LIB) -lm -fopenmp
 LDFLAGS += -Wl,-E
