@@ -120,7 +120,9 @@ static inline void load_cols(v8 *c, int ncol, const float *const p[4])
 
 /* Rows 4*ty + y0 .. + nrows-1 of one plane, each padded: buffer column k is
    image column k + x0; zero outside the image. A small ring of them serves
-   the up to four tile rows one 8-slot task touches. */
+   the up to four tile rows one 8-slot task touches. With AVX-512 the input
+   transforms read overhanging tiles by masked loads instead
+   (task_cols_masked below); the weight gradient's A dY A^T keeps the ring. */
 typedef struct rowring {
    float *buf;            /* 4 * nrows * rw */
    int n[4], ty[4], next;
