@@ -54,6 +54,9 @@ local cfg, given = ddpm.cli.parse(arg, {
    nll_n = 10000, nll_train_n = 0, nll_batch = 100, eval_samples = 50000, eval_batch = 250,
    eval_steps = 0, eval_from = '', override = '',
    fid_n = 0, fid_ref = '', fid_weights = '',
+   -- arithmetic: 'bf16' multiplies the 3x3 convolutions in bfloat16 (AVX512-BF16),
+   -- in training (forward and input gradient) and in evaluation
+   precision = 'float32',
 })
 
 -- FID / IS: the weights and the reference are checked now, not after training
@@ -86,6 +89,7 @@ local diffusion = ddpm.diffusion{schedule = cfg.schedule, T = cfg.T, beta_start 
 local model = ddpm.unet{ch = cfg.ch, ch_mult = cfg.ch_mult, num_res_blocks = cfg.num_res_blocks,
                         attn_resolutions = cfg.attn_resolutions, dropout = cfg.dropout,
                         in_ch = 3, out_ch = diffusion:out_channels(3), resolution = 32, seed = cfg.seed}
+model:set_precision(cfg.precision)
 local run = ddpm.log.start{db = cfg.db, name = cfg.name, config = cfg, seed = cfg.seed}
 print(('run %d (%s): %s'):format(run.id, run.dir, tostring(model)))
 if #overridden > 0 then
@@ -118,6 +122,8 @@ else
    if result.status ~= 'finished' then return end   -- interrupted: the run is marked already
    ema, step = result.ema, result.step
 end
+
+ema:set_precision(cfg.precision)
 
 -- NLL in bits/dim (Table 1's NLL column: test, and train in parentheses)
 for _, split in ipairs{{'test', cfg.nll_n, 'nll'}, {'train', cfg.nll_train_n, 'nll_train'}} do

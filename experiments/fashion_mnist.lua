@@ -20,6 +20,7 @@ local cfg, given = ddpm.cli.parse(arg, {
    seed = 1, pad_to = 0, flip = false,
    -- bookkeeping
    sample_every = 5000, sample_n = 64, checkpoint_every = 1000, db = 'runs.db', resume = '',
+   precision = 'float32',   -- 'bf16': bfloat16 products where they pay (AVX512-BF16)
 })
 -- a checkpoint knows its model and process: --resume takes them from it, and
 -- a flag that contradicts it is an error
@@ -31,6 +32,7 @@ local diffusion = ddpm.diffusion{schedule = cfg.schedule, T = cfg.T, beta_start 
 local model = ddpm.unet{ch = cfg.ch, ch_mult = cfg.ch_mult, num_res_blocks = cfg.num_res_blocks,
                         attn_resolutions = cfg.attn_resolutions, dropout = cfg.dropout,
                         in_ch = 1, out_ch = diffusion:out_channels(1), resolution = 28, seed = cfg.seed}
+model:set_precision(cfg.precision)
 local run = ddpm.log.start{db = cfg.db, name = cfg.name, config = cfg, seed = cfg.seed}
 print(('run %d (%s): %s, %d parameters'):format(run.id, run.dir, tostring(model), model:num_params()))
 

@@ -82,7 +82,7 @@ cli.options = {
    fid_ref = {'reference statistics for FID (.npz)', path = true},
    fid_weights = {'Inception weights for FID (DDPMLUA_INCEPTION)', path = true},
    override = 'diffusion settings (comma-separated) whose flags win over the checkpoint\'s',
-   precision = {'arithmetic of sampling and evaluation forwards (bf16 needs AVX512-BF16)',
+   precision = {'arithmetic of the 3x3 convolutions\' products, in training and evaluation (bf16 needs AVX512-BF16)',
       choices = {'float32', 'bf16'}},
 }
 

@@ -107,6 +107,35 @@ function tests.cifar_linear_trains_then_evaluates_nll_and_samples()
    T.assert_eq(nloss.n, 0, 'no training in an --eval_from run')
 end
 
+-- --precision=bf16 trains with bfloat16 products (64/128 channels: the
+-- 128-input layers run in bf16), is recorded in the run's config, and is a
+-- clear error on a CPU without AVX512-BF16
+function tests.cifar_linear_trains_in_bf16()
+   local args = CIFAR_ARGS:gsub('%-%-ch=32', '--ch=64') .. ' --nll_n=0 --eval_samples=0'
+   local db = tmp .. '/cifar.db'
+   local function last_loss()
+      local r = query(db, 'SELECT run_id, status, config_json ->> \'$.precision\' AS p FROM runs ' ..
+                      'ORDER BY run_id DESC LIMIT 1')[1]
+      local l = query(db, "SELECT value FROM metrics_v WHERE run_id = :id AND key = 'loss' " ..
+                      'ORDER BY step DESC LIMIT 1', {id = r.run_id})[1]
+      return r, l.value
+   end
+   local rc, out = sh(('%s experiments/cifar_linear.lua %s'):format(exe, args))
+   T.assert_eq(rc, 0, out)
+   local r32, l32 = last_loss()
+   rc, out = sh(('%s experiments/cifar_linear.lua %s --precision=bf16'):format(exe, args))
+   T.assert_eq(rc, 0, out)
+   local r16, l16 = last_loss()
+   T.assert_eq(r32.p, 'float32')
+   T.assert_eq(r16.p, 'bf16', 'the precision is in the run\'s config')
+   T.assert_eq(r16.status, 'finished')
+   T.assert_true(l16 ~= l32, ('bf16 changed the arithmetic (loss %.9g against %.9g)'):format(l16, l32))
+   T.assert_true(math.abs(l16 - l32) < 0.05 * math.abs(l32),
+                 ('and the loss stays within 5%% of float32 (%.6g against %.6g)'):format(l16, l32))
+   rc, out = sh(('DDPM_NO_BF16=1 %s experiments/cifar_linear.lua %s --precision=bf16'):format(exe, args))
+   T.assert_true(rc ~= 0 and out:find('AVX512-BF16', 1, true) ~= nil, out)
+end
+
 function tests.cifar_linear_reports_a_missing_data_dir()
    local rc, out = sh(('%s experiments/cifar_linear.lua --data_dir=%s/nowhere --db=%s/x.db'):format(exe, tmp, tmp))
    T.assert_true(rc ~= 0 and out:find('nowhere not found', 1, true) ~= nil, out)
