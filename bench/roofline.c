@@ -9,7 +9,9 @@
  * enough to cover the FMA latency on two pipes) on registers only: 2 FLOPs per
  * lane per FMA, the compiler's widest vector (AVX-512: 16 lanes) and, where
  * it targets AVX-512, also AVX2's 8 lanes (what OpenBLAS 0.3.21's Haswell
- * kernels use here).
+ * kernels use here), and where the CPU has AVX512-BF16 the rate of
+ * vdpbf16ps, the bfloat16 dot product of the U-Net's bf16 precision (two
+ * products and their sum per 32-bit lane: 4 FLOPs).
  * Memory: arrays of --mb MiB each (far past the last-level cache), split
  * between the threads as the runtime's `omp for schedule(static)` loops are:
  *   read   s += a[i]               4 bytes per element
@@ -58,6 +60,23 @@ static __attribute__((noinline)) float fma512(long reps, float seed)
    return _mm512_reduce_add_ps(s);
 }
 #endif
+
+/* vdpbf16ps: per 32-bit lane two bfloat16 products added to a float32 sum,
+   so 4 FLOPs per lane; compiled for AVX512-BF16 whatever the build's flags,
+   run only where the CPU has it. */
+static __attribute__((noinline, target("avx512f,avx512bw,avx512vl,avx512bf16")))
+float dpbf16(long reps, float seed)
+{
+   __m512 acc[NACC];
+   const __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80), b = (__m512bh)_mm512_set1_epi32(0x33d633d6);
+   for (int i = 0; i < NACC; i++) acc[i] = _mm512_set1_ps(seed + i);
+   for (long r = 0; r < reps; r++)
+      for (int k = 0; k < ITERS; k++)
+         _Pragma("GCC unroll 12") for (int i = 0; i < NACC; i++) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+   __m512 s = acc[0];
+   for (int i = 1; i < NACC; i++) s = _mm512_add_ps(s, acc[i]);
+   return _mm512_reduce_add_ps(s);
+}
 
 #if defined(__AVX2__) && defined(__FMA__)
 static __attribute__((noinline)) float fma256(long reps, float seed)
@@ -180,6 +199,9 @@ int main(int argc, char **argv)
    printf("roofline fma_avx512_t1 %.1f GFLOP/s\n", fma_rate(fma512, 16, 1, seconds));
    printf("roofline fma_avx512 %.1f GFLOP/s\n", fma_rate(fma512, 16, threads, seconds));
 #endif
+   __builtin_cpu_init();
+   if (__builtin_cpu_supports("avx512bf16"))   /* lanes x 2: two products per lane */
+      printf("roofline dpbf16 %.1f GFLOP/s\n", fma_rate(dpbf16, 32, threads, seconds));
 #if defined(__AVX2__) && defined(__FMA__)
    printf("roofline fma_avx2 %.1f GFLOP/s\n", fma_rate(fma256, 8, threads, seconds));
 #endif

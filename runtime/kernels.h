@@ -13,6 +13,15 @@
 
 #include "ddpm.h"
 
+/* ------------------------------------------------------------ memory (tensor.c) */
+
+/* A 64-byte aligned block for free(); one of 2 MB or more is aligned to 2 MB
+   and asked to be backed by transparent huge pages (madvise; where the
+   kernel says "madvise" it gives them only when asked), so that streaming
+   the U-Net's weights, filters and activations does not walk a page table
+   every 4 KB. NULL when out of memory. */
+void *ddpm_big_alloc(size_t bytes);
+
 /* ------------------------------------------------------------ epilogue */
 
 /* What a convolution adds to its product before storing it:

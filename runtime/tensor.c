@@ -7,13 +7,25 @@
  * is not: the U-Net's hot path, which works on raw contiguous buffers.
  */
 #include "ddpm.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define MAX_NUMEL ((int64_t)1 << 40)
+
+void *ddpm_big_alloc(size_t bytes)
+{
+   const size_t huge = (size_t)2 << 20;
+   if (bytes < huge) return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+   bytes = (bytes + huge - 1) & ~(huge - 1);
+   void *p = aligned_alloc(huge, bytes);
+   if (p) (void)madvise(p, bytes, MADV_HUGEPAGE);   /* advice: refused is fine */
+   return p;
+}
 
 static ddpm_storage *storage_new(int64_t numel)
 {
@@ -21,7 +33,7 @@ static ddpm_storage *storage_new(int64_t numel)
    if (!s) return NULL;
    size_t bytes = (size_t)(numel > 0 ? numel : 1) * sizeof(float);
    bytes = (bytes + 63) & ~(size_t)63;
-   s->data = aligned_alloc(64, bytes);
+   s->data = ddpm_big_alloc(bytes);
    if (!s->data) { free(s); return NULL; }
    memset(s->data, 0, bytes);
    s->numel = numel;

@@ -76,7 +76,7 @@ static int add_layer(ddpm_bf16_cache *c, const ddpm_unet *m, int pw, int O, int 
    L->O = O;
    L->I = I;
    size_t bytes = ddpm_wino_bf16_filter_words(O, I) * sizeof(uint32_t);
-   L->U = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+   L->U = ddpm_big_alloc(bytes);
    if (!L->U) return -1;
    c->n++;
    return 0;

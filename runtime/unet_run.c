@@ -352,7 +352,7 @@ static int plan(ddpm_unet *m, int N, int H, int W, int keep)
       free(m->arena);
       m->arena = NULL;
       m->arena_cap = m->arena_floats = 0;
-      float *a = aligned_alloc(64, ((total * sizeof(float)) + 63) & ~(size_t)63);
+      float *a = ddpm_big_alloc(total * sizeof(float));
       if (!a) {
          free(iv); free(order);
          return ddpm_seterr(DDPM_ENOMEM, "unet: out of memory for activations of batch %d at "

@@ -195,26 +195,48 @@ void ddpm_wino_bf16_filters_dx(uint32_t *U, const float *weight, int OC, int C)
 
 /* ------------------------------------------------------------ micro-kernel */
 
-/* M[r][0..BNR) = sum over pairs k of A[k][r] . B[k][0..BNR) (r < BMR). */
+/* M[r][0..16 nv) = sum over pairs k of A[k][r] . B[k][0..16 nv) (r < BMR);
+   nv (1..BNV) a constant where it is inlined. */
 BF16_TARGET
-static void kern_bf16(float *restrict M, int64_t ldm, const uint32_t *restrict A,
-                      const uint32_t *restrict B, int64_t ldb, int K2)
+static inline __attribute__((always_inline)) void
+kern_nv(float *restrict M, int64_t ldm, const uint32_t *restrict A, const uint32_t *restrict B,
+        int64_t ldb, int K2, const int nv)
 {
    __m512 acc[BMR][BNV];
    for (int r = 0; r < BMR; r++)
-      for (int v = 0; v < BNV; v++) acc[r][v] = _mm512_setzero_ps();
+      for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_ps();
    for (int k = 0; k < K2; k++) {
       __m512bh b[BNV];
-      for (int v = 0; v < BNV; v++)
+      for (int v = 0; v < nv; v++)
          b[v] = (__m512bh)_mm512_loadu_si512((const void *)(B + k * ldb + 16 * v));
       const uint32_t *a = A + (int64_t)k * BMR;
       for (int r = 0; r < BMR; r++) {
          __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[r]);
-         for (int v = 0; v < BNV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], x, b[v]);
+         for (int v = 0; v < nv; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], x, b[v]);
       }
    }
    for (int r = 0; r < BMR; r++)
-      for (int v = 0; v < BNV; v++) _mm512_storeu_ps(M + r * ldm + 16 * v, acc[r][v]);
+      for (int v = 0; v < nv; v++) _mm512_storeu_ps(M + r * ldm + 16 * v, acc[r][v]);
+}
+
+BF16_TARGET static void kern3(float *M, int64_t ldm, const uint32_t *A, const uint32_t *B,
+                              int64_t ldb, int K2) { kern_nv(M, ldm, A, B, ldb, K2, 3); }
+BF16_TARGET static void kern2(float *M, int64_t ldm, const uint32_t *A, const uint32_t *B,
+                              int64_t ldb, int K2) { kern_nv(M, ldm, A, B, ldb, K2, 2); }
+BF16_TARGET static void kern1(float *M, int64_t ldm, const uint32_t *A, const uint32_t *B,
+                              int64_t ldb, int K2) { kern_nv(M, ldm, A, B, ldb, K2, 1); }
+
+/* The BMR rows of M over the slots [0, nc), nc a multiple of 16: full
+   BNR-wide micro-tiles, then one of 32 or 16 for the rest, so a block of
+   few slots (the 4x4 and 8x8 levels: 8 or 32 tiles at batch 8) multiplies
+   no more zero columns than 15. */
+static void kern_slots(float *M, int64_t ldm, const uint32_t *A, const uint32_t *B,
+                       int64_t ldb, int K2, int nc)
+{
+   int jb = 0;
+   for (; jb + BNR <= nc; jb += BNR) kern3(M + jb, ldm, A, B + jb, ldb, K2);
+   if (nc - jb == 32) kern2(M + jb, ldm, A, B + jb, ldb, K2);
+   else if (nc - jb == 16) kern1(M + jb, ldm, A, B + jb, ldb, K2);
 }
 
 /* Vw[x * xs + s] (s < n, n a multiple of 16) = the pair (T0, T1)[x * xstride(BTB) + s]
@@ -398,7 +420,7 @@ static void run(float *out, float *scratch, const float *in, const uint32_t *U,
          const int64_t b = it / I2, s0 = b * BTB;
          const int k = (int)(it % I2);
          const int nslot = g.S - s0 < BTB ? (int)(g.S - s0) : BTB;
-         const int nc = (int)round_up(nslot, BNR);
+         const int nc = (int)round_up(nslot, 16);
          ddpm_wino_block_pairs(pr, &g, s0, nslot);
          for (int h = 0; h < 2; h++) {
             float *Th = T + h * NXI * TXS;
@@ -427,14 +449,13 @@ static void run(float *out, float *scratch, const float *in, const uint32_t *U,
             for (int64_t b = 0; b < nblk; b++) {
                const int64_t s0 = b * BTB;
                const int nslot = g.S - s0 < BTB ? (int)(g.S - s0) : BTB;
-               const int nc = (int)round_up(nslot, BNR);
+               const int nc = (int)round_up(nslot, 16);
                const uint32_t *Vb = V + b * vblk;
                for (int x = 0; x < NXI; x++)
                   for (int o = o0; o < o1; o += BMR)
-                     for (int jb = 0; jb < nc; jb += BNR)
-                        kern_bf16(M + x * mx + (int64_t)(o - o0) * BTB + jb, BTB,
-                                  Ug + ((o - o0) / BMR) * upanel + (int64_t)x * I2 * BMR,
-                                  Vb + x * vx + jb, BTB, I2);
+                     kern_slots(M + x * mx + (int64_t)(o - o0) * BTB, BTB,
+                                Ug + ((o - o0) / BMR) * upanel + (int64_t)x * I2 * BMR,
+                                Vb + x * vx, BTB, I2, nc);
                ddpm_wino_block_pairs(pr, &g, s0, nslot);
                const int oend = o1 < O ? o1 : O;
                for (int o = o0; o < oend; o++)
@@ -450,14 +471,13 @@ static void run(float *out, float *scratch, const float *in, const uint32_t *U,
             const int64_t b = it / nog, s0 = b * BTB;
             const int o0 = (int)(it % nog) * BOB, o1 = o0 + BOB < Op ? o0 + BOB : Op;
             const int nslot = g.S - s0 < BTB ? (int)(g.S - s0) : BTB;
-            const int nc = (int)round_up(nslot, BNR);
+            const int nc = (int)round_up(nslot, 16);
             const uint32_t *Vb = V + b * vblk;
             for (int x = 0; x < NXI; x++)
                for (int o = o0; o < o1; o += BMR)
-                  for (int jb = 0; jb < nc; jb += BNR)
-                     kern_bf16(M + x * mx + (int64_t)(o - o0) * BTB + jb, BTB,
-                               U + (o / BMR) * upanel + (int64_t)x * I2 * BMR,
-                               Vb + x * vx + jb, BTB, I2);
+                  kern_slots(M + x * mx + (int64_t)(o - o0) * BTB, BTB,
+                             U + (o / BMR) * upanel + (int64_t)x * I2 * BMR, Vb + x * vx,
+                             BTB, I2, nc);
             ddpm_wino_block_pairs(pr, &g, s0, nslot);
             const int oend = o1 < O ? o1 : O;
             for (int o = o0; o < oend; o++)
