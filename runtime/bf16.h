@@ -5,11 +5,14 @@
  *
  * bfloat16 here means: products of bfloat16 operands (float32 rounded to
  * nearest even, 8 significant bits) summed in float32, on AVX512-BF16's
- * vdpbf16ps. Everything else (GroupNorm, attention, the 1x1 and strided
- * convolutions, the time embedding) stays float32. Sampling, the NLL bound
- * and training use it alike; in training the forward and the input
- * gradient (dX) of those 3x3 layers multiply in bfloat16, the weight
- * gradient, the master weights, Adam and the EMA stay float32.
+ * vdpbf16ps: the 3x3 stride-1 convolutions (wino_bf16.c) and, in a
+ * forward, the products of attention and of the 1x1 shortcuts
+ * (gemm_bf16.c, through ddpm_gemm_ws.bf16). Everything else (GroupNorm,
+ * softmax, the strided convolutions, the time embedding) stays float32.
+ * Sampling, the NLL bound and training use it alike; in training the
+ * forward and the input gradient (dX) of the 3x3 layers multiply in
+ * bfloat16, the weight gradients, attention's and the 1x1 layers'
+ * backward, the master weights, Adam and the EMA stay float32.
  */
 #ifndef DDPM_BF16_H
 #define DDPM_BF16_H
@@ -51,6 +54,18 @@ size_t ddpm_wino_bf16_scratch_floats_w(int N, int I, int O, int H, int W, int th
 void ddpm_wino_bf16_forward_w(float *out, float *scratch, const float *in, const float *weight,
                               int flip, const ddpm_conv_epi *e, int N, int I, int H, int W,
                               int O);
+
+/* Batched GEMM in bfloat16 products and float32 sums (gemm_bf16.c):
+   C_b = alpha op(A_b) op(B_b) + beta C_b for b < nbatch, with A_b = A + b sa
+   (sa 0: the same A, packed once), B_b = B + b sb, C_b = C + b sc; row-major
+   as ddpm_gemm. Outside a parallel region it threads itself over ws's
+   regions, inside it runs in the calling thread's. Each region needs
+   ddpm_gemm_bf16_work_floats(M, N, K) floats; returns -1 (nothing done)
+   when they are smaller or missing, else 0. */
+size_t ddpm_gemm_bf16_work_floats(int M, int N, int K);
+int ddpm_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                   int64_t sa, const float *B, int ldb, int64_t sb, float beta, float *C,
+                   int ldc, int64_t sc, int nbatch, const ddpm_gemm_ws *ws);
 
 /* The U-Net's cache of transformed bfloat16 filters (unet_bf16.c). */
 typedef struct ddpm_bf16_cache ddpm_bf16_cache;

@@ -17,6 +17,7 @@
  * with enough work, and the caller provides the work space
  * (ddpm_gemm_fast_work_floats), so nothing is allocated.
  */
+#include "bf16.h"
 #include "kernels.h"
 #include "mkernel.h"
 #include "transpose.h"
@@ -195,6 +196,9 @@ void ddpm_gemm_ws_run(const ddpm_gemm_ws *ws, int ta, int tb, int M, int N, int 
 {
    /* below ~1 MFLOP (7x7 attention) OpenBLAS's call costs no more than the
       padding of a partial panel here */
+   if (ws && ws->bf16 && 2.0 * M * N * K >= 4e6 &&
+       ddpm_gemm_bf16(ta, tb, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1, ws) == 0)
+      return;
    float *w = 2.0 * M * N * K >= 1e6 ? ddpm_gemm_ws_get(ws) : NULL;
    if (w && ddpm_gemm_fast_work_floats(tb, N, K) <= ws->per)
       ddpm_gemm_fast(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, w);

@@ -428,7 +428,7 @@ static int ensure_threads(ddpm_inception *m, int nt)
       h->scratch = p; p += m->scratch_floats;
       h->wino = p; h->nwino = m->wino_floats; p += m->wino_floats;
       h->full = p; p += m->full_floats;
-      h->ws = (ddpm_gemm_ws){ p, m->gemm_floats, 1 };
+      h->ws = (ddpm_gemm_ws){ p, m->gemm_floats, 1, 0 };
    }
    return DDPM_OK;
 }

@@ -45,12 +45,15 @@ void ddpm_gemm_fast(int ta, int tb, int M, int N, int K, float alpha, const floa
                     const float *B, int ldb, float beta, float *C, int ldc, float *work);
 
 /* Work space for ddpm_gemm_fast, one region of `per` floats per thread (by
-   omp_get_thread_num(), n of them). */
-typedef struct ddpm_gemm_ws { float *base; size_t per; int n; } ddpm_gemm_ws;
+   omp_get_thread_num(), n of them). bf16: multiply in bfloat16
+   (ddpm_gemm_bf16, bf16.h) where a region is big enough; the caller has
+   checked ddpm_bf16_available(). */
+typedef struct ddpm_gemm_ws { float *base; size_t per; int n; int bf16; } ddpm_gemm_ws;
 /* The calling thread's region, or NULL (ws NULL or no region for it). */
 float *ddpm_gemm_ws_get(const ddpm_gemm_ws *ws);
 /* ddpm_gemm_fast in the calling thread's region when there is one big
-   enough, else ddpm_gemm (OpenBLAS). ws may be NULL. */
+   enough, else ddpm_gemm (OpenBLAS); with ws->bf16, ddpm_gemm_bf16 first
+   when the product is big enough to pay for the packing. ws may be NULL. */
 void ddpm_gemm_ws_run(const ddpm_gemm_ws *ws, int ta, int tb, int M, int N, int K, float alpha,
                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
                       int ldc);

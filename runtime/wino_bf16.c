@@ -31,6 +31,7 @@
  * counts, other kernel sizes or strides (those layers run in float32).
  */
 #include "bf16.h"
+#include "bf16_kern.h"
 #include "winograd.h"
 
 #include <stdlib.h>
@@ -40,11 +41,6 @@
 #include <omp.h>
 #endif
 
-#define BF16_TARGET __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512bf16")))
-
-#define BMR 8      /* micro-kernel rows (output channels) */
-#define BNV 3      /* micro-kernel vectors of 16 slots */
-#define BNR (16 * BNV)
 #define BTB 96     /* slots per block: a multiple of BNR */
 #define BOB 32     /* output rows per GEMM work item: a multiple of BMR */
 
@@ -194,50 +190,6 @@ void ddpm_wino_bf16_filters_dx(uint32_t *U, const float *weight, int OC, int C)
 }
 
 /* ------------------------------------------------------------ micro-kernel */
-
-/* M[r][0..16 nv) = sum over pairs k of A[k][r] . B[k][0..16 nv) (r < BMR);
-   nv (1..BNV) a constant where it is inlined. */
-BF16_TARGET
-static inline __attribute__((always_inline)) void
-kern_nv(float *restrict M, int64_t ldm, const uint32_t *restrict A, const uint32_t *restrict B,
-        int64_t ldb, int K2, const int nv)
-{
-   __m512 acc[BMR][BNV];
-   for (int r = 0; r < BMR; r++)
-      for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_ps();
-   for (int k = 0; k < K2; k++) {
-      __m512bh b[BNV];
-      for (int v = 0; v < nv; v++)
-         b[v] = (__m512bh)_mm512_loadu_si512((const void *)(B + k * ldb + 16 * v));
-      const uint32_t *a = A + (int64_t)k * BMR;
-      for (int r = 0; r < BMR; r++) {
-         __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[r]);
-         for (int v = 0; v < nv; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], x, b[v]);
-      }
-   }
-   for (int r = 0; r < BMR; r++)
-      for (int v = 0; v < nv; v++) _mm512_storeu_ps(M + r * ldm + 16 * v, acc[r][v]);
-}
-
-BF16_TARGET static void kern3(float *M, int64_t ldm, const uint32_t *A, const uint32_t *B,
-                              int64_t ldb, int K2) { kern_nv(M, ldm, A, B, ldb, K2, 3); }
-BF16_TARGET static void kern2(float *M, int64_t ldm, const uint32_t *A, const uint32_t *B,
-                              int64_t ldb, int K2) { kern_nv(M, ldm, A, B, ldb, K2, 2); }
-BF16_TARGET static void kern1(float *M, int64_t ldm, const uint32_t *A, const uint32_t *B,
-                              int64_t ldb, int K2) { kern_nv(M, ldm, A, B, ldb, K2, 1); }
-
-/* The BMR rows of M over the slots [0, nc), nc a multiple of 16: full
-   BNR-wide micro-tiles, then one of 32 or 16 for the rest, so a block of
-   few slots (the 4x4 and 8x8 levels: 8 or 32 tiles at batch 8) multiplies
-   no more zero columns than 15. */
-static void kern_slots(float *M, int64_t ldm, const uint32_t *A, const uint32_t *B,
-                       int64_t ldb, int K2, int nc)
-{
-   int jb = 0;
-   for (; jb + BNR <= nc; jb += BNR) kern3(M + jb, ldm, A, B + jb, ldb, K2);
-   if (nc - jb == 32) kern2(M + jb, ldm, A, B + jb, ldb, K2);
-   else if (nc - jb == 16) kern1(M + jb, ldm, A, B + jb, ldb, K2);
-}
 
 /* Vw[x * xs + s] (s < n, n a multiple of 16) = the pair (T0, T1)[x * xstride(BTB) + s]
    rounded to bfloat16, T0 in the low half. */
@@ -453,7 +405,7 @@ static void run(float *out, float *scratch, const float *in, const uint32_t *U,
                const uint32_t *Vb = V + b * vblk;
                for (int x = 0; x < NXI; x++)
                   for (int o = o0; o < o1; o += BMR)
-                     kern_slots(M + x * mx + (int64_t)(o - o0) * BTB, BTB,
+                     bf16_kern_cols(M + x * mx + (int64_t)(o - o0) * BTB, BTB,
                                 Ug + ((o - o0) / BMR) * upanel + (int64_t)x * I2 * BMR,
                                 Vb + x * vx, BTB, I2, nc);
                ddpm_wino_block_pairs(pr, &g, s0, nslot);
@@ -475,7 +427,7 @@ static void run(float *out, float *scratch, const float *in, const uint32_t *U,
             const uint32_t *Vb = V + b * vblk;
             for (int x = 0; x < NXI; x++)
                for (int o = o0; o < o1; o += BMR)
-                  kern_slots(M + x * mx + (int64_t)(o - o0) * BTB, BTB,
+                  bf16_kern_cols(M + x * mx + (int64_t)(o - o0) * BTB, BTB,
                              U + (o / BMR) * upanel + (int64_t)x * I2 * BMR, Vb + x * vx,
                              BTB, I2, nc);
             ddpm_wino_block_pairs(pr, &g, s0, nslot);

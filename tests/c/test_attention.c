@@ -263,7 +263,7 @@ static void check_variants(int N, int C, int P, int use_ws)
 {
    size_t per = ddpm_attention_gemm_work_floats(C, P);
    float *wbuf = falloc(per * 3);
-   ddpm_gemm_ws wsv = { wbuf, per, 3 };
+   ddpm_gemm_ws wsv = { wbuf, per, 3, 0 };
    const ddpm_gemm_ws *ws = use_ws ? &wsv : NULL;
    prob s;
    prob_init(&s, N, C, P, 1.0f, 0.5f, 7);

@@ -320,7 +320,7 @@ static void test_variants(const conv_case *cc, unsigned seed, int use_ws)
    /* with a work space the products go through the runtime's GEMM */
    size_t per = ddpm_conv2d_gemm_work_floats(&B.s);
    float *wbuf = alloc_floats(per * 3 + 1);
-   ddpm_gemm_ws wsv = { wbuf, per, 3 };
+   ddpm_gemm_ws wsv = { wbuf, per, 3, 0 };
    const ddpm_gemm_ws *ws = use_ws ? &wsv : NULL;
    const int N = cc->N, OC = cc->OC;
    const size_t ohw = (size_t)B.s.OH * B.s.OW;

@@ -47,7 +47,7 @@ static double run(const gcase *g, int ta, int tb, float alpha, float beta, int t
    memcpy(C, C0, nc * sizeof *C);
    omp_set_num_threads(threads);
    if (via_ws) {
-      ddpm_gemm_ws ws = { w, nw, threads };
+      ddpm_gemm_ws ws = { w, nw, threads, 0 };
       ddpm_gemm_ws_run(&ws, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
    } else {
       ddpm_gemm_fast(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, w);
