@@ -23,6 +23,7 @@
 #define BMR 8      /* micro-kernel rows */
 #define BNV 3      /* micro-kernel vectors of 16 columns */
 #define BNR (16 * BNV)
+#define PF_AHEAD 1024   /* words of A prefetched ahead (4 KB: the next xi's panel) */
 
 /* M[r][0..16 nv) = sum over pairs k of A[k][r] . B[k][0..16 nv) (r < BMR);
    nv (1..BNV) a constant where it is inlined. */
@@ -39,6 +40,10 @@ kern_nv(float *restrict M, int64_t ldm, const uint32_t *restrict A, const uint32
       for (int v = 0; v < nv; v++)
          b[v] = (__m512bh)_mm512_loadu_si512((const void *)(B + k * ldb + 16 * v));
       const uint32_t *a = A + (int64_t)k * BMR;
+      /* A streams from memory where few columns use each word (the
+         cached filters of the 4x4 and 8x8 levels: ~220 MB per CIFAR-10
+         forward): one line every other pair, 4 KB ahead */
+      if (!(k & 1)) _mm_prefetch((const char *)(a + PF_AHEAD), _MM_HINT_T0);
       for (int r = 0; r < BMR; r++) {
          __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[r]);
          for (int v = 0; v < nv; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], x, b[v]);
