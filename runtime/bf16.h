@@ -5,14 +5,14 @@
  *
  * bfloat16 here means: products of bfloat16 operands (float32 rounded to
  * nearest even, 8 significant bits) summed in float32, on AVX512-BF16's
- * vdpbf16ps: the 3x3 stride-1 convolutions (wino_bf16.c) and, in a
- * forward, the products of attention and of the 1x1 shortcuts
- * (gemm_bf16.c, through ddpm_gemm_ws.bf16). Everything else (GroupNorm,
- * softmax, the strided convolutions, the time embedding) stays float32.
- * Sampling, the NLL bound and training use it alike; in training the
- * forward and the input gradient (dX) of the 3x3 layers multiply in
- * bfloat16, the weight gradients, attention's and the 1x1 layers'
- * backward, the master weights, Adam and the EMA stay float32.
+ * vdpbf16ps: the 3x3 stride-1 convolutions (wino_bf16.c) and the products
+ * of attention and of the 1x1 shortcuts (gemm_bf16.c, through
+ * ddpm_gemm_ws.bf16). Everything else (GroupNorm, softmax, the strided
+ * convolutions, the time embedding) stays float32. Sampling, the NLL bound
+ * and training use it alike; in training the forward and the input
+ * gradient (dX) of the 3x3 layers and every product of attention and the
+ * 1x1 layers (their weight gradients too) multiply in bfloat16; the 3x3
+ * weight gradients, the master weights, Adam and the EMA stay float32.
  */
 #ifndef DDPM_BF16_H
 #define DDPM_BF16_H

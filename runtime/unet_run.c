@@ -235,8 +235,12 @@ static void shapes(ddpm_unet *m, int N, int H0, int W0, int keep, size_t *scratc
             *scratch = max_sz(*scratch, conv_scratch(m, &n->cs[k], w, keep));
             if (!w) *gwork = max_sz(*gwork, ddpm_conv2d_gemm_work_floats(&n->cs[k]));
          }
-         if (n->has_short && m->pprec == DDPM_BF16)   /* the forward's 1x1 product */
+         if (n->has_short && m->pprec == DDPM_BF16) {   /* the 1x1 products */
             *gwork = max_sz(*gwork, ddpm_gemm_bf16_work_floats(n->Cout, (int)HW, n->C));
+            if (keep)   /* backward: dW [Cout,C] over HW, dX [C,HW] over Cout */
+               *gwork = max_sz(*gwork, max_sz(ddpm_gemm_bf16_work_floats(n->Cout, n->C, (int)HW),
+                                              ddpm_gemm_bf16_work_floats(n->C, (int)HW, n->Cout)));
+         }
          *gmax = max_sz(*gmax, max_sz(NC, NCo) * HW);
          if (n->Cout > *maxc) *maxc = n->Cout;
          break;
@@ -245,9 +249,12 @@ static void shapes(ddpm_unet *m, int N, int H0, int W0, int keep, size_t *scratc
             *scratch = max_sz(*scratch, (size_t)N * ddpm_attention_scratch_floats(n->C, (int)HW));
          *attn_tmp = max_sz(*attn_tmp, (size_t)N * (4 * (size_t)n->C * HW + HW * HW));
          *gwork = max_sz(*gwork, ddpm_attention_gemm_work_floats(n->C, (int)HW));
-         if (m->pprec == DDPM_BF16)   /* the forward's products: [C,P]x[C,C], [P,P]x[C], [C,P]x[P] */
+         if (m->pprec == DDPM_BF16) {   /* products [C,P] over C, [P,P] over C, [C,P] over P */
             *gwork = max_sz(*gwork, max_sz(ddpm_gemm_bf16_work_floats(n->C, (int)HW, n->C),
                                            ddpm_gemm_bf16_work_floats((int)HW, (int)HW, n->C)));
+            if (keep)   /* backward's weight gradients: [C,C] over P */
+               *gwork = max_sz(*gwork, ddpm_gemm_bf16_work_floats(n->C, n->C, (int)HW));
+         }
          *gmax = max_sz(*gmax, NC * HW);
          break;
       case N_OUTNORM:
@@ -407,12 +414,12 @@ static ddpm_dropout node_dropout(const ddpm_unet *m, int idx)
 
 /* ---------------------------------------------------------------- convolutions */
 
-/* The GEMMs' work space; fwd: a forward's products, in bfloat16 when the
-   model runs in bf16 (the backward's stay float32, as the 3x3 layers' weight
-   gradients do). */
-static ddpm_gemm_ws gws(const ddpm_unet *m, int fwd)
+/* The GEMMs' work space: their products in bfloat16 when the model runs in
+   bf16 (attention and the 1x1 shortcuts, forward and backward; the sums
+   stay float32). */
+static ddpm_gemm_ws gws(const ddpm_unet *m)
 {
-   ddpm_gemm_ws w = { m->gwork, m->gwork_per, m->pthreads, fwd && m->pprec == DDPM_BF16 };
+   ddpm_gemm_ws w = { m->gwork, m->gwork_per, m->pthreads, m->pprec == DDPM_BF16 };
    return w;
 }
 
@@ -442,7 +449,7 @@ static void conv_fwd(ddpm_unet *m, float *out, const float *in, const float *w,
       pend(m, PF_CONV3_FWD, t0);
       return;
    }
-   ddpm_gemm_ws ws = gws(m, 1);
+   ddpm_gemm_ws ws = gws(m);
    ddpm_conv2d_forward_epi(out, m->scratch, in, w, e, s, &ws);
    pend(m, s->KH == 1 ? PF_SHORT_FWD : s->stride == 2 ? PF_DOWN_FWD : PF_CONVG_FWD, t0);
 }
@@ -468,7 +475,7 @@ static void conv_bwd(ddpm_unet *m, float *din, int din_acc, float *dw, float *db
    double t0 = pbegin(m);
    const int dx16 = din && bf16_dx(m, s);
    if (!wino) {
-      ddpm_gemm_ws ws = gws(m, 0);
+      ddpm_gemm_ws ws = gws(m);
       ddpm_conv2d_backward_ex(dx16 ? NULL : din, din_acc, dw, db, m->scratch, dout, in, w, s, &ws);
       pend(m, s->KH == 1 ? PF_SHORT_BWD : s->stride == 2 ? PF_DOWN_BWD : PF_CONVG_BWD, t0);
       if (dx16) conv_dx_bf16(m, din, din_acc, dout, w, s);
@@ -558,7 +565,7 @@ static void attn_forward(ddpm_unet *m, node *n, float *y)
       const size_t NCP = (size_t)N * C * HW;
       q = m->attn_tmp; k = q + NCP; v = k + NCP; o = v + NCP; att = o + NCP;
    }
-   ddpm_gemm_ws ws = gws(m, 1);
+   ddpm_gemm_ws ws = gws(m);
    TIMED(m, PF_ATTN_FWD,
          ddpm_attention_forward_res(y, q, k, v, att, o, h, x, PARAM(m, p->q.w), PARAM(m, p->q.b),
                                     PARAM(m, p->k.w), PARAM(m, p->k.b), PARAM(m, p->v.w),
@@ -730,7 +737,7 @@ static void attn_backward(ddpm_unet *m, node *n, const float *dy)
          ddpm_gn_act_forward(h, n->mean[0], n->rstd[0], DDPM_GN_REUSE, x, PARAM(m, p->norm.w),
                              PARAM(m, p->norm.b), N, C, HW, G, m->cfg.eps, DDPM_ACT_NONE,
                              DDPM_NO_DROPOUT));
-   ddpm_gemm_ws ws = gws(m, 0);
+   ddpm_gemm_ws ws = gws(m);
    TIMED(m, PF_ATTN_BWD,
          ddpm_attention_backward_ex(dh, DDPM_OVERWRITE, GRAD(m, p->q.w), GRAD(m, p->q.b),
                                     GRAD(m, p->k.w), GRAD(m, p->k.b), GRAD(m, p->v.w),
