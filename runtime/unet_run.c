@@ -170,6 +170,24 @@ static int bf16_k(const ddpm_unet *m, const ddpm_conv2d_shape *s, int K)
 static int bf16_fwd(const ddpm_unet *m, const ddpm_conv2d_shape *s) { return bf16_k(m, s, s->C); }
 static int bf16_dx(const ddpm_unet *m, const ddpm_conv2d_shape *s) { return bf16_k(m, s, s->OC); }
 
+/* Work floats per thread for an im2col convolution's products in bfloat16
+   (the stride-2 downsampling, and the layers that run on GEMMs rather than
+   Winograd), counted for a chunk of all N images, the most conv.c takes:
+   the forward [OC,P] over K = 9C, and with keep the backward's dW [OC,K]
+   over P and dcols [K,P] over OC. 0 (those products stay float32) past
+   BF16_CONV_WORK_MAX, where a large batch of small images would make it
+   tens of MB per thread. */
+#define BF16_CONV_WORK_MAX ((size_t)2 << 20)
+static size_t bf16_conv_work(const ddpm_conv2d_shape *s, int keep)
+{
+   const int P = s->N * s->OH * s->OW, K = s->C * s->KH * s->KW;
+   size_t w = ddpm_gemm_bf16_work_floats(s->OC, P, K);
+   if (keep)
+      w = max_sz(w, max_sz(ddpm_gemm_bf16_work_floats(s->OC, K, P),
+                           ddpm_gemm_bf16_work_floats(K, P, s->OC)));
+   return w <= BF16_CONV_WORK_MAX ? w : 0;
+}
+
 static size_t conv_scratch(const ddpm_unet *m, const ddpm_conv2d_shape *s, int wino, int keep)
 {
    const int threads = plan_threads();
@@ -223,6 +241,8 @@ static void shapes(ddpm_unet *m, int N, int H0, int W0, int keep, size_t *scratc
          n->wino = wino_ok(&n->cs[0]);
          *scratch = max_sz(*scratch, conv_scratch(m, &n->cs[0], n->wino, keep));
          if (!n->wino) *gwork = max_sz(*gwork, ddpm_conv2d_gemm_work_floats(&n->cs[0]));
+         if (!n->wino && m->pprec == DDPM_BF16)
+            *gwork = max_sz(*gwork, bf16_conv_work(&n->cs[0], keep));
          break;
       case N_RES:
          n->cs[CS_CONV1] = ddpm_conv2d_make(N, n->C, H, W, n->Cout, 3, 1, 1, 1, 1, 1);
@@ -234,6 +254,8 @@ static void shapes(ddpm_unet *m, int N, int H0, int W0, int keep, size_t *scratc
             n->wino |= w << k;
             *scratch = max_sz(*scratch, conv_scratch(m, &n->cs[k], w, keep));
             if (!w) *gwork = max_sz(*gwork, ddpm_conv2d_gemm_work_floats(&n->cs[k]));
+            if (!w && k != CS_SHORT && m->pprec == DDPM_BF16)
+               *gwork = max_sz(*gwork, bf16_conv_work(&n->cs[k], keep));
          }
          if (n->has_short && m->pprec == DDPM_BF16) {   /* the 1x1 products */
             *gwork = max_sz(*gwork, ddpm_gemm_bf16_work_floats(n->Cout, (int)HW, n->C));
