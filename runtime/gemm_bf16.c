@@ -86,7 +86,8 @@ static void pack(uint32_t *dst, int W, int64_t pw, const float *src, int64_t rs,
       for (int kk = 0; kk < K / 2; kk++) {
          const float *s0 = src + (int64_t)(2 * kk) * ks, *s1 = s0 + ks;
          for (int r = 0; r < rv; r += 16) {
-            const __m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(s1 + r), _mm512_loadu_ps(s0 + r));
+            const __m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(s1 + r),
+                                                   _mm512_loadu_ps(s0 + r));
             const __m512i w = _mm512_permutexvar_epi16(idx, (__m512i)h);
             if (W % 16 == 0) {
                _mm512_storeu_si512((void *)&AT(r, kk), w);

@@ -50,15 +50,18 @@ static double worst(const gcase *g, const float *A, const float *B, const float 
          for (int j = 0; j < g->N; j++) {
             double s = 0, mag = 0;
             for (int k = 0; k < g->K; k++) {
-               const float a = g->ta ? A[b * sa + (int64_t)k * lda + i] : A[b * sa + (int64_t)i * lda + k];
-               const float x = g->tb ? B[b * sb + (int64_t)j * ldb + k] : B[b * sb + (int64_t)k * ldb + j];
+               const float a = g->ta ? A[b * sa + (int64_t)k * lda + i]
+                                     : A[b * sa + (int64_t)i * lda + k];
+               const float x = g->tb ? B[b * sb + (int64_t)j * ldb + k]
+                                     : B[b * sb + (int64_t)k * ldb + j];
                const double t = (double)to_bf16(a) * to_bf16(x);
                s += t;
                mag += fabs(t);
             }
             const int64_t at = b * sc + (int64_t)i * g->N + j;
             const double ref = g->alpha * s + g->beta * C0[at];
-            const double bound = g->K * ldexp(1.0, -24) * (fabs(g->alpha) * mag + fabs(g->beta * C0[at])) + 1e-30;
+            const double bound =
+               g->K * ldexp(1.0, -24) * (fabs(g->alpha) * mag + fabs(g->beta * C0[at])) + 1e-30;
             const double e = fabs(C[at] - ref) / bound;
             if (e > w) w = e;
          }
