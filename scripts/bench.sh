@@ -32,8 +32,9 @@
 #
 # With BENCH_BASELINE=<path to another build's bench_unet> (say, the same
 # file built from an earlier commit) each round also runs that binary, in
-# the same alternation, and the line gains before_s=<median> and
-# gain=<before/now>, and before_cpu_s and cpu_gain (CPU seconds as cpu_s):
+# the same alternation (the bf16 cases only when it takes --precision
+# bf16), and the line gains before_s=<median> and gain=<before/now>, and
+# before_cpu_s and cpu_gain (CPU seconds as cpu_s):
 # a before/after comparison measured in one run, as a shared machine's load
 # drifts too much between runs.
 #
@@ -94,6 +95,14 @@ run_one() {
    fi
 }
 
+# does the baseline have the bf16 precision (builds before it lack the option)?
+base_bf16=0
+if [ -n "${BENCH_BASELINE:-}" ] &&
+   "$BENCH_BASELINE" --config fashion --batch 1 --mode forward --reps 1 --threads 1 \
+      --precision bf16 >/dev/null 2>&1; then
+   base_bf16=1
+fi
+
 status=0
 for case in $CASES; do
    prec=float32
@@ -114,7 +123,7 @@ for case in $CASES; do
       [ "$prec" = bf16 ] && order=${order/torch/torch torch_amp}
       for impl in $order; do
          [ "${impl#torch}" != "$impl" ] && [ $have_torch = 0 ] && continue
-         [ "$impl" = before ] && [ "$prec" = bf16 ] && continue   # a baseline may lack bf16
+         [ "$impl" = before ] && [ "$prec" = bf16 ] && [ "$base_bf16" = 0 ] && continue
          [ "$impl" = before ] && [ -z "${BENCH_BASELINE:-}" ] && continue
          run_one "$impl" "$config" "$mode" "$batch" "$tmp/$case.$impl" "$prec" ||
             { echo "bench: $case: $impl failed" >&2; status=1; }
