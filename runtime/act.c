@@ -150,8 +150,15 @@ void ddpm_dropout_keep(float *keep, uint64_t i0, int n, float p, uint64_t seed)
    while (k < n) {
       uint32_t u[4 * LANES];
       philox_lanes(u, seed, b);
-      for (int e = skip; e < 4 * LANES && k < n; e++, k++)
-         keep[k] = unit_of(u[e]) >= p ? scale : 0.0f;
+      if (skip == 0 && n - k >= 4 * LANES) {   /* a whole chunk: one vector loop */
+         float *kp = keep + k;
+         #pragma omp simd
+         for (int e = 0; e < 4 * LANES; e++) kp[e] = unit_of(u[e]) >= p ? scale : 0.0f;
+         k += 4 * LANES;
+      } else {
+         for (int e = skip; e < 4 * LANES && k < n; e++, k++)
+            keep[k] = unit_of(u[e]) >= p ? scale : 0.0f;
+      }
       skip = 0;
       b += LANES;
    }
