@@ -383,6 +383,8 @@ int main(void)
          chunk, so 5 images run as chunks of 2, 2, 1 */
       { "chunks 2+2+1, 40x40",         5, 2, 40, 40, 3, 3, 1, 1, 1, 1, 1, 1 },
       { "chunks 3+1, stride 2, 64x80", 4, 3, 64, 80, 4, 3, 2, 0, 0, 1, 1, 1 },
+      /* the 4x4 level's im2col (a masked permutation per tap on AVX-512) */
+      { "3x3 pad 1 at 4x4, 3 images",  3, 5, 4, 4, 6, 3, 1, 1, 1, 1, 1, 1 },
    };
    test_make();
    test_downsample_conformance();
