@@ -374,8 +374,12 @@ static void run(float *out, float *scratch, const float *in, const uint32_t *U,
          const int nslot = g.S - s0 < BTB ? (int)(g.S - s0) : BTB;
          const int nc = (int)round_up(nslot, 16);
          ddpm_wino_block_pairs(pr, &g, s0, nslot);
+         const int n0 = pr[0].n, n1 = pr[(nslot - 1) / 2].n;
          for (int h = 0; h < 2; h++) {
             float *Th = T + h * NXI * TXS;
+            if (2 * k + h + 1 < I)   /* the next channel's planes, while this one is made */
+               ddpm_wino_prefetch_planes(in + (int64_t)(2 * k + h + 1) * plane,
+                                         (int64_t)I * plane, n0, n1, plane);
             rowring r;
             ddpm_wino_ring_init(&r, rb, 6, -1, -1);
             for (int j = 0; j < nslot; j += 8)

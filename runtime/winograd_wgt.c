@@ -197,6 +197,9 @@ static void wgt_input(float *V, int64_t vxs, const float *in, const geom *g, int
       for (int x = 0; x < NXI; x++) memset(Vc + x * vxs, 0, (size_t)nk * sizeof *Vc);
       return;
    }
+   if (c + 1 < C)   /* the next channel, while this one is transformed */
+      ddpm_wino_prefetch_planes(in + (int64_t)(c + 1) * plane, (int64_t)C * plane, pr[0].n,
+                                pr[(nslot - 1) / 2].n, plane);
    rowring r;
    ddpm_wino_ring_init(&r, rb, 6, -1, -1);
    for (int j = 0; j < nslot; j += 8)
