@@ -232,9 +232,50 @@ static void im2col(float *cols, const float *in, int nb, const ddpm_conv2d_shape
 /* din [nb, C, H, W] (+)= col2im(dcols [C*KH*KW, nb*OH*OW]). Each (image, channel)
    plane is written by one thread only, so the scatter-add needs no atomics;
    without accumulate the plane is cleared first, while it is in cache. */
+#ifdef __AVX512F__
+/* col2im_add of the 4x4 level (im2col4's shape): per plane, the 9 taps'
+   rows permuted back to input positions and summed in tap order in a
+   register, as col2im_add sums them in memory (masked-off lanes add +0). */
+static void col2im4(float *din, const float *dcols, int nb, const ddpm_conv2d_shape *s,
+                    int accumulate)
+{
+   int32_t idx[9][16];
+   __mmask16 msk[9];
+   for (int t = 0; t < 9; t++) {
+      const int ky = t / 3, kx = t % 3;
+      msk[t] = 0;
+      for (int q = 0; q < 16; q++) {   /* input position q from output (oy, ox) */
+         const int oy = q / 4 - ky + 1, ox = q % 4 - kx + 1;
+         const int in_range = oy >= 0 && oy < 4 && ox >= 0 && ox < 4;
+         idx[t][q] = in_range ? oy * 4 + ox : 0;
+         if (in_range) msk[t] |= (__mmask16)(1u << q);
+      }
+   }
+   const size_t P = (size_t)nb * 16;
+   #pragma omp parallel for collapse(2) schedule(static)
+   for (int j = 0; j < nb; j++)
+      for (int c = 0; c < s->C; c++) {
+         float *dst = din + ((size_t)j * s->C + c) * 16;
+         __m512 acc = accumulate ? _mm512_loadu_ps(dst) : _mm512_setzero_ps();
+         const float *src = dcols + (size_t)c * 9 * P + (size_t)j * 16;
+         for (int t = 0; t < 9; t++)
+            acc = _mm512_add_ps(acc, _mm512_maskz_permutexvar_ps(
+                                        msk[t], _mm512_loadu_si512(idx[t]),
+                                        _mm512_loadu_ps(src + t * P)));
+         _mm512_storeu_ps(dst, acc);
+      }
+}
+#endif
+
 static void col2im_add(float *din, const float *dcols, int nb, const ddpm_conv2d_shape *s,
                        int accumulate)
 {
+#ifdef __AVX512F__
+   if (im2col_4x4(s)) {
+      col2im4(din, dcols, nb, s, accumulate);
+      return;
+   }
+#endif
    const int OW = s->OW, st = s->stride;
    const size_t ohw = (size_t)s->OH * s->OW, P = (size_t)nb * ohw;
    const size_t plane = (size_t)s->H * s->W;
