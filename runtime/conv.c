@@ -153,32 +153,41 @@ static void valid_range(int *lo, int *hi, int k, int pad, int stride, int W, int
    if (*lo > *hi) *lo = *hi;
 }
 
-/* cols [C*KH*KW, nb*OH*OW] <- in [nb, C, H, W]; column j*OH*OW + oy*OW + ox. */
 #ifdef __AVX512F__
-/* im2col of a 3x3, stride 1, pad 1 convolution of 4x4 images (the CIFAR-10
-   U-Net's lowest level, which runs on GEMMs in float32): a plane is one
-   16-float vector and each tap's 16 values one masked permutation of it,
-   instead of 36 copies of 2-4 floats (most of that level's im2col time). */
+/* The 4x4 level (3x3, stride 1, pad 1 convolutions of 4x4 images: the
+   CIFAR-10 U-Net's lowest level, which runs on GEMMs in float32). A plane
+   is one 16-float vector, so im2col makes each tap's row as one masked
+   permutation of it and col2im sums the inverse permutations, instead of
+   36 copies of 2-4 floats per plane (most of that level's im2col time). */
 static int im2col_4x4(const ddpm_conv2d_shape *s)
 {
    return s->H == 4 && s->W == 4 && s->KH == 3 && s->KW == 3 && s->stride == 1 &&
           s->pad_t == 1 && s->pad_l == 1 && s->OH == 4 && s->OW == 4;
 }
 
+/* Per tap t = ky*3 + kx, lane q of its permutation reads lane idx[t][q]
+   (masked off where that falls outside the plane): the input position
+   (q/4 + ky - 1, q%4 + kx - 1) for im2col (dir 1), the output position
+   (q/4 - ky + 1, q%4 - kx + 1) for col2im (dir -1). */
+static void taps4(int32_t idx[9][16], __mmask16 msk[9], int dir)
+{
+   for (int t = 0; t < 9; t++) {
+      const int dy = dir * (t / 3 - 1), dx = dir * (t % 3 - 1);
+      msk[t] = 0;
+      for (int q = 0; q < 16; q++) {
+         const int y = q / 4 + dy, x = q % 4 + dx;
+         const int in_range = y >= 0 && y < 4 && x >= 0 && x < 4;
+         idx[t][q] = in_range ? y * 4 + x : 0;
+         if (in_range) msk[t] |= (__mmask16)(1u << q);
+      }
+   }
+}
+
 static void im2col4(float *cols, const float *in, int nb, const ddpm_conv2d_shape *s)
 {
    int32_t idx[9][16];
    __mmask16 msk[9];
-   for (int t = 0; t < 9; t++) {
-      const int ky = t / 3, kx = t % 3;
-      msk[t] = 0;
-      for (int q = 0; q < 16; q++) {
-         const int iy = q / 4 + ky - 1, ix = q % 4 + kx - 1;
-         const int in_range = iy >= 0 && iy < 4 && ix >= 0 && ix < 4;
-         idx[t][q] = in_range ? iy * 4 + ix : 0;
-         if (in_range) msk[t] |= (__mmask16)(1u << q);
-      }
-   }
+   taps4(idx, msk, 1);
    const size_t P = (size_t)nb * 16;
    #pragma omp parallel for collapse(2) schedule(static)
    for (int c = 0; c < s->C; c++)
@@ -190,8 +199,32 @@ static void im2col4(float *cols, const float *in, int nb, const ddpm_conv2d_shap
                                              msk[t], _mm512_loadu_si512(idx[t]), plane));
       }
 }
+
+/* Summed in tap order in a register, as col2im_add sums in memory
+   (masked-off lanes add +0). */
+static void col2im4(float *din, const float *dcols, int nb, const ddpm_conv2d_shape *s,
+                    int accumulate)
+{
+   int32_t idx[9][16];
+   __mmask16 msk[9];
+   taps4(idx, msk, -1);
+   const size_t P = (size_t)nb * 16;
+   #pragma omp parallel for collapse(2) schedule(static)
+   for (int j = 0; j < nb; j++)
+      for (int c = 0; c < s->C; c++) {
+         float *dst = din + ((size_t)j * s->C + c) * 16;
+         __m512 acc = accumulate ? _mm512_loadu_ps(dst) : _mm512_setzero_ps();
+         const float *src = dcols + (size_t)c * 9 * P + (size_t)j * 16;
+         for (int t = 0; t < 9; t++)
+            acc = _mm512_add_ps(acc, _mm512_maskz_permutexvar_ps(
+                                        msk[t], _mm512_loadu_si512(idx[t]),
+                                        _mm512_loadu_ps(src + t * P)));
+         _mm512_storeu_ps(dst, acc);
+      }
+}
 #endif
 
+/* cols [C*KH*KW, nb*OH*OW] <- in [nb, C, H, W]; column j*OH*OW + oy*OW + ox. */
 static void im2col(float *cols, const float *in, int nb, const ddpm_conv2d_shape *s)
 {
 #ifdef __AVX512F__
@@ -232,41 +265,6 @@ static void im2col(float *cols, const float *in, int nb, const ddpm_conv2d_shape
 /* din [nb, C, H, W] (+)= col2im(dcols [C*KH*KW, nb*OH*OW]). Each (image, channel)
    plane is written by one thread only, so the scatter-add needs no atomics;
    without accumulate the plane is cleared first, while it is in cache. */
-#ifdef __AVX512F__
-/* col2im_add of the 4x4 level (im2col4's shape): per plane, the 9 taps'
-   rows permuted back to input positions and summed in tap order in a
-   register, as col2im_add sums them in memory (masked-off lanes add +0). */
-static void col2im4(float *din, const float *dcols, int nb, const ddpm_conv2d_shape *s,
-                    int accumulate)
-{
-   int32_t idx[9][16];
-   __mmask16 msk[9];
-   for (int t = 0; t < 9; t++) {
-      const int ky = t / 3, kx = t % 3;
-      msk[t] = 0;
-      for (int q = 0; q < 16; q++) {   /* input position q from output (oy, ox) */
-         const int oy = q / 4 - ky + 1, ox = q % 4 - kx + 1;
-         const int in_range = oy >= 0 && oy < 4 && ox >= 0 && ox < 4;
-         idx[t][q] = in_range ? oy * 4 + ox : 0;
-         if (in_range) msk[t] |= (__mmask16)(1u << q);
-      }
-   }
-   const size_t P = (size_t)nb * 16;
-   #pragma omp parallel for collapse(2) schedule(static)
-   for (int j = 0; j < nb; j++)
-      for (int c = 0; c < s->C; c++) {
-         float *dst = din + ((size_t)j * s->C + c) * 16;
-         __m512 acc = accumulate ? _mm512_loadu_ps(dst) : _mm512_setzero_ps();
-         const float *src = dcols + (size_t)c * 9 * P + (size_t)j * 16;
-         for (int t = 0; t < 9; t++)
-            acc = _mm512_add_ps(acc, _mm512_maskz_permutexvar_ps(
-                                        msk[t], _mm512_loadu_si512(idx[t]),
-                                        _mm512_loadu_ps(src + t * P)));
-         _mm512_storeu_ps(dst, acc);
-      }
-}
-#endif
-
 static void col2im_add(float *din, const float *dcols, int nb, const ddpm_conv2d_shape *s,
                        int accumulate)
 {

@@ -106,11 +106,13 @@ static void pack(uint32_t *dst, int W, int64_t pw, const float *src, int64_t rs,
 #undef AT
 }
 
-/* op(A) [M,K] into panels of BMR rows [K2][BMR] */
-static void pack_a(uint32_t *dst, int ta, int M, int K, const float *A, int lda)
+/* Row panels [p0, p1) of op(A) [M,K] into panels of BMR rows [K2][BMR] */
+static void pack_a(uint32_t *dst, int ta, int M, int K, const float *A, int lda, int p0, int p1)
 {
    const int64_t pw = (int64_t)((K + 1) / 2) * BMR;
-   pack(dst, BMR, pw, A, ta ? 1 : lda, ta ? lda : 1, M, (int)round_up(M, BMR), K);
+   const int r0 = p0 * BMR, r1 = p1 * BMR < M ? p1 * BMR : M;
+   pack(dst + p0 * pw, BMR, pw, ta ? A + r0 : A + (int64_t)r0 * lda, ta ? 1 : lda, ta ? lda : 1,
+        r1 - r0, (p1 - p0) * BMR, K);
 }
 
 /* Columns [c0, c0 + n) of op(B) [K,N] into panels of BNR columns [K2][BNR] */
@@ -166,7 +168,8 @@ int ddpm_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const float
    if (M <= 0 || N <= 0 || nbatch <= 0) return 0;
    if (K <= 0 || !ws || !ws->base || ddpm_gemm_bf16_work_floats(M, N, K) > ws->per) return -1;
    const int K2 = (K + 1) / 2;
-   const int64_t awords = (int64_t)K2 * round_up(M, BMR);
+   const int mp = (M + BMR - 1) / BMR;   /* row panels of A */
+   const int64_t awords = (int64_t)K2 * mp * BMR;
    int threads = 1;
 #ifdef _OPENMP
    if (!omp_in_parallel()) threads = omp_get_max_threads();
@@ -193,14 +196,8 @@ int ddpm_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const float
       uint32_t *mine = threads > 1 ? (uint32_t *)(ws->base + (size_t)t * ws->per) : self;
       uint32_t *shared = threads > 1 ? (uint32_t *)ws->base : self;
       if (sa == 0) {   /* one A for all: its panels packed by all threads */
-         const int mp = (int)((M + BMR - 1) / BMR);
          #pragma omp for schedule(static)
-         for (int p = 0; p < mp; p++) {
-            const int rows = M - p * BMR < BMR ? M - p * BMR : BMR;
-            pack(shared + (int64_t)p * K2 * BMR, BMR, (int64_t)K2 * BMR,
-                 ta ? A + p * BMR : A + (int64_t)p * BMR * lda, ta ? 1 : lda, ta ? lda : 1,
-                 rows, BMR, K);
-         }
+         for (int p = 0; p < mp; p++) pack_a(shared, ta, M, K, A, lda, p, p + 1);
       }
       uint32_t *Bp = mine + awords;
       int64_t packed_a = -1;
@@ -211,7 +208,7 @@ int ddpm_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const float
          const int n = N - c0 < cpanels * BNR ? N - c0 : cpanels * BNR;
          const uint32_t *Ap = shared;
          if (sa != 0) {
-            if (packed_a != b) pack_a(mine, ta, M, K, A + b * sa, lda);
+            if (packed_a != b) pack_a(mine, ta, M, K, A + b * sa, lda, 0, mp);
             packed_a = b;
             Ap = mine;
          }

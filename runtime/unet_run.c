@@ -437,8 +437,8 @@ static ddpm_dropout node_dropout(const ddpm_unet *m, int idx)
 /* ---------------------------------------------------------------- convolutions */
 
 /* The GEMMs' work space: their products in bfloat16 when the model runs in
-   bf16 (attention and the 1x1 shortcuts, forward and backward; the sums
-   stay float32). */
+   bf16 (attention, the 1x1 shortcuts and the im2col convolutions, forward
+   and backward; the sums stay float32). */
 static ddpm_gemm_ws gws(const ddpm_unet *m)
 {
    ddpm_gemm_ws w = { m->gwork, m->gwork_per, m->pthreads, m->pprec == DDPM_BF16 };

@@ -374,12 +374,11 @@ static void run(float *out, float *scratch, const float *in, const uint32_t *U,
          const int nslot = g.S - s0 < BTB ? (int)(g.S - s0) : BTB;
          const int nc = (int)round_up(nslot, 16);
          ddpm_wino_block_pairs(pr, &g, s0, nslot);
-         const int n0 = pr[0].n, n1 = pr[(nslot - 1) / 2].n;
          for (int h = 0; h < 2; h++) {
             float *Th = T + h * NXI * TXS;
             if (2 * k + h + 1 < I)   /* the next channel's planes, while this one is made */
                ddpm_wino_prefetch_planes(in + (int64_t)(2 * k + h + 1) * plane,
-                                         (int64_t)I * plane, n0, n1, plane);
+                                         (int64_t)I * plane, pr, nslot, plane);
             rowring r;
             ddpm_wino_ring_init(&r, rb, 6, -1, -1);
             for (int j = 0; j < nslot; j += 8)
@@ -410,8 +409,8 @@ static void run(float *out, float *scratch, const float *in, const uint32_t *U,
                for (int x = 0; x < NXI; x++)
                   for (int o = o0; o < o1; o += BMR)
                      bf16_kern_cols(M + x * mx + (int64_t)(o - o0) * BTB, BTB,
-                                Ug + ((o - o0) / BMR) * upanel + (int64_t)x * I2 * BMR,
-                                Vb + x * vx, BTB, I2, nc);
+                                    Ug + ((o - o0) / BMR) * upanel + (int64_t)x * I2 * BMR,
+                                    Vb + x * vx, BTB, I2, nc);
                ddpm_wino_block_pairs(pr, &g, s0, nslot);
                const int oend = o1 < O ? o1 : O;
                for (int o = o0; o < oend; o++)
@@ -432,8 +431,8 @@ static void run(float *out, float *scratch, const float *in, const uint32_t *U,
             for (int x = 0; x < NXI; x++)
                for (int o = o0; o < o1; o += BMR)
                   bf16_kern_cols(M + x * mx + (int64_t)(o - o0) * BTB, BTB,
-                             U + (o / BMR) * upanel + (int64_t)x * I2 * BMR, Vb + x * vx,
-                             BTB, I2, nc);
+                                 U + (o / BMR) * upanel + (int64_t)x * I2 * BMR, Vb + x * vx,
+                                 BTB, I2, nc);
             ddpm_wino_block_pairs(pr, &g, s0, nslot);
             const int oend = o1 < O ? o1 : O;
             for (int o = o0; o < oend; o++)

@@ -585,14 +585,13 @@ static void run_block(float *out, const float *U, float *V, float *M, const floa
    const int64_t plane = (int64_t)g->H * g->W;
    const int nc = (int)round_up(nslot, 16);       /* columns the GEMM covers */
    ddpm_wino_block_pairs(pr, g, s0, nslot);
-   const int n0 = pr[0].n, n1 = pr[(nslot - 1) / 2].n;
    for (int c = 0; c < I; c++) {
       rowring r;
       ddpm_wino_ring_init(&r, rb, 6, -1, -1);
       float *Vc = V + (int64_t)c * TB;
       if (c + 1 < I)
-         ddpm_wino_prefetch_planes(in + (int64_t)(c + 1) * plane, (int64_t)I * plane, n0, n1,
-                                   plane);
+         ddpm_wino_prefetch_planes(in + (int64_t)(c + 1) * plane, (int64_t)I * plane, pr,
+                                   nslot, plane);
       for (int j = 0; j < nslot; j += 16)
          input_task16(Vc, vxs, j, nslot, &r, g, in + (int64_t)c * plane, (int64_t)I * plane,
                       pr + j / 2);
@@ -686,7 +685,6 @@ static void wino_run(float *out, float *scratch, size_t nscratch, const float *i
          const int nslot = g.S - s0 < TB ? (int)(g.S - s0) : TB;
          const int nc = (int)round_up(nslot, 16);   /* columns the GEMM covers */
          ddpm_wino_block_pairs(pr, &g, s0, nslot);
-         const int n0 = pr[0].n, n1 = pr[(nslot - 1) / 2].n;
          #pragma omp for schedule(dynamic, 1)
          for (int c = 0; c < I; c++) {
             rowring r;
@@ -694,7 +692,7 @@ static void wino_run(float *out, float *scratch, size_t nscratch, const float *i
             float *Vc = V + (int64_t)c * TB;
             if (c + nth < I)   /* this thread's likely next channel */
                ddpm_wino_prefetch_planes(in + (int64_t)(c + nth) * plane, (int64_t)I * plane,
-                                         n0, n1, plane);
+                                         pr, nslot, plane);
             for (int j = 0; j < nslot; j += 16)
                input_task16(Vc, vxs, j, nslot, &r, &g, in + (int64_t)c * plane,
                             (int64_t)I * plane, pr + j / 2);

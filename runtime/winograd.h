@@ -136,15 +136,15 @@ void ddpm_wino_ring_init(rowring *r, float *buf, int nrows, int y0, int x0);
    per block instead of two divisions per pair per channel. */
 typedef struct pairpos { int n, ty, tx; } pairpos;
 
-/* Asks for channel planes of images n0 .. n1 (base + n * nstride, plane
-   floats each) in the core's L2, so that the input transform of the next
-   channel of a block finds them there: the transform's masked row loads
-   waited on memory one after another (most of its time in `perf`). The
-   images are those of a block's first and last pairs. */
-static inline void ddpm_wino_prefetch_planes(const float *base, int64_t nstride, int n0, int n1,
-                                             int64_t plane)
+/* Asks for the channel planes (base + n * nstride, plane floats each) of
+   the images of a block's pairs pr (nslot slots) in the core's L2, so that
+   the input transform of the block's next channel finds them there: the
+   transform's masked row loads waited on memory one after another (most of
+   its time in `perf`). */
+static inline void ddpm_wino_prefetch_planes(const float *base, int64_t nstride,
+                                             const pairpos *pr, int nslot, int64_t plane)
 {
-   for (int n = n0; n <= n1; n++) {
+   for (int n = pr[0].n; n <= pr[(nslot - 1) / 2].n; n++) {
       const char *p = (const char *)(base + n * nstride);
       for (int64_t off = 0; off < plane * (int64_t)sizeof(float); off += 64)
          __builtin_prefetch(p + off, 0, 2);

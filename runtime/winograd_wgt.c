@@ -198,8 +198,8 @@ static void wgt_input(float *V, int64_t vxs, const float *in, const geom *g, int
       return;
    }
    if (c + 1 < C)   /* the next channel, while this one is transformed */
-      ddpm_wino_prefetch_planes(in + (int64_t)(c + 1) * plane, (int64_t)C * plane, pr[0].n,
-                                pr[(nslot - 1) / 2].n, plane);
+      ddpm_wino_prefetch_planes(in + (int64_t)(c + 1) * plane, (int64_t)C * plane, pr, nslot,
+                                plane);
    rowring r;
    ddpm_wino_ring_init(&r, rb, 6, -1, -1);
    for (int j = 0; j < nslot; j += 8)
