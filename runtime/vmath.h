@@ -24,20 +24,20 @@ static inline float ddpm_vexpf(float x)
       integer without a rounding instruction, and its low mantissa bits then
       hold n itself. */
    const float shifter = 12582912.0f;
-   float t = x * 1.44269504088896341f + shifter;
+   float t = __builtin_fmaf(x, 1.44269504088896341f, shifter);
    float n = t - shifter;
    /* Cody-Waite split of ln2 keeps r accurate: n * ln2_hi is exact. */
-   float r = x - n * 0.693145751953125f;
-   r = r - n * 1.42860682030941723e-6f;
+   float r = __builtin_fmaf(n, -0.693145751953125f, x);
+   r = __builtin_fmaf(n, -1.42860682030941723e-6f, r);
    /* Taylor series of e^r to degree 7: truncation error < 6e-9 on |r| <= 0.35. */
    float p = 1.0f / 5040.0f;
-   p = p * r + 1.0f / 720.0f;
-   p = p * r + 1.0f / 120.0f;
-   p = p * r + 1.0f / 24.0f;
-   p = p * r + 1.0f / 6.0f;
-   p = p * r + 0.5f;
-   p = p * r + 1.0f;
-   p = p * r + 1.0f;
+   p = __builtin_fmaf(p, r, 1.0f / 720.0f);
+   p = __builtin_fmaf(p, r, 1.0f / 120.0f);
+   p = __builtin_fmaf(p, r, 1.0f / 24.0f);
+   p = __builtin_fmaf(p, r, 1.0f / 6.0f);
+   p = __builtin_fmaf(p, r, 0.5f);
+   p = __builtin_fmaf(p, r, 1.0f);
+   p = __builtin_fmaf(p, r, 1.0f);
    /* 2^n from n's bits: n is in [-126, 127] after the clamp, a normal float.
       Unsigned, so a NaN's garbage bits shift without undefined behaviour
       (the NaN in p carries through anyway). */

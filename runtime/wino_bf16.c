@@ -381,9 +381,16 @@ static void run(float *out, float *scratch, const float *in, const uint32_t *U,
                                          (int64_t)I * plane, pr, nslot, plane);
             rowring r;
             ddpm_wino_ring_init(&r, rb, 6, -1, -1);
-            for (int j = 0; j < nslot; j += 8)
-               ddpm_wino_input_task(Th, TXS, j, &r, &g, in + (int64_t)(2 * k + h) * plane,
-                                    (int64_t)I * plane, pr + j / 2);
+            const float *base = in + (int64_t)(2 * k + h) * plane;
+#ifdef WINO_MASKED
+            if (g.spr == 8)   /* whole tile rows of 8 slots, two at a time */
+               for (int j = 0; j < nslot; j += 16)
+                  ddpm_wino_input_rows16(Th, TXS, j, nslot, &g, base, (int64_t)I * plane,
+                                         pr + j / 2);
+            else
+#endif
+               for (int j = 0; j < nslot; j += 8)
+                  ddpm_wino_input_task(Th, TXS, j, &r, &g, base, (int64_t)I * plane, pr + j / 2);
             for (int x = 0; x < NXI; x++)
                for (int j = nslot; j < nc; j++) Th[x * TXS + j] = 0.0f;
          }

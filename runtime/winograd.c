@@ -286,6 +286,99 @@ static void input_task16(float *V, int64_t xs, int j, int nslot, rowring *r, con
    }
 }
 
+#ifdef WINO_MASKED
+/*
+ * The input transform of whole tile rows of 8 slots (images 25 to 32
+ * columns wide: CIFAR-10's 32x32 level, Fashion-MNIST's 28x28), two tile
+ * rows per call, the columns first. A tile row's six image rows are loaded
+ * as they lie, 32 floats each (image columns -1 .. 30), and B^T runs down
+ * them on whole rows: 6 x 2 vectors, every lane a column of the image. Each
+ * of the 36 (row xi, column c) vectors of the second step is then gathered
+ * from those rows by two permutes (one per tile row) and a blend: lane s of
+ * column c is row lane 4s + c. The per-tile form (task_cols) loaded every
+ * row twice per pair and turned it into slot lanes with 20 shuffles per row.
+ *
+ * Columns -1 and 32 are always outside such an image; the gather zeroes
+ * the lanes that read them. Column 31 (slot 7, c = 4: row lane 32) comes
+ * from lane 0, which holds column 31 instead of the zero of column -1.
+ */
+static inline void rows_down(v16 h[6][2], const geom *g, const float *base, int64_t nstride,
+                             const pairpos *p)
+{
+   if (p->n < 0) {
+      memset(h, 0, sizeof(v16) * 12);
+      return;
+   }
+   const __mmask16 m0 = (__mmask16)(col_mask(-1, g->W) | (uint32_t)col_mask(7, g->W) << 8);
+   const __mmask16 m1 = (__mmask16)(col_mask(15, g->W) | (uint32_t)col_mask(23, g->W) << 8);
+   const int c31 = g->W > 31;
+   const uintptr_t row0 = (uintptr_t)(base + (int64_t)p->n * nstride) - sizeof(float);
+   v16 d[6][2];
+   for (int i = 0; i < 6; i++) {
+      const int y = 4 * p->ty - 1 + i;
+      if (y < 0 || y >= g->H) {
+         d[i][0] = d[i][1] = (v16){0};
+         continue;
+      }
+      const float *r = (const float *)(row0 + (uintptr_t)((int64_t)y * g->W * (int64_t)sizeof(float)));
+      __m512 a = _mm512_maskz_loadu_ps(m0, r);
+      if (c31) a = _mm512_mask_loadu_ps(a, 1, r + 32);
+      d[i][0] = (v16)a;
+      d[i][1] = (v16)_mm512_maskz_loadu_ps(m1, r + 16);
+   }
+   for (int w = 0; w < 2; w++) {
+      v16 col[6] = { d[0][w], d[1][w], d[2][w], d[3][w], d[4][w], d[5][w] }, o[6];
+      bt6x(o, col);
+      for (int k = 0; k < 6; k++) h[k][w] = o[k];
+   }
+}
+
+void ddpm_wino_input_rows16(float *V, int64_t xs, int j, int nslot, const geom *g,
+                            const float *base, int64_t nstride, const pairpos *pr)
+{
+   v16 a[6][2], b[6][2];
+   rows_down(a, g, base, nstride, &pr[0]);
+   const int two = j + 8 < nslot && pr[4].n >= 0;
+   if (two) rows_down(b, g, base, nstride, &pr[4]);
+   else memset(b, 0, sizeof b);
+   /* column c's lane s reads row lane 4s + c; masks drop columns -1, 32 */
+   static const __mmask16 keep[6] = { 0xfefe, 0xffff, 0xffff, 0xffff, 0xffff, 0x7f7f };
+   __m512i idx[6];
+   for (int c = 0; c < 6; c++)
+      idx[c] = _mm512_add_epi32(_mm512_set_epi32(28, 24, 20, 16, 12, 8, 4, 0, 28, 24, 20, 16,
+                                                 12, 8, 4, 0),
+                                _mm512_set1_epi32(c));
+   for (int k = 0; k < 6; k++) {
+      v16 col[6], o[6];
+      for (int c = 0; c < 6; c++) {
+         __m512 x = _mm512_maskz_permutex2var_ps(keep[c], (__m512)a[k][0], idx[c], (__m512)a[k][1]);
+         __m512 y = _mm512_maskz_permutex2var_ps(keep[c], (__m512)b[k][0], idx[c], (__m512)b[k][1]);
+         col[c] = (v16)_mm512_mask_blend_ps(0xff00, x, y);
+      }
+      bt6x(o, col);
+      if (two || j + 8 < nslot)
+         for (int l = 0; l < 6; l++) storex(V + (6 * k + l) * xs + j, o[l]);
+      else
+         for (int l = 0; l < 6; l++) storev(V + (6 * k + l) * xs + j, lo8(o[l]));
+   }
+}
+#endif
+
+/* The 16 slots j .. j+15 of a block's V (slots from nslot on are garbage for
+   the caller to zero), by whole tile rows where they have 8 slots. */
+static inline void input_any16(float *V, int64_t xs, int j, int nslot, rowring *r,
+                               const geom *g, const float *base, int64_t nstride,
+                               const pairpos *pr)
+{
+#ifdef WINO_MASKED
+   if (g->spr == 8) {
+      ddpm_wino_input_rows16(V, xs, j, nslot, g, base, nstride, pr);
+      return;
+   }
+#endif
+   input_task16(V, xs, j, nslot, r, g, base, nstride, pr);
+}
+
 /* Where the output rows of channel oc for the pairs pr go: the offset of
    each pair's tile row in out, and the bias it adds (bias + bias_nc). */
 typedef struct outpairs {
@@ -593,8 +686,8 @@ static void run_block(float *out, const float *U, float *V, float *M, const floa
          ddpm_wino_prefetch_planes(in + (int64_t)(c + 1) * plane, (int64_t)I * plane, pr,
                                    nslot, plane);
       for (int j = 0; j < nslot; j += 16)
-         input_task16(Vc, vxs, j, nslot, &r, g, in + (int64_t)c * plane, (int64_t)I * plane,
-                      pr + j / 2);
+         input_any16(Vc, vxs, j, nslot, &r, g, in + (int64_t)c * plane, (int64_t)I * plane,
+                     pr + j / 2);
       for (int x = 0; x < NXI; x++)
          for (int j = nslot; j < nc; j++) Vc[x * vxs + j] = 0.0f;
    }
@@ -694,8 +787,8 @@ static void wino_run(float *out, float *scratch, size_t nscratch, const float *i
                ddpm_wino_prefetch_planes(in + (int64_t)(c + nth) * plane, (int64_t)I * plane,
                                          pr, nslot, plane);
             for (int j = 0; j < nslot; j += 16)
-               input_task16(Vc, vxs, j, nslot, &r, &g, in + (int64_t)c * plane,
-                            (int64_t)I * plane, pr + j / 2);
+               input_any16(Vc, vxs, j, nslot, &r, &g, in + (int64_t)c * plane,
+                           (int64_t)I * plane, pr + j / 2);
             /* slots past the end: zero lanes (the task may have filled some) */
             for (int x = 0; x < NXI; x++)
                for (int j = nslot; j < TB; j++) Vc[x * vxs + j] = 0.0f;

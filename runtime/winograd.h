@@ -214,6 +214,13 @@ void ddpm_wino_task_rows(const float *pp[4], int64_t rs[4], rowring *r, const ge
    base + n * nstride). */
 void ddpm_wino_input_task(float *V, int64_t xs, int j, rowring *r, const geom *g,
                           const float *base, int64_t nstride, const pairpos *pr);
+#ifdef WINO_MASKED
+/* V[xi * xs + j ..] = (B^T d B)[xi] of the 16 slots j .. j+15 (tile rows of
+   8 slots, g->spr == 8; pr: the block's pairs from slot j on, whose slot j
+   starts a tile row): 16 lanes stored when slot j + 8 < nslot, else 8. */
+void ddpm_wino_input_rows16(float *V, int64_t xs, int j, int nslot, const geom *g,
+                            const float *base, int64_t nstride, const pairpos *pr);
+#endif
 /* Scratch floats of the weight gradient (winograd_wgt.c). */
 int64_t ddpm_wino_wgt_floats(const geom *g, int C, int OC, int threads);
 

@@ -200,10 +200,19 @@ static void wgt_input(float *V, int64_t vxs, const float *in, const geom *g, int
    if (c + 1 < C)   /* the next channel, while this one is transformed */
       ddpm_wino_prefetch_planes(in + (int64_t)(c + 1) * plane, (int64_t)C * plane, pr, nslot,
                                 plane);
-   rowring r;
-   ddpm_wino_ring_init(&r, rb, 6, -1, -1);
-   for (int j = 0; j < nslot; j += 8)
-      ddpm_wino_input_task(Vc, vxs, j, &r, g, in + (int64_t)c * plane, (int64_t)C * plane, pr + j / 2);
+   const float *base = in + (int64_t)c * plane;
+#ifdef WINO_MASKED
+   if (g->spr == 8) {   /* whole tile rows, two at a time (chunks: multiples of 8 slots) */
+      for (int j = 0; j < nslot; j += 16)
+         ddpm_wino_input_rows16(Vc, vxs, j, nslot, g, base, (int64_t)C * plane, pr + j / 2);
+   } else
+#endif
+   {
+      rowring r;
+      ddpm_wino_ring_init(&r, rb, 6, -1, -1);
+      for (int j = 0; j < nslot; j += 8)
+         ddpm_wino_input_task(Vc, vxs, j, &r, g, base, (int64_t)C * plane, pr + j / 2);
+   }
    for (int x = 0; x < NXI; x++)
       for (int j = nslot; j < nk; j++) Vc[x * vxs + j] = 0.0f;
 }

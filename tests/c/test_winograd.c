@@ -251,6 +251,8 @@ int main(void)
    check_shape(3, 16,  8,  8, 24, 5);    /* several images, tile pairs across rows */
    check_shape(2, 12, 28, 28, 10, 6);    /* the Fashion-MNIST size: 7 tiles a row */
    check_shape(2, 32, 16, 16, 32, 7);    /* CIFAR-10's 16x16 level, fewer channels */
+   check_shape(3, 9, 30, 32, 11, 10);    /* 32 wide: column 31 in the row-wise transform */
+   check_shape(5, 7, 27, 25, 9, 11);     /* 25 wide: the narrowest 8-slot tile rows */
    check_shape(1, 20, 33, 35, 9, 8);     /* more slots than one block */
    check_shape(4, 8, 64, 64, 8, 9);      /* enough slots for private blocks per thread */
    check_threads(3, 24, 12, 20, 16);     /* shared blocks */
