@@ -267,6 +267,22 @@ static void out_tile8(float *out, const float *M, int64_t xs, int j, const geom 
    }
 }
 
+/* Output channel oc of a block's nslot slots: by whole tile rows where they
+   have 8 slots (winograd.c), else 8 slots at a time. */
+BF16_TARGET
+static void out_rows(float *out, const float *M, int64_t xs, int nslot, const geom *g, int O,
+                     int oc, const pairpos *pr, const ddpm_conv_epi *e)
+{
+#ifdef WINO_MASKED
+   if (g->spr == 8) {
+      for (int j = 0; j < nslot; j += 16)
+         ddpm_wino_output_rows16(out, M, xs, j, nslot, g, O, oc, pr + j / 2, e);
+      return;
+   }
+#endif
+   for (int j = 0; j < nslot; j += 8) out_tile8(out, M, xs, j, g, O, oc, pr + j / 2, e);
+}
+
 /* ------------------------------------------------------------ driver */
 
 /* Distances between xi planes: odd numbers of cache lines (winograd.h's
@@ -421,8 +437,7 @@ static void run(float *out, float *scratch, const float *in, const uint32_t *U,
                ddpm_wino_block_pairs(pr, &g, s0, nslot);
                const int oend = o1 < O ? o1 : O;
                for (int o = o0; o < oend; o++)
-                  for (int j = 0; j < nslot; j += 8)
-                     out_tile8(out, M + (int64_t)(o - o0) * BTB, mx, j, &g, O, o, pr + j / 2, e);
+                  out_rows(out, M + (int64_t)(o - o0) * BTB, mx, nslot, &g, O, o, pr, e);
             }
          }
       } else {
@@ -443,9 +458,7 @@ static void run(float *out, float *scratch, const float *in, const uint32_t *U,
             ddpm_wino_block_pairs(pr, &g, s0, nslot);
             const int oend = o1 < O ? o1 : O;
             for (int o = o0; o < oend; o++)
-               for (int j = 0; j < nslot; j += 8)
-                  out_tile8(out, M + (int64_t)(o - o0) * BTB, mx, j, &g, O, o,
-                            pr + j / 2, e);
+               out_rows(out, M + (int64_t)(o - o0) * BTB, mx, nslot, &g, O, o, pr, e);
          }
       }
    }

@@ -220,6 +220,12 @@ void ddpm_wino_input_task(float *V, int64_t xs, int j, rowring *r, const geom *g
    starts a tile row): 16 lanes stored when slot j + 8 < nslot, else 8. */
 void ddpm_wino_input_rows16(float *V, int64_t xs, int j, int nslot, const geom *g,
                             const float *base, int64_t nstride, const pairpos *pr);
+/* out (NCHW, O channels) = A^T M A of output channel oc for the 16 slots
+   j .. j+15 (M[xi * xs + j ..]; tile rows of 8 slots, as above), plus the
+   epilogue e; tile rows from slot nslot on are not written. */
+void ddpm_wino_output_rows16(float *out, const float *M, int64_t xs, int j, int nslot,
+                             const geom *g, int O, int oc, const pairpos *pr,
+                             const ddpm_conv_epi *e);
 #endif
 /* Scratch floats of the weight gradient (winograd_wgt.c). */
 int64_t ddpm_wino_wgt_floats(const geom *g, int C, int OC, int threads);
