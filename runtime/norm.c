@@ -287,6 +287,13 @@ void ddpm_gn_act_forward(float *out, float *mean, float *rstd, ddpm_gn_stats sta
    }
 }
 
+/* Asks for the M floats at p in L2. */
+static inline void prefetch_block(const float *p, int64_t M)
+{
+   const char *c = (const char *)p;
+   for (int64_t b = 0; b < M * (int64_t)sizeof(float); b += 64) __builtin_prefetch(c + b, 0, 2);
+}
+
 /*
  * The backward of drop(act(gn(x))): group_backward on every block, the mean
  * read back as the forward's hi/lo pair.
@@ -304,6 +311,13 @@ void ddpm_gn_act_backward(float *din, ddpm_write mode, float *dgamma, float *dbe
    for (int g = 0; g < G; g++)
       for (int n = 0; n < N; n++) {
          const int64_t ng = (int64_t)n * G + g;
+         if (n + 1 < N) {   /* the next image's block: G * M floats on, a cold start each */
+            const int64_t nx = ng + G;
+            prefetch_block(in + nx * M, M);
+            prefetch_block(dout + nx * M, M);
+            if (din && accumulate) prefetch_block(din + nx * M, M);
+            if (add) prefetch_block(add + nx * M, M);
+         }
          group_backward(din ? din + ng * M : NULL, accumulate, dgamma, dbeta,
                         dsum ? dsum + (int64_t)n * C : NULL, work + ng * M, dout + ng * M,
                         in + ng * M, add ? add + ng * M : NULL, mean[2 * ng], mean[2 * ng + 1],

@@ -71,6 +71,55 @@ static void grad_task(v8 k[NXI], rowring *r, const geom *g, const float *base,
    }
 }
 
+#ifdef WINO_MASKED
+/* grad_task for one whole tile row of 8 slots (g->spr == 8; p: its first
+   pair): A down the tile row's 4 image rows as loaded (32 columns, masked
+   at W), then column c of slot s gathered from row lane 4s + c, then A
+   along. No padded row copies: at 28 columns the last pair of every tile
+   row overhangs the image, so the ring copied every row. */
+static void grad_rows8(v8 k[NXI], const geom *g, const float *base, int64_t nstride,
+                       const pairpos *p)
+{
+   const __mmask16 m0 = (__mmask16)(col_mask(0, g->W) | (uint32_t)col_mask(8, g->W) << 8);
+   const __mmask16 m1 = (__mmask16)(col_mask(16, g->W) | (uint32_t)col_mask(24, g->W) << 8);
+   const float *plane = base + (int64_t)p->n * nstride;
+   v16 d[4][2];
+   for (int i = 0; i < 4; i++) {
+      const int y = 4 * p->ty + i;
+      if (y >= g->H) {
+         d[i][0] = d[i][1] = (v16){0};
+         continue;
+      }
+      const float *r = plane + (int64_t)y * g->W;
+      d[i][0] = (v16)_mm512_maskz_loadu_ps(m0, r);
+      d[i][1] = (v16)_mm512_maskz_loadu_ps(m1, r + 16);
+   }
+   v16 h[6][2];
+   for (int w = 0; w < 2; w++) {
+      const v16 e02 = d[0][w] + d[2][w], e13 = d[1][w] + d[3][w];
+      const v16 f02 = d[0][w] + d[2][w] * 4.0f, f13 = (d[1][w] + d[3][w] * 4.0f) * 2.0f;
+      h[0][w] = d[0][w];
+      h[1][w] = e02 + e13;
+      h[2][w] = e02 - e13;
+      h[3][w] = f02 + f13;
+      h[4][w] = f02 - f13;
+      h[5][w] = d[3][w];
+   }
+   for (int a = 0; a < 6; a++) {
+      v8 col[4], o[6];
+      for (int c = 0; c < 4; c++) {
+         const __m512i idx = _mm512_add_epi32(
+            _mm512_set_epi32(28, 24, 20, 16, 12, 8, 4, 0, 28, 24, 20, 16, 12, 8, 4, 0),
+            _mm512_set1_epi32(c));
+         const __m512 v = _mm512_permutex2var_ps((__m512)h[a][0], idx, (__m512)h[a][1]);
+         col[c] = (v8)_mm512_castps512_ps256(v);
+      }
+      a4(o, col);
+      for (int l = 0; l < 6; l++) k[6 * a + l] = o[l];
+   }
+}
+#endif
+
 /* dg += G^T du G for output channels oc0 .. oc0+7 (those < OC) of input
    channel c, in double (9 outputs per 36 inputs), one lane per output
    channel: the operations and their order are those of the earlier scalar
@@ -171,6 +220,19 @@ static void grad_block(float *D, int64_t dxs, const float *dout, const geom *g, 
       for (int q = 0; q < 8; q++) {
          const int oc = ob + q;
          if (oc >= OC) { memset(k[q], 0, sizeof k[q]); continue; }
+#ifdef WINO_MASKED
+         if (g->spr == 8) {
+            if (j + 16 < nslot) {   /* this channel's tile row two ahead */
+               const pairpos *f = &pr[(j + 16) / 2];
+               const char *a = (const char *)(dout + ((int64_t)f->n * OC + oc) * plane +
+                                              (int64_t)4 * f->ty * g->W);
+               for (int b = 0; b < 4 * g->W * (int)sizeof(float); b += 64)
+                  __builtin_prefetch(a + b, 0, 3);
+            }
+            grad_rows8(k[q], g, dout + (int64_t)oc * plane, (int64_t)OC * plane, pr + j / 2);
+            continue;
+         }
+#endif
          ddpm_wino_ring_init(&r, rb, 4, 0, 0);
          grad_task(k[q], &r, g, dout + (int64_t)oc * plane, (int64_t)OC * plane, pr + j / 2);
       }
