@@ -209,6 +209,30 @@ static void pack_pairs(uint32_t *Vw, int64_t xs, const float *T0, const float *T
       }
 }
 
+#ifdef WINO_MASKED
+/* The input transform of 16 slots (two tile rows of 8, as
+   ddpm_wino_input_rows16) for channels c (plane base) and c + 1 (base +
+   plane), rounded and packed as pack_pairs does, straight into V: the
+   float32 transforms stay in L1. Slots of a missing second tile row are 0. */
+BF16_TARGET
+static void rows_pair(uint32_t *Vw, int64_t xs, int nvalid, const geom *g, const float *base,
+                      int64_t plane, int64_t nstride, const pairpos *pr)
+{
+   float t0[NXI * 16] __attribute__((aligned(64))), t1[NXI * 16] __attribute__((aligned(64)));
+   ddpm_wino_input_rows16(t0, 16, nvalid, g, base, nstride, pr);
+   ddpm_wino_input_rows16(t1, 16, nvalid, g, base + plane, nstride, pr);
+   const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                        24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
+                                        16, 0);
+   const __mmask16 m = nvalid > 8 ? 0xffff : 0x00ff;
+   for (int x = 0; x < NXI; x++) {
+      __m512bh h = _mm512_cvtne2ps_pbh(_mm512_maskz_load_ps(m, t1 + 16 * x),
+                                       _mm512_maskz_load_ps(m, t0 + 16 * x));
+      _mm512_storeu_si512((void *)(Vw + x * xs), _mm512_permutexvar_epi16(idx, (__m512i)h));
+   }
+}
+#endif
+
 /* ------------------------------------------------------------ output transform */
 
 /* A^T m: 6 -> 4 (as winograd.c) */
@@ -274,7 +298,7 @@ static void out_rows(float *out, const float *M, int64_t xs, int nslot, const ge
                      int oc, const pairpos *pr, const ddpm_conv_epi *e)
 {
 #ifdef WINO_MASKED
-   if (g->spr == 8) {
+   if (g->spr == 8 || g->spr == 4) {
       for (int j = 0; j < nslot; j += 16)
          ddpm_wino_output_rows16(out, M, xs, j, nslot, g, O, oc, pr + j / 2, e);
       return;
@@ -383,13 +407,27 @@ static void run(float *out, float *scratch, const float *in, const uint32_t *U,
       float rb[4 * 6 * g.rw];
       pairpos pr[BTB / 2 + 4];
       /* phase 1: V of every block, by block and channel pair */
+      int64_t pr_blk = -1;   /* the block pr describes */
       #pragma omp for schedule(dynamic, 4)
       for (int64_t it = 0; it < nblk * I2; it++) {
          const int64_t b = it / I2, s0 = b * BTB;
          const int k = (int)(it % I2);
          const int nslot = g.S - s0 < BTB ? (int)(g.S - s0) : BTB;
          const int nc = (int)round_up(nslot, 16);
-         ddpm_wino_block_pairs(pr, &g, s0, nslot);
+         if (b != pr_blk) ddpm_wino_block_pairs(pr, &g, s0, nslot);
+         pr_blk = b;
+#ifdef WINO_MASKED
+         if (g.spr == 8 || g.spr == 4) {   /* whole tile rows, both channels, packed as made */
+            uint32_t *Vk = V + b * vblk + (int64_t)k * BTB;
+            if (2 * k + 2 < I)
+               ddpm_wino_prefetch_planes(in + (int64_t)(2 * k + 2) * plane, (int64_t)I * plane,
+                                         pr, nslot, 2 * plane);
+            for (int j = 0; j < nc; j += 16)
+               rows_pair(Vk + j, vx, nslot - j, &g, in + (int64_t)2 * k * plane, plane,
+                         (int64_t)I * plane, pr + j / 2);
+            continue;
+         }
+#endif
          for (int h = 0; h < 2; h++) {
             float *Th = T + h * NXI * TXS;
             if (2 * k + h + 1 < I)   /* the next channel's planes, while this one is made */
@@ -398,15 +436,8 @@ static void run(float *out, float *scratch, const float *in, const uint32_t *U,
             rowring r;
             ddpm_wino_ring_init(&r, rb, 6, -1, -1);
             const float *base = in + (int64_t)(2 * k + h) * plane;
-#ifdef WINO_MASKED
-            if (g.spr == 8)   /* whole tile rows of 8 slots, two at a time */
-               for (int j = 0; j < nslot; j += 16)
-                  ddpm_wino_input_rows16(Th, TXS, j, nslot, &g, base, (int64_t)I * plane,
-                                         pr + j / 2);
-            else
-#endif
-               for (int j = 0; j < nslot; j += 8)
-                  ddpm_wino_input_task(Th, TXS, j, &r, &g, base, (int64_t)I * plane, pr + j / 2);
+            for (int j = 0; j < nslot; j += 8)
+               ddpm_wino_input_task(Th, TXS, j, &r, &g, base, (int64_t)I * plane, pr + j / 2);
             for (int x = 0; x < NXI; x++)
                for (int j = nslot; j < nc; j++) Th[x * TXS + j] = 0.0f;
          }

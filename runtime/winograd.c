@@ -288,31 +288,31 @@ static void input_task16(float *V, int64_t xs, int j, int nslot, rowring *r, con
 
 #ifdef WINO_MASKED
 /*
- * The input transform of whole tile rows of 8 slots (images 25 to 32
- * columns wide: CIFAR-10's 32x32 level, Fashion-MNIST's 28x28), two tile
- * rows per call, the columns first. A tile row's six image rows are loaded
- * as they lie, 32 floats each (image columns -1 .. 30), and B^T runs down
- * them on whole rows: 6 x 2 vectors, every lane a column of the image. Each
- * of the 36 (row xi, column c) vectors of the second step is then gathered
- * from those rows by two permutes (one per tile row) and a blend: lane s of
- * column c is row lane 4s + c. The per-tile form (task_cols) loaded every
- * row twice per pair and turned it into slot lanes with 20 shuffles per row.
+ * The input transform by whole tile rows, for images whose tile rows have 8
+ * slots (25 to 32 columns: CIFAR-10's 32x32 level, Fashion-MNIST's 28x28)
+ * or 4 (13 to 16 columns), 16 slots per call: two or four tile rows. A
+ * tile row's six image rows are loaded as they lie (columns 0 .. 31, or
+ * 0 .. 15: one vector per 16 columns, masked at W), and B^T runs down them
+ * on whole rows, every lane a column of the image. Each of the 36 (row xi,
+ * column c) vectors of the second step is then gathered from those rows by
+ * two permutes and a blend: lane s of column c is image column 4s + c - 1.
+ * The per-tile form (task_cols) loaded every row twice per pair and turned
+ * it into slot lanes with 20 shuffles per row.
  *
- * Columns -1 and 32 are always outside such an image; the gather zeroes
- * the lanes that read them. Column 31 (slot 7, c = 4: row lane 32) comes
- * from lane 0, which holds column 31 instead of the zero of column -1.
+ * Columns -1 and 4 * spr lie outside such an image: the gather zeroes the
+ * lanes that would read them (c = 0 of a tile row's first slot, c = 5 of
+ * its last).
  */
-static inline void rows_down(v16 h[6][2], const geom *g, const float *base, int64_t nstride,
-                             const pairpos *p)
+static inline void rows_down(v16 h[6][2], int nw, const geom *g, const float *base,
+                             int64_t nstride, const pairpos *p)
 {
    if (p->n < 0) {
       memset(h, 0, sizeof(v16) * 12);
       return;
    }
-   const __mmask16 m0 = (__mmask16)(col_mask(-1, g->W) | (uint32_t)col_mask(7, g->W) << 8);
-   const __mmask16 m1 = (__mmask16)(col_mask(15, g->W) | (uint32_t)col_mask(23, g->W) << 8);
-   const int c31 = g->W > 31;
-   const uintptr_t row0 = (uintptr_t)(base + (int64_t)p->n * nstride) - sizeof(float);
+   const __mmask16 m0 = (__mmask16)(col_mask(0, g->W) | (uint32_t)col_mask(8, g->W) << 8);
+   const __mmask16 m1 = (__mmask16)(col_mask(16, g->W) | (uint32_t)col_mask(24, g->W) << 8);
+   const float *plane = base + (int64_t)p->n * nstride;
    v16 d[6][2];
    for (int i = 0; i < 6; i++) {
       const int y = 4 * p->ty - 1 + i;
@@ -320,46 +320,54 @@ static inline void rows_down(v16 h[6][2], const geom *g, const float *base, int6
          d[i][0] = d[i][1] = (v16){0};
          continue;
       }
-      const float *r = (const float *)(row0 + (uintptr_t)((int64_t)y * g->W * (int64_t)sizeof(float)));
-      __m512 a = _mm512_maskz_loadu_ps(m0, r);
-      if (c31) a = _mm512_mask_loadu_ps(a, 1, r + 32);
-      d[i][0] = (v16)a;
-      d[i][1] = (v16)_mm512_maskz_loadu_ps(m1, r + 16);
+      const float *r = plane + (int64_t)y * g->W;
+      d[i][0] = (v16)_mm512_maskz_loadu_ps(m0, r);
+      if (nw > 1) d[i][1] = (v16)_mm512_maskz_loadu_ps(m1, r + 16);
    }
-   for (int w = 0; w < 2; w++) {
+   for (int w = 0; w < nw; w++) {
       v16 col[6] = { d[0][w], d[1][w], d[2][w], d[3][w], d[4][w], d[5][w] }, o[6];
       bt6x(o, col);
       for (int k = 0; k < 6; k++) h[k][w] = o[k];
    }
 }
 
-void ddpm_wino_input_rows16(float *V, int64_t xs, int j, int nslot, const geom *g,
-                            const float *base, int64_t nstride, const pairpos *pr)
+void ddpm_wino_input_rows16(float *V, int64_t xs, int nvalid, const geom *g, const float *base,
+                            int64_t nstride, const pairpos *pr)
 {
-   v16 a[6][2], b[6][2];
-   rows_down(a, g, base, nstride, &pr[0]);
-   const int two = j + 8 < nslot && pr[4].n >= 0;
-   if (two) rows_down(b, g, base, nstride, &pr[4]);
-   else memset(b, 0, sizeof b);
-   /* column c's lane s reads row lane 4s + c; masks drop columns -1, 32 */
-   static const __mmask16 keep[6] = { 0xfefe, 0xffff, 0xffff, 0xffff, 0xffff, 0x7f7f };
-   __m512i idx[6];
-   for (int c = 0; c < 6; c++)
-      idx[c] = _mm512_add_epi32(_mm512_set_epi32(28, 24, 20, 16, 12, 8, 4, 0, 28, 24, 20, 16,
-                                                 12, 8, 4, 0),
-                                _mm512_set1_epi32(c));
+   const int spr = g->spr, nr = 16 / spr, nw = spr == 8 ? 2 : 1;
+   v16 h[4][6][2];   /* [tile row][k][window] */
+   for (int r = 0; r < nr; r++) {
+      if (r * spr < nvalid) rows_down(h[r], nw, g, base, nstride, &pr[r * spr / 2]);
+      else memset(h[r], 0, sizeof h[r]);
+   }
+   /* Lane L of column c reads lane ib[L] + c of its permute's two-vector
+      table: spr 8, a tile row's two windows (column x at lane x; tile row 0
+      into lanes 0..7, 1 into 8..15); spr 4, two tile rows side by side
+      (lane 16 (r % 2) + x; rows 0, 1 into lanes 0..7, rows 2, 3 into
+      8..15). Both give the same index vector. A tile row's first slot
+      reads column -1 at c = 0, its last column 4 spr at c = 5: outside the
+      image, zeroed by the masks. */
+   const __m512i ib =
+      _mm512_set_epi32(27, 23, 19, 15, 11, 7, 3, -1, 27, 23, 19, 15, 11, 7, 3, -1);
+   const __mmask16 k0 = spr == 8 ? 0xfefe : 0xeeee, k5 = spr == 8 ? 0x7f7f : 0x7777;
+   const int t0 = 0, w01 = spr == 8 ? 1 : 0, r01 = spr == 8 ? 0 : 1;
+   const int t1 = spr == 8 ? 1 : 2, r11 = spr == 8 ? 1 : 3;
    for (int k = 0; k < 6; k++) {
       v16 col[6], o[6];
       for (int c = 0; c < 6; c++) {
-         __m512 x = _mm512_maskz_permutex2var_ps(keep[c], (__m512)a[k][0], idx[c], (__m512)a[k][1]);
-         __m512 y = _mm512_maskz_permutex2var_ps(keep[c], (__m512)b[k][0], idx[c], (__m512)b[k][1]);
+         const __m512i ix = _mm512_add_epi32(ib, _mm512_set1_epi32(c));
+         const __mmask16 keep = c == 0 ? k0 : c == 5 ? k5 : 0xffff;
+         const __m512 x = _mm512_maskz_permutex2var_ps(keep, (__m512)h[t0][k][0], ix,
+                                                       (__m512)h[r01][k][w01]);
+         const __m512 y = _mm512_maskz_permutex2var_ps(keep, (__m512)h[t1][k][0], ix,
+                                                       (__m512)h[r11][k][w01]);
          col[c] = (v16)_mm512_mask_blend_ps(0xff00, x, y);
       }
       bt6x(o, col);
-      if (two || j + 8 < nslot)
-         for (int l = 0; l < 6; l++) storex(V + (6 * k + l) * xs + j, o[l]);
+      if (nvalid > 8)
+         for (int l = 0; l < 6; l++) storex(V + (6 * k + l) * xs, o[l]);
       else
-         for (int l = 0; l < 6; l++) storev(V + (6 * k + l) * xs + j, lo8(o[l]));
+         for (int l = 0; l < 6; l++) storev(V + (6 * k + l) * xs, lo8(o[l]));
    }
 }
 #endif
@@ -371,8 +379,8 @@ static inline void input_any16(float *V, int64_t xs, int j, int nslot, rowring *
                                const pairpos *pr)
 {
 #ifdef WINO_MASKED
-   if (g->spr == 8) {
-      ddpm_wino_input_rows16(V, xs, j, nslot, g, base, nstride, pr);
+   if (g->spr == 8 || g->spr == 4) {
+      ddpm_wino_input_rows16(V + j, xs, nslot - j, g, base, nstride, pr);
       return;
    }
 #endif
@@ -461,56 +469,42 @@ static void output_task16(float *out, const float *M, int64_t xs, int j, int nsl
 }
 
 #ifdef WINO_MASKED
-/* One tile row's 4 output rows for channel oc: q[a][s] lane t = output row
-   a, column s of tile t (lanes 0..7 of half h = 0, 8..15 of h = 1), written
-   as whole image rows (32 columns, masked at W) with bias, per-image bias
-   and residual. */
-static inline void store_tile_row(float *out, const v16 q[4][4], int h, const geom *g, int OC,
-                                  int oc, const pairpos *p, const ddpm_conv_epi *e)
+/* One tile row's 4 output rows for channel oc: q[a][s] lane lane0 + t =
+   output row a, column s of the tile row's tile t, written as whole image
+   rows (nz vectors of 16 columns, masked at W) with bias, per-image bias and
+   residual. Column 4t + s of a vector comes from (q0, q1) for s in {0, 1},
+   from (q2, q3) for s in {2, 3} (the same permute indices), then a blend. */
+static inline void store_tile_row(float *out, const v16 q[4][4], int lane0, int nz,
+                                  const geom *g, int OC, int oc, const pairpos *p,
+                                  const ddpm_conv_epi *e)
 {
-   /* image column 4t + s of half h: lane 8h + t of q[.][s]; s in {0, 1} from
-      (q0, q1), s in {2, 3} from (q2, q3), then a blend */
-   __m512i lo, hi;
-   {
-      int il[16], ih[16];
-      for (int L = 0; L < 16; L++) {
-         const int s = L % 4, t = L / 4, sel = (s % 2) * 16;
-         il[L] = sel + 8 * h + t;
-         ih[L] = sel + 8 * h + t + 4;
-      }
-      lo = _mm512_loadu_si512(il);
-      hi = _mm512_loadu_si512(ih);
-   }
+   /* lane L = 4t + s reads lane 16 (s % 2) + t of its table */
+   const __m512i ib = _mm512_set_epi32(19, 3, 19, 3, 18, 2, 18, 2, 17, 1, 17, 1, 16, 0, 16, 0);
    const float bias = (e && e->bias ? e->bias[oc] : 0.0f) +
                       (e && e->bias_nc ? e->bias_nc[(size_t)p->n * OC + oc] : 0.0f);
    const float *add = e ? e->add : NULL;
-   const __mmask16 mlo = (__mmask16)(col_mask(0, g->W) | (uint32_t)col_mask(8, g->W) << 8);
-   const __mmask16 mhi = (__mmask16)(col_mask(16, g->W) | (uint32_t)col_mask(24, g->W) << 8);
    const size_t base = ((size_t)p->n * OC + oc) * (size_t)g->H * g->W + (size_t)(4 * p->ty) * g->W;
-   for (int a = 0; a < 4 && 4 * p->ty + a < g->H; a++) {
-      const __m512 l01 = _mm512_permutex2var_ps((__m512)q[a][0], lo, (__m512)q[a][1]);
-      const __m512 l23 = _mm512_permutex2var_ps((__m512)q[a][2], lo, (__m512)q[a][3]);
-      const __m512 h01 = _mm512_permutex2var_ps((__m512)q[a][0], hi, (__m512)q[a][1]);
-      const __m512 h23 = _mm512_permutex2var_ps((__m512)q[a][2], hi, (__m512)q[a][3]);
-      __m512 vl = _mm512_add_ps(_mm512_mask_blend_ps(0xcccc, l01, l23), _mm512_set1_ps(bias));
-      __m512 vh = _mm512_add_ps(_mm512_mask_blend_ps(0xcccc, h01, h23), _mm512_set1_ps(bias));
-      float *row = out + base + (size_t)a * g->W;
-      if (add) {
-         const float *ar = add + base + (size_t)a * g->W;
-         vl = _mm512_add_ps(vl, _mm512_maskz_loadu_ps(mlo, ar));
-         vh = _mm512_add_ps(vh, _mm512_maskz_loadu_ps(mhi, ar + 16));
+   for (int z = 0; z < nz; z++) {
+      const __m512i ix = _mm512_add_epi32(ib, _mm512_set1_epi32(lane0 + 4 * z));
+      const __mmask16 m = (__mmask16)(col_mask(16 * z, g->W) |
+                                      (uint32_t)col_mask(16 * z + 8, g->W) << 8);
+      for (int a = 0; a < 4 && 4 * p->ty + a < g->H; a++) {
+         const __m512 v01 = _mm512_permutex2var_ps((__m512)q[a][0], ix, (__m512)q[a][1]);
+         const __m512 v23 = _mm512_permutex2var_ps((__m512)q[a][2], ix, (__m512)q[a][3]);
+         __m512 v = _mm512_add_ps(_mm512_mask_blend_ps(0xcccc, v01, v23), _mm512_set1_ps(bias));
+         const size_t off = base + (size_t)a * g->W + 16 * z;
+         if (add) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, add + off));
+         _mm512_mask_storeu_ps(out + off, m, v);
       }
-      _mm512_mask_storeu_ps(row, mlo, vl);
-      _mm512_mask_storeu_ps(row + 16, mhi, vh);
    }
 }
 
 /*
- * The output transform of whole tile rows of 8 slots (g->spr == 8; pr: the
- * block's pairs from slot j on, slot j starting a tile row), two per call:
- * A^T down the 6 rows of M, A^T along them, and each image row of the tile
- * row written at once (per-tile stores of 8 columns cost a quarter of the
- * time at 28x28). Tile rows from slot nslot on are not written.
+ * The output transform by whole tile rows (g->spr 8 or 4; pr: the block's
+ * pairs from slot j on, slot j starting a tile row), 16 slots per call: A^T
+ * down the 6 rows of M, A^T along them, and each image row of a tile row
+ * written at once (per-tile stores of 8 columns cost a quarter of the time
+ * at 28x28). Tile rows from slot nslot on are not written.
  */
 void ddpm_wino_output_rows16(float *out, const float *M, int64_t xs, int j, int nslot,
                              const geom *g, int OC, int oc, const pairpos *pr,
@@ -525,19 +519,23 @@ void ddpm_wino_output_rows16(float *out, const float *M, int64_t xs, int j, int 
    }
    v16 q[4][4];
    for (int a = 0; a < 4; a++) at6x(q[a], t[a]);
-   store_tile_row(out, q, 0, g, OC, oc, &pr[0], e);
-   if (j + 8 < nslot && pr[4].n >= 0) store_tile_row(out, q, 1, g, OC, oc, &pr[4], e);
+   const int spr = g->spr, nz = spr / 4;
+   for (int r = 0; r < 16 / spr && j + r * spr < nslot; r++) {
+      const pairpos *p = &pr[r * spr / 2];
+      if (p->n < 0) break;
+      store_tile_row(out, q, r * spr, nz, g, OC, oc, p, e);
+   }
 }
 #endif
 
 /* Output tiles of channel oc for 16 slots, by whole tile rows where they
-   have 8 slots. */
+   have 8 or 4 slots. */
 static inline void output_any16(float *out, const float *M, int64_t xs, int j, int nslot,
                                 const geom *g, int OC, int oc, const pairpos *pr,
                                 const ddpm_conv_epi *e)
 {
 #ifdef WINO_MASKED
-   if (g->spr == 8) {
+   if (g->spr == 8 || g->spr == 4) {
       ddpm_wino_output_rows16(out, M, xs, j, nslot, g, OC, oc, pr, e);
       return;
    }

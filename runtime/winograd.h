@@ -215,11 +215,13 @@ void ddpm_wino_task_rows(const float *pp[4], int64_t rs[4], rowring *r, const ge
 void ddpm_wino_input_task(float *V, int64_t xs, int j, rowring *r, const geom *g,
                           const float *base, int64_t nstride, const pairpos *pr);
 #ifdef WINO_MASKED
-/* V[xi * xs + j ..] = (B^T d B)[xi] of the 16 slots j .. j+15 (tile rows of
-   8 slots, g->spr == 8; pr: the block's pairs from slot j on, whose slot j
-   starts a tile row): 16 lanes stored when slot j + 8 < nslot, else 8. */
-void ddpm_wino_input_rows16(float *V, int64_t xs, int j, int nslot, const geom *g,
-                            const float *base, int64_t nstride, const pairpos *pr);
+/* V[xi * xs ..] = (B^T d B)[xi] of 16 slots by whole tile rows (g->spr 8
+   or 4: two or four of them; pr: the block's pairs from the first slot on,
+   which starts a tile row), of which the first nvalid are wanted: 8 lanes
+   are stored when nvalid <= 8, else 16; tile rows from nvalid on read as
+   zero. */
+void ddpm_wino_input_rows16(float *V, int64_t xs, int nvalid, const geom *g, const float *base,
+                            int64_t nstride, const pairpos *pr);
 /* out (NCHW, O channels) = A^T M A of output channel oc for the 16 slots
    j .. j+15 (M[xi * xs + j ..]; tile rows of 8 slots, as above), plus the
    epilogue e; tile rows from slot nslot on are not written. */

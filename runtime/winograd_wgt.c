@@ -72,14 +72,15 @@ static void grad_task(v8 k[NXI], rowring *r, const geom *g, const float *base,
 }
 
 #ifdef WINO_MASKED
-/* grad_task for one whole tile row of 8 slots (g->spr == 8; p: its first
-   pair): A down the tile row's 4 image rows as loaded (32 columns, masked
-   at W), then column c of slot s gathered from row lane 4s + c, then A
-   along. No padded row copies: at 28 columns the last pair of every tile
-   row overhangs the image, so the ring copied every row. */
-static void grad_rows8(v8 k[NXI], const geom *g, const float *base, int64_t nstride,
-                       const pairpos *p)
+/* A down the 4 image rows of the tile row at p (zero when p->n < 0), as
+   loaded: nw vectors of 16 columns each, masked at W. */
+static inline void grad_down(v16 h[6][2], int nw, const geom *g, const float *base,
+                             int64_t nstride, const pairpos *p)
 {
+   if (p->n < 0) {
+      memset(h, 0, sizeof(v16) * 12);
+      return;
+   }
    const __mmask16 m0 = (__mmask16)(col_mask(0, g->W) | (uint32_t)col_mask(8, g->W) << 8);
    const __mmask16 m1 = (__mmask16)(col_mask(16, g->W) | (uint32_t)col_mask(24, g->W) << 8);
    const float *plane = base + (int64_t)p->n * nstride;
@@ -92,10 +93,9 @@ static void grad_rows8(v8 k[NXI], const geom *g, const float *base, int64_t nstr
       }
       const float *r = plane + (int64_t)y * g->W;
       d[i][0] = (v16)_mm512_maskz_loadu_ps(m0, r);
-      d[i][1] = (v16)_mm512_maskz_loadu_ps(m1, r + 16);
+      if (nw > 1) d[i][1] = (v16)_mm512_maskz_loadu_ps(m1, r + 16);
    }
-   v16 h[6][2];
-   for (int w = 0; w < 2; w++) {
+   for (int w = 0; w < nw; w++) {
       const v16 e02 = d[0][w] + d[2][w], e13 = d[1][w] + d[3][w];
       const v16 f02 = d[0][w] + d[2][w] * 4.0f, f13 = (d[1][w] + d[3][w] * 4.0f) * 2.0f;
       h[0][w] = d[0][w];
@@ -105,13 +105,32 @@ static void grad_rows8(v8 k[NXI], const geom *g, const float *base, int64_t nstr
       h[4][w] = f02 - f13;
       h[5][w] = d[3][w];
    }
+}
+
+/* grad_task for 8 slots by whole tile rows (g->spr 8: one tile row, spr 4:
+   two; pr: the pairs from the first slot on): A down each tile row's image
+   rows as loaded, then column c of slot s gathered by one permute (lane s
+   reads lane 4s + c of the tile row's two vectors, or of the two tile
+   rows' one vector each: the same indices), then A along. No padded row
+   copies: at 28 columns the last pair of every tile row overhangs the
+   image, and the ring copied every row. */
+static void grad_rows8(v8 k[NXI], const geom *g, const float *base, int64_t nstride,
+                       const pairpos *pr)
+{
+   v16 h[2][6][2];
+   if (g->spr == 8) {
+      grad_down(h[0], 2, g, base, nstride, &pr[0]);
+   } else {
+      grad_down(h[0], 1, g, base, nstride, &pr[0]);
+      grad_down(h[1], 1, g, base, nstride, &pr[2]);
+   }
+   const int r1 = g->spr == 8 ? 0 : 1, w1 = g->spr == 8 ? 1 : 0;
+   const __m512i ib = _mm512_set_epi32(28, 24, 20, 16, 12, 8, 4, 0, 28, 24, 20, 16, 12, 8, 4, 0);
    for (int a = 0; a < 6; a++) {
       v8 col[4], o[6];
       for (int c = 0; c < 4; c++) {
-         const __m512i idx = _mm512_add_epi32(
-            _mm512_set_epi32(28, 24, 20, 16, 12, 8, 4, 0, 28, 24, 20, 16, 12, 8, 4, 0),
-            _mm512_set1_epi32(c));
-         const __m512 v = _mm512_permutex2var_ps((__m512)h[a][0], idx, (__m512)h[a][1]);
+         const __m512i idx = _mm512_add_epi32(ib, _mm512_set1_epi32(c));
+         const __m512 v = _mm512_permutex2var_ps((__m512)h[0][a][0], idx, (__m512)h[r1][a][w1]);
          col[c] = (v8)_mm512_castps512_ps256(v);
       }
       a4(o, col);
@@ -221,13 +240,16 @@ static void grad_block(float *D, int64_t dxs, const float *dout, const geom *g, 
          const int oc = ob + q;
          if (oc >= OC) { memset(k[q], 0, sizeof k[q]); continue; }
 #ifdef WINO_MASKED
-         if (g->spr == 8) {
-            if (j + 16 < nslot) {   /* this channel's tile row two ahead */
-               const pairpos *f = &pr[(j + 16) / 2];
-               const char *a = (const char *)(dout + ((int64_t)f->n * OC + oc) * plane +
-                                              (int64_t)4 * f->ty * g->W);
-               for (int b = 0; b < 4 * g->W * (int)sizeof(float); b += 64)
-                  __builtin_prefetch(a + b, 0, 3);
+         if (g->spr == 8 || g->spr == 4) {
+            if (j + 16 < nslot) {   /* this channel's tile rows two tasks ahead */
+               for (int t = 0; t < 8; t += g->spr) {
+                  const pairpos *f = &pr[(j + 16 + t) / 2];
+                  if (f->n < 0) break;
+                  const char *a = (const char *)(dout + ((int64_t)f->n * OC + oc) * plane +
+                                                 (int64_t)4 * f->ty * g->W);
+                  for (int b = 0; b < 4 * g->W * (int)sizeof(float); b += 64)
+                     __builtin_prefetch(a + b, 0, 3);
+               }
             }
             grad_rows8(k[q], g, dout + (int64_t)oc * plane, (int64_t)OC * plane, pr + j / 2);
             continue;
@@ -264,9 +286,10 @@ static void wgt_input(float *V, int64_t vxs, const float *in, const geom *g, int
                                 plane);
    const float *base = in + (int64_t)c * plane;
 #ifdef WINO_MASKED
-   if (g->spr == 8) {   /* whole tile rows, two at a time (chunks: multiples of 8 slots) */
+   if (g->spr == 8 || g->spr == 4) {   /* whole tile rows (chunks: multiples of 8 slots) */
       for (int j = 0; j < nslot; j += 16)
-         ddpm_wino_input_rows16(Vc, vxs, j, nslot, g, base, (int64_t)C * plane, pr + j / 2);
+         ddpm_wino_input_rows16(Vc + j, vxs, nslot - j, g, base, (int64_t)C * plane,
+                                pr + j / 2);
    } else
 #endif
    {

@@ -253,6 +253,8 @@ int main(void)
    check_shape(2, 32, 16, 16, 32, 7);    /* CIFAR-10's 16x16 level, fewer channels */
    check_shape(3, 9, 30, 32, 11, 10);    /* 32 wide: column 31 in the row-wise transform */
    check_shape(5, 7, 27, 25, 9, 11);     /* 25 wide: the narrowest 8-slot tile rows */
+   check_shape(3, 10, 14, 14, 12, 12);   /* Fashion-MNIST's 14x14 level: 4-slot tile rows */
+   check_shape(3, 6, 11, 13, 5, 13);     /* 13 wide: the narrowest 4-slot tile rows */
    check_shape(1, 20, 33, 35, 9, 8);     /* more slots than one block */
    check_shape(4, 8, 64, 64, 8, 9);      /* enough slots for private blocks per thread */
    check_threads(3, 24, 12, 20, 16);     /* shared blocks */
