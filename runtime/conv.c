@@ -383,13 +383,14 @@ void ddpm_conv2d_forward_epi(float *out, float *scratch, const float *in, const 
       im2col(cols, in + n0 * in_img, m, s);
       if (m == 1) {   /* one image: its [OC, OH*OW] output is the GEMM's C */
          const int acc = e && e->add == out;
-         ddpm_gemm_ws_run(ws, 0, 0, s->OC, P, K, 1.0f, weight, K, cols, P, acc ? 1.0f : 0.0f, dst, P);
+         ddpm_gemm_ws_run_units(ws, s->OC, P, K, weight, K, cols, P, acc ? 1.0f : 0.0f, dst, P,
+                                OHW);
          if (has_epi) {
             ddpm_conv_epi e2 = { e->bias, e->bias_nc, acc ? NULL : e->add };
             store_out(dst, NULL, &e2, n0, n0 * out_img, 1, s->OC, OHW);
          }
       } else {        /* stage [OC, P] = weight [OC, K] . cols [K, P] */
-         ddpm_gemm_ws_run(ws, 0, 0, s->OC, P, K, 1.0f, weight, K, cols, P, 0.0f, stage, P);
+         ddpm_gemm_ws_run_units(ws, s->OC, P, K, weight, K, cols, P, 0.0f, stage, P, OHW);
          store_out(dst, stage, e, n0, n0 * out_img, m, s->OC, OHW);
       }
    }

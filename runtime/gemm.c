@@ -190,6 +190,23 @@ float *ddpm_gemm_ws_get(const ddpm_gemm_ws *ws)
    return t < ws->n ? ws->base + (size_t)t * ws->per : NULL;
 }
 
+void ddpm_gemm_ws_run_units(const ddpm_gemm_ws *ws, int M, int N, int K, const float *A, int lda,
+                            const float *B, int ldb, float beta, float *C, int ldc, int unit)
+{
+   if (unit <= 0 || N % unit != 0) unit = N;
+   const double one = 2.0 * M * unit * K;   /* one unit's product decides */
+   if (ws && ws->bf16 && one >= 4e6 &&
+       ddpm_gemm_bf16(0, 0, M, N, K, 1.0f, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1, ws) == 0)
+      return;
+   float *w = one >= 1e6 ? ddpm_gemm_ws_get(ws) : NULL;
+   if (w && ddpm_gemm_fast_work_floats(0, N, K) <= ws->per) {
+      ddpm_gemm_fast(0, 0, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc, w);
+      return;
+   }
+   for (int u = 0; u < N; u += unit)   /* BLAS: one unit per call, whatever N */
+      ddpm_gemm(0, 0, M, unit, K, 1.0f, A, lda, B + u, ldb, beta, C + u, ldc);
+}
+
 void ddpm_gemm_ws_run(const ddpm_gemm_ws *ws, int ta, int tb, int M, int N, int K, float alpha,
                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
                       int ldc)

@@ -57,6 +57,14 @@ float *ddpm_gemm_ws_get(const ddpm_gemm_ws *ws);
 void ddpm_gemm_ws_run(const ddpm_gemm_ws *ws, int ta, int tb, int M, int N, int K, float alpha,
                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
                       int ldc);
+/* ddpm_gemm_ws_run for C = A B + beta C (no transposes, alpha 1) whose
+   columns come in units of `unit` (the images of an im2col matrix): which
+   GEMM runs is decided on one unit's product, and BLAS, whose kernels take
+   other paths for other column counts, gets one unit per call, so that a
+   column's result does not depend on how many units come with it (an
+   image's, on the batch). */
+void ddpm_gemm_ws_run_units(const ddpm_gemm_ws *ws, int M, int N, int K, const float *A, int lda,
+                            const float *B, int ldb, float beta, float *C, int ldc, int unit);
 
 /* ------------------------------------------------------------ conv.c */
 
@@ -84,9 +92,11 @@ size_t ddpm_conv2d_gemm_work_floats(const ddpm_conv2d_shape *s);
    threads than it serves. The forward and the input gradient give the same
    bits for any thread count, the weight gradient for a fixed one. */
 size_t ddpm_wino_scratch_floats(int N, int C, int OC, int H, int W, int backward, int threads);
-/* 1 when Winograd is the faster way for a batch of N images of H x W (enough
-   4x4 tiles to fill its GEMM), else 0: im2col + GEMM is (see winograd.c). */
-int ddpm_wino_pays(int N, int H, int W);
+/* 1 when Winograd is the faster way for images of H x W (enough 4x4 tiles
+   to fill its GEMM at a batch of 8), else 0: im2col + GEMM is. The same
+   whatever the batch, so that an image's result does not depend on it (see
+   winograd.c). */
+int ddpm_wino_pays(int H, int W);
 void ddpm_wino_forward(float *out, float *scratch, size_t nscratch, const float *in,
                        const float *weight, const ddpm_conv_epi *e, int N, int C, int H, int W,
                        int OC);

@@ -901,18 +901,26 @@ static void wino_run(float *out, float *scratch, size_t nscratch, const float *i
 }
 
 /*
- * When Winograd pays. Below 16 whole 4x4 output tiles per layer (a batch of
- * 8 at 4x4, of 2 at 8x8) it loses to im2col + GEMM: the GEMM's columns are
- * slots padded to NRF (48), so 8 tiles run a GEMM 6x wider than the work,
- * and the filter transform (36 values per filter, written and read once per
- * call) costs more than the few tiles' products. Measured here, batch 8,
- * 256 -> 256 channels at 4x4: forward 5.9 ms against 4.7 (im2col), input
- * gradient 7.7 against 4.9, weight gradient 7.8 against 6.6; at 8x8 (32
- * tiles) Winograd wins, 6.0 against 8.8.
+ * When Winograd pays. Below 16 whole 4x4 output tiles per layer it loses to
+ * im2col + GEMM: the GEMM's columns are slots padded to NRF (48), so 8
+ * tiles run a GEMM 6x wider than the work, and the filter transform (36
+ * values per filter, written and read once per call) costs more than the
+ * few tiles' products. Measured here, batch 8, 256 -> 256 channels at 4x4:
+ * forward 5.9 ms against 4.7 (im2col), input gradient 7.7 against 4.9,
+ * weight gradient 7.8 against 6.6; at 8x8 (32 tiles) Winograd wins, 6.0
+ * against 8.8.
+ *
+ * The choice is made for a batch of 8 whatever the batch (an image needs 2
+ * tiles or more: larger than 4x4), so that an image's result does not
+ * depend on the batch it runs in: the two ways round differently, and a
+ * sample must draw the same bits in one process as in a shard of the batch
+ * on one of several ranks (tests/test_mpi.sh). At batch 2 the 8x8 level
+ * then runs Winograd although im2col would be faster; at batch 16 and up
+ * the 4x4 level runs im2col.
  */
-int ddpm_wino_pays(int N, int H, int W)
+int ddpm_wino_pays(int H, int W)
 {
-   return (int64_t)N * ((H + 3) / 4) * ((W + 3) / 4) >= 16;
+   return 8 * (int64_t)((H + 3) / 4) * ((W + 3) / 4) >= 16;
 }
 
 void ddpm_wino_forward(float *out, float *scratch, size_t nscratch, const float *in,

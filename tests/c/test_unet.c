@@ -281,9 +281,38 @@ static void test_errors(void)
    ddpm_unet_free(m);
 }
 
+/* An image's output does not depend on the batch it runs in: sampling
+   shards a batch over MPI ranks and promises every sample the bits of one
+   process (tests/test_mpi.sh). At 8x8 a batch of 5 has 20 Winograd tiles
+   and one of 3 has 12, either side of where Winograd stopped paying when
+   that depended on the batch. */
+static void test_batch_invariance(void)
+{
+   ddpm_unet_config c = tiny_config(0);
+   c.in_ch = 1; c.out_ch = 1;
+   ddpm_unet *m = ddpm_unet_new(&c, 5);
+   const int H = 8, D = H * H;
+   float x[5 * 64], t[5], y5[5 * 64], y3[3 * 64], y1[64];
+   check_fill(x, 5 * D, 12);
+   for (int i = 0; i < 5; i++) t[i] = (float)(100 * i + 7);
+   ddpm_unet_set_grad_enabled(m, 0);
+   int ok = ddpm_unet_forward(m, y5, x, t, 5, H, H) == DDPM_OK &&
+            ddpm_unet_forward(m, y3, x, t, 3, H, H) == DDPM_OK &&
+            ddpm_unet_forward(m, y1, x + 4 * D, t + 4, 1, H, H) == DDPM_OK;
+   CHECK(ok && !memcmp(y5, y3, sizeof y3) && !memcmp(y5 + 4 * D, y1, sizeof y1),
+         "inference: images 0-2 and image 4 alone give the bits they get in a batch of 5");
+   ddpm_unet_set_grad_enabled(m, 1);
+   ok = ddpm_unet_forward(m, y5, x, t, 5, H, H) == DDPM_OK &&
+        ddpm_unet_forward(m, y3, x, t, 3, H, H) == DDPM_OK;
+   CHECK(ok && !memcmp(y5, y3, sizeof y3),
+         "training plan: images 0-2 alone give the bits they get in a batch of 5");
+   ddpm_unet_free(m);
+}
+
 int main(void)
 {
    ddpm_set_num_threads(2);
+   test_batch_invariance();
    test_counts();
    test_gradients(0.0f);
    test_gradients(0.3f);
