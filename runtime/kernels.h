@@ -104,8 +104,10 @@ void ddpm_wino_forward(float *out, float *scratch, size_t nscratch, const float 
 void ddpm_wino_backward_data(float *din, int accumulate, float *scratch, size_t nscratch,
                              const float *dout, const float *weight, int N, int C, int H, int W,
                              int OC);
-/* dweight [OC,C,3,3] += the weight gradient (no bias: see ddpm_conv_bias_backward). */
-void ddpm_wino_backward_weight(float *dweight, float *scratch, size_t nscratch,
+/* dweight [OC,C,3,3] += the weight gradient, and dbias [OC] += the bias's
+   (sums of dout over images and positions, from the same transform of
+   dout) when dbias is not NULL. */
+void ddpm_wino_backward_weight(float *dweight, float *dbias, float *scratch, size_t nscratch,
                                const float *dout, const float *in, int N, int C, int H, int W,
                                int OC);
 

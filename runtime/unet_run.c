@@ -503,14 +503,14 @@ static void conv_bwd(ddpm_unet *m, float *din, int din_acc, float *dw, float *db
       if (dx16) conv_dx_bf16(m, din, din_acc, dout, w, s);
       return;
    }
-   if (db) {
+   if (db && !dw) {
       ddpm_conv_bias_backward(db, dout, s->N, s->OC, (int64_t)s->H * s->W);
       pend(m, PF_BIAS_BWD, t0);
    }
-   if (dw) {
+   if (dw) {   /* the bias's gradient with the weights' */
       t0 = pbegin(m);
-      ddpm_wino_backward_weight(dw, m->scratch, m->scratch_floats, dout, in, s->N, s->C, s->H,
-                                s->W, s->OC);
+      ddpm_wino_backward_weight(dw, db, m->scratch, m->scratch_floats, dout, in, s->N, s->C,
+                                s->H, s->W, s->OC);
       pend(m, PF_CONV3_DW, t0);
    }
    if (din && dx16) {

@@ -302,6 +302,18 @@ static void wgt_input(float *V, int64_t vxs, const float *in, const geom *g, int
       for (int j = nslot; j < nk; j++) Vc[x * vxs + j] = 0.0f;
 }
 
+/* acc[oc] += sum over the nslot slots of D7[slot][oc], for oc in [o0, o1):
+   the bias gradient. A dY A^T's position (1, 1) is (1 1 1 1) dY (1 1 1 1)^T
+   (A's row 1 is all ones), the sum of the tile's 16 values; slots past the
+   image or the chunk hold zeros. */
+static void bias_sums(double *acc, const float *D7, int OCw, int o0, int o1, int nslot)
+{
+   for (int sl = 0; sl < nslot; sl++) {
+      const float *row = D7 + (int64_t)sl * OCw;
+      for (int oc = o0; oc < o1; oc++) acc[oc] += row[oc];
+   }
+}
+
 /*
  * dU^T[xi][c][oc] = sum over slots of V[xi][c][slot] dMt[xi][slot][oc], chunk
  * by chunk of slots, then dweight[oc][c] += G^T dU G. V is the forward's input
@@ -311,7 +323,7 @@ static void wgt_input(float *V, int64_t vxs, const float *in, const geom *g, int
  * t + nt, ...) into its own partial dU, and the partials are added in thread
  * order: the bits depend on the thread count, not on scheduling.
  */
-void ddpm_wino_backward_weight(float *dweight, float *scratch, size_t nscratch,
+void ddpm_wino_backward_weight(float *dweight, float *dbias, float *scratch, size_t nscratch,
                                const float *dout, const float *in, int N, int C, int H, int W,
                                int OC)
 {
@@ -325,6 +337,10 @@ void ddpm_wino_backward_weight(float *dweight, float *scratch, size_t nscratch,
 #else
    const int nt = 0;
 #endif
+   /* dbias: per-channel sums of xi plane 7 of A dY A^T (see bias_sums),
+      per thread (private chunks) or per channel group (shared), in double */
+   double dbs[(nt ? nt : 1) * OCw];
+   if (dbias) memset(dbs, 0, sizeof dbs);
    if (nt) {
       const int TW = wpriv_slots(C, OC);
       const int64_t vxs = xstride((int64_t)Cp * TW), dxs = xstride((int64_t)TW * OCw);
@@ -351,6 +367,7 @@ void ddpm_wino_backward_weight(float *dweight, float *scratch, size_t nscratch,
             for (int c = 0; c < Cp; c++) wgt_input(V, vxs, in, &g, C, TW, c, nslot, nk, rb, pr);
             for (int ob = 0; ob < OCw; ob += 8)
                grad_block(D, dxs, dout, &g, OC, OCw, ob, nslot, rb, pr);
+            if (dbias) bias_sums(dbs + (int64_t)t * OCw, D + 7 * dxs, OCw, 0, OCw, nslot);
             for (int x = 0; x < NXI; x++)
                for (int cb = 0; cb < Cp; cb += MR)
                   for (int ob = 0; ob < OCw; ob += NRW)
@@ -371,6 +388,14 @@ void ddpm_wino_backward_weight(float *dweight, float *scratch, size_t nscratch,
             }
          }
          filters_bwd(dweight, dU, uxs, OC, C, OCw);
+         if (dbias) {   /* the partials in thread order */
+            #pragma omp for schedule(static)
+            for (int oc = 0; oc < OC; oc++) {
+               double v = 0;
+               for (int u = 0; u < T; u++) v += dbs[(int64_t)u * OCw + oc];
+               dbias[oc] += (float)v;
+            }
+         }
       }
       return;
    }
@@ -395,6 +420,8 @@ void ddpm_wino_backward_weight(float *dweight, float *scratch, size_t nscratch,
          for (int ob = 0; ob < OCw; ob += 16) {
             grad_block(D, dxs, dout, &g, OC, OCw, ob, nslot, rb, pr);
             if (ob + 8 < OCw) grad_block(D, dxs, dout, &g, OC, OCw, ob + 8, nslot, rb, pr);
+            if (dbias)   /* channels ob .. ob+15: this item's, chunk after chunk */
+               bias_sums(dbs, D + 7 * dxs, OCw, ob, ob + 16 < OCw ? ob + 16 : OCw, nslot);
          }
          #pragma omp for schedule(dynamic, 1)
          for (int x = 0; x < NXI; x++) {
@@ -407,6 +434,9 @@ void ddpm_wino_backward_weight(float *dweight, float *scratch, size_t nscratch,
          }
       }
       filters_bwd(dweight, dU, uxs, OC, C, OCw);
+      if (dbias) {
+         #pragma omp for schedule(static)
+         for (int oc = 0; oc < OC; oc++) dbias[oc] += (float)dbs[oc];
+      }
    }
 }
-

@@ -191,10 +191,27 @@ static void check_shape(int N, int C, int H, int W, int OC, unsigned seed)
    check_fill(base, p.nw, seed + 10);
    memcpy(dw, base, p.nw * sizeof *dw);
    fill_nan(p.scratch, p.ns);
-   ddpm_wino_backward_weight(dw, p.scratch, p.ns, p.dy, p.in, N, C, H, W, OC);
+   float *db = falloc(OC);
+   for (int o = 0; o < OC; o++) db[o] = 0.25f * (float)o;
+   ddpm_wino_backward_weight(dw, db, p.scratch, p.ns, p.dy, p.in, N, C, H, W, OC);
    err = dw_err(&p, dw, base);
    printf("# %s weight gradient err %.3g\n", what, err);
    CHECK(err <= TOL, "%s: weight gradient", what);
+   /* the bias's: sums of dy over images and positions, onto what is there */
+   double berr = 0;
+   for (int o = 0; o < OC; o++) {
+      double want = 0.25 * o, mag = fabs(want);
+      for (int n = 0; n < N; n++)
+         for (int i = 0; i < H * W; i++) {
+            const double v = p.dy[((size_t)n * OC + o) * H * W + i];
+            want += v;
+            mag += fabs(v);
+         }
+      const double e = fabs(db[o] - want) / (mag > 0 ? mag : 1);
+      if (!(e <= berr)) berr = e;
+   }
+   CHECK(berr <= TOL, "%s: bias gradient with it (err %.3g of sum |terms|)", what, berr);
+   free(db);
    free(out); free(din); free(dw); free(base);
    prob_free(&p);
 }
@@ -219,7 +236,7 @@ static void check_threads(int N, int C, int H, int W, int OC)
          ddpm_wino_forward(o[t], p.scratch, p.ns, p.in, p.w, &e, N, C, H, W, OC);
          ddpm_wino_backward_data(d[t], 0, p.scratch, p.ns, p.dy, p.w, N, C, H, W, OC);
       }
-      ddpm_wino_backward_weight(g[t], p.scratch, p.ns, p.dy, p.in, N, C, H, W, OC);
+      ddpm_wino_backward_weight(g[t], NULL, p.scratch, p.ns, p.dy, p.in, N, C, H, W, OC);
    }
    omp_set_num_threads(saved);
    int same = 1;
