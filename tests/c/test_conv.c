@@ -385,6 +385,9 @@ int main(void)
       { "chunks 3+1, stride 2, 64x80", 4, 3, 64, 80, 4, 3, 2, 0, 0, 1, 1, 1 },
       /* the 4x4 level's im2col (a masked permutation per tap on AVX-512) */
       { "3x3 pad 1 at 4x4, 3 images",  3, 5, 4, 4, 6, 3, 1, 1, 1, 1, 1, 1 },
+      /* 6 images of 16x16 outputs on 2 threads: chunks of one image each,
+         every thread its own (conv.c's thread_chunk) */
+      { "stride 2, a chunk a thread",  6, 3, 32, 32, 5, 3, 2, 0, 0, 1, 1, 1 },
    };
    test_make();
    test_downsample_conformance();
@@ -400,6 +403,7 @@ int main(void)
       test_variants(&cases[3], 105, w);   /* pointwise, images in parallel */
       static const conv_case big = { "pointwise 48->40 at 16x16", 3, 48, 16, 16, 40, 1, 1, 0, 0, 0, 0, 1 };
       test_variants(&big, 106, w);        /* big enough for the runtime GEMM */
+      test_variants(&cases[12], 107, w);  /* a chunk per thread */
    }
    return check_done();
 }
