@@ -33,11 +33,20 @@ static void block_moments(const float *x, int64_t M, double *mu_out, double *var
    #pragma omp simd reduction(+:s)
    for (int64_t i = 0; i < M; i++) s += x[i];
    const double mu = M > 0 ? s / (double)M : 0.0;
+   /* the squares in float, from the mean as hi + lo, summed in float per
+      256-element chunk (16 terms a vector lane) and in double across:
+      converting every term to double cost as much as the rest */
+   const float m_hi = (float)mu, m_lo = (float)(mu - (double)m_hi);
    double ss = 0;
-   #pragma omp simd reduction(+:ss)
-   for (int64_t i = 0; i < M; i++) {
-      double d = (double)x[i] - mu;
-      ss += d * d;
+   for (int64_t k0 = 0; k0 < M; k0 += KEEP_CHUNK) {
+      const int64_t k1 = M - k0 < KEEP_CHUNK ? M : k0 + KEEP_CHUNK;
+      float c = 0;
+      #pragma omp simd reduction(+:c)
+      for (int64_t i = k0; i < k1; i++) {
+         const float d = (x[i] - m_hi) - m_lo;
+         c = __builtin_fmaf(d, d, c);
+      }
+      ss += c;
    }
    *mu_out = mu;
    *var_out = M > 0 ? ss / (double)M : 0.0;
