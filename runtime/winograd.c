@@ -310,20 +310,8 @@ static inline void rows_down(v16 h[6][2], int nw, const geom *g, const float *ba
       memset(h, 0, sizeof(v16) * 12);
       return;
    }
-   const __mmask16 m0 = (__mmask16)(col_mask(0, g->W) | (uint32_t)col_mask(8, g->W) << 8);
-   const __mmask16 m1 = (__mmask16)(col_mask(16, g->W) | (uint32_t)col_mask(24, g->W) << 8);
-   const float *plane = base + (int64_t)p->n * nstride;
    v16 d[6][2];
-   for (int i = 0; i < 6; i++) {
-      const int y = 4 * p->ty - 1 + i;
-      if (y < 0 || y >= g->H) {
-         d[i][0] = d[i][1] = (v16){0};
-         continue;
-      }
-      const float *r = plane + (int64_t)y * g->W;
-      d[i][0] = (v16)_mm512_maskz_loadu_ps(m0, r);
-      if (nw > 1) d[i][1] = (v16)_mm512_maskz_loadu_ps(m1, r + 16);
-   }
+   ddpm_wino_load_rows(d, 6, 4 * p->ty - 1, nw, g, base + (int64_t)p->n * nstride);
    for (int w = 0; w < nw; w++) {
       v16 col[6] = { d[0][w], d[1][w], d[2][w], d[3][w], d[4][w], d[5][w] }, o[6];
       bt6x(o, col);

@@ -202,6 +202,25 @@ static inline void task_cols_masked(v8 d[][6], int nrows, int ncol, int y0, int 
       cols_of(d[i], ncol, a, b);
    }
 }
+/* d[i][w] = columns 16w .. 16w+15 of image row y0 + i of a plane, for
+   i < nrows and w < nw (1 or 2), masked at W; rows outside the image are
+   zero: a tile row's rows as they lie, for the whole-row transforms. */
+static inline void ddpm_wino_load_rows(v16 d[][2], int nrows, int y0, int nw, const geom *g,
+                                       const float *plane)
+{
+   const __mmask16 m0 = (__mmask16)(col_mask(0, g->W) | (uint32_t)col_mask(8, g->W) << 8);
+   const __mmask16 m1 = (__mmask16)(col_mask(16, g->W) | (uint32_t)col_mask(24, g->W) << 8);
+   for (int i = 0; i < nrows; i++) {
+      const int y = y0 + i;
+      if (y < 0 || y >= g->H) {
+         d[i][0] = d[i][1] = (v16){0};
+         continue;
+      }
+      const float *r = plane + (int64_t)y * g->W;
+      d[i][0] = (v16)_mm512_maskz_loadu_ps(m0, r);
+      if (nw > 1) d[i][1] = (v16)_mm512_maskz_loadu_ps(m1, r + 16);
+   }
+}
 #endif
 
 void ddpm_wino_block_pairs(pairpos *pr, const geom *g, int64_t s0, int nslot);
