@@ -21,6 +21,7 @@
 #include "ddpm.h"
 #include "kernels.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef __AVX512F__
@@ -509,23 +510,31 @@ void ddpm_conv2d_backward_ex(float *din, int din_accumulate, float *dweight, flo
    const size_t in_img = (size_t)s->C * s->H * s->W, out_img = (size_t)s->OC * OHW;
    if (is_pointwise(s)) {
       /* beta = 1 makes the GEMMs accumulate straight into the caller's
-         gradients. Several threads split dweight's rows, each summing the
-         images in order (one owner per sum); din goes image by image. */
+         gradients. dweight: each thread sums every T-th image (t, t + T,
+         ...) in order into a partial of its own (thread 0's is dweight),
+         and the partials are added in thread order, so each image's in^T is
+         packed once (with the rows split instead, every thread packed every
+         image); the bits depend on the thread count, as the Winograd weight
+         gradient's do. din goes image by image. */
       if (dweight) {
-#ifdef _OPENMP
-         if (by_image(s->N)) {
-            #pragma omp parallel
+         const int T = by_image(s->N) ? omp_threads() : 1;
+         const size_t nw = (size_t)s->OC * s->C;
+         float *part = T > 1 ? calloc((size_t)(T - 1) * nw, sizeof *part) : NULL;
+         if (part) {
+            #pragma omp parallel num_threads(T)
             {
-               const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-               const int r0 = (int)((int64_t)s->OC * t / nt);
-               const int r1 = (int)((int64_t)s->OC * (t + 1) / nt);
-               for (int n = 0; r1 > r0 && n < s->N; n++)   /* dweight += dout_n in_n^T */
-                  ddpm_gemm_ws_run(ws, 0, 1, r1 - r0, s->C, OHW, 1.0f, dout + n * out_img + (size_t)r0 * OHW,
-                            OHW, in + n * in_img, OHW, 1.0f, dweight + (size_t)r0 * s->C, s->C);
+               const int t = omp_thread();
+               float *dst = t ? part + (size_t)(t - 1) * nw : dweight;
+               for (int n = t; n < s->N; n += T)   /* dst += dout_n in_n^T */
+                  ddpm_gemm_ws_run(ws, 0, 1, s->OC, s->C, OHW, 1.0f, dout + n * out_img, OHW,
+                                   in + n * in_img, OHW, 1.0f, dst, s->C);
+               #pragma omp barrier
+               #pragma omp for schedule(static)
+               for (size_t i = 0; i < nw; i++)
+                  for (int u = 1; u < T; u++) dweight[i] += part[(size_t)(u - 1) * nw + i];
             }
-         } else
-#endif
-         {
+            free(part);
+         } else {   /* one thread, or no memory for the partials */
             for (int n = 0; n < s->N; n++)
                ddpm_gemm_ws_run(ws, 0, 1, s->OC, s->C, OHW, 1.0f, dout + n * out_img, OHW, in + n * in_img,
                          OHW, 1.0f, dweight, s->C);
