@@ -136,10 +136,10 @@ static size_t chunk_floats(const ddpm_conv2d_shape *s, int nb)
 /* Images per chunk when each thread takes whole chunks of its own (0: the
    threads share every chunk instead): chunks whose cols fit in L2 and of
    which every thread gets two or more, carved out of the scratch that
-   chunks of nb images are given, and wide enough for the GEMM. Shared chunks wrote cols of several MB
-   to memory and read them back (a Fashion-MNIST downsampling layer, 64
-   images of 32 channels at 28x28: 4096 pixels a chunk, 14.5 MB of cols in
-   all). */
+   chunks of nb images are given, and wide enough for the GEMM. Shared
+   chunks wrote cols of several MB to memory and read them back (a
+   Fashion-MNIST downsampling layer, 64 images of 32 channels at 28x28:
+   4096 pixels a chunk, 14.5 MB of cols in all). */
 static int thread_chunk(const ddpm_conv2d_shape *s, int nb)
 {
    const int T = omp_threads();
