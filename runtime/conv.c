@@ -104,24 +104,6 @@ static int chunk_images(const ddpm_conv2d_shape *s)
    return nb;
 }
 
-static int omp_threads(void)
-{
-#ifdef _OPENMP
-   return omp_get_max_threads();
-#else
-   return 1;
-#endif
-}
-
-static int omp_thread(void)
-{
-#ifdef _OPENMP
-   return omp_get_thread_num();
-#else
-   return 0;
-#endif
-}
-
 /* Floats of cols and stage for chunks of nb images. */
 static size_t chunk_floats(const ddpm_conv2d_shape *s, int nb)
 {
@@ -142,7 +124,7 @@ static size_t chunk_floats(const ddpm_conv2d_shape *s, int nb)
    4096 pixels a chunk, 14.5 MB of cols in all). */
 static int thread_chunk(const ddpm_conv2d_shape *s, int nb)
 {
-   const int T = omp_threads();
+   const int T = ddpm_omp_max_threads();
    if (T < 2 || !by_image(s->N)) return 0;
    const size_t per_img = (size_t)s->C * s->KH * s->KW * s->OH * s->OW;
    int m = per_img ? (int)(THREAD_COLS_FLOATS / per_img) : 1;
@@ -453,10 +435,10 @@ void ddpm_conv2d_forward_epi(float *out, float *scratch, const float *in, const 
    const int nb = chunk_images(s);
    const int nbt = thread_chunk(s, nb);
    if (nbt) {   /* chunks by thread, each in its share of the scratch */
-      const size_t share = chunk_floats(s, nb) / omp_threads();
+      const size_t share = chunk_floats(s, nb) / ddpm_omp_max_threads();
       #pragma omp parallel for schedule(dynamic, 1)
       for (int n0 = 0; n0 < s->N; n0 += nbt) {
-         float *cols = scratch + (size_t)omp_thread() * share;
+         float *cols = scratch + (size_t)ddpm_omp_thread_num() * share;
          forward_chunk(out, cols, cols + (size_t)K * nbt * OHW, in, weight, e, s, ws, n0,
                        s->N - n0 < nbt ? s->N - n0 : nbt);
       }
@@ -517,13 +499,13 @@ void ddpm_conv2d_backward_ex(float *din, int din_accumulate, float *dweight, flo
          image); the bits depend on the thread count, as the Winograd weight
          gradient's do. din goes image by image. */
       if (dweight) {
-         const int T = by_image(s->N) ? omp_threads() : 1;
+         const int T = by_image(s->N) ? ddpm_omp_max_threads() : 1;
          const size_t nw = (size_t)s->OC * s->C;
          float *part = T > 1 ? calloc((size_t)(T - 1) * nw, sizeof *part) : NULL;
          if (part) {
             #pragma omp parallel num_threads(T)
             {
-               const int t = omp_thread();
+               const int t = ddpm_omp_thread_num();
                float *dst = t ? part + (size_t)(t - 1) * nw : dweight;
                for (int n = t; n < s->N; n += T)   /* dst += dout_n in_n^T */
                   ddpm_gemm_ws_run(ws, 0, 1, s->OC, s->C, OHW, 1.0f, dout + n * out_img, OHW,

@@ -693,24 +693,6 @@ static int check_input(int N, int H, int W)
    return DDPM_OK;
 }
 
-static int max_threads(void)
-{
-#ifdef _OPENMP
-   return omp_get_max_threads();
-#else
-   return 1;
-#endif
-}
-
-static int thread_num(void)
-{
-#ifdef _OPENMP
-   return omp_get_thread_num();
-#else
-   return 0;
-#endif
-}
-
 /* logits [N,1008] = features [N,2048] . fc^T */
 /* On the runtime's micro-kernel: each logit is one sum over k in order, so
    an image's logits do not depend on the batch it came in (OpenBLAS's
@@ -750,7 +732,7 @@ int ddpm_inception_forward(ddpm_inception *m, float *features, float *logits, co
       feat = malloc((size_t)N * DDPM_INCEPTION_FEATURES * sizeof *feat);
       if (!feat) return ddpm_seterr(DDPM_ENOMEM, "inception: out of memory");
    }
-   const int nt = N < max_threads() ? N : max_threads();
+   const int nt = N < ddpm_omp_max_threads() ? N : ddpm_omp_max_threads();
    rc = ensure_threads(m, nt);
    if (rc != DDPM_OK) {
       if (feat != features) free(feat);
@@ -760,7 +742,7 @@ int ddpm_inception_forward(ddpm_inception *m, float *features, float *logits, co
    #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
    for (int n = 0; n < N; n++) {
       if (ddpm_interrupted()) continue;
-      thr *t = &m->thr[thread_num()];
+      thr *t = &m->thr[ddpm_omp_thread_num()];
       const float *src = x + n * in_img;
       int cur = 0;
       for (int s = 0; s < 19; s++) {

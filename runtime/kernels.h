@@ -13,6 +13,31 @@
 
 #include "ddpm.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ------------------------------------------------------------ threads */
+
+/* omp_get_max_threads() and omp_get_thread_num(), 1 and 0 without OpenMP. */
+static inline int ddpm_omp_max_threads(void)
+{
+#ifdef _OPENMP
+   return omp_get_max_threads();
+#else
+   return 1;
+#endif
+}
+
+static inline int ddpm_omp_thread_num(void)
+{
+#ifdef _OPENMP
+   return omp_get_thread_num();
+#else
+   return 0;
+#endif
+}
+
 /* ------------------------------------------------------------ memory (tensor.c) */
 
 /* A 64-byte aligned block for free(); one of 2 MB or more is aligned to 2 MB

@@ -2,9 +2,10 @@
  * linear.c — the fully connected layer over rows, forward and backward.
  *
  * in [N,I], weight [O,I] (PyTorch Linear's (out, in), which is how the
- * checkpoint stores it), bias [O] or NULL, out [N,O]. Every product goes
- * through ddpm_gemm but the forward's (the runtime's GEMM). Not here: shape checks (callers make them), the 1x1
- * convolutions over NCHW (conv.c) and the attention projections (attention.c).
+ * checkpoint stores it), bias [O] or NULL, out [N,O]. The forward's product
+ * runs on the runtime's GEMM, the backward's through ddpm_gemm. Not here:
+ * shape checks (callers make them), the 1x1 convolutions over NCHW (conv.c)
+ * and the attention projections (attention.c).
  */
 #include "ddpm.h"
 #include "kernels.h"

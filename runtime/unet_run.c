@@ -145,14 +145,6 @@ static int wino_ok(const ddpm_conv2d_shape *s)
 /* Whether the node's convolution cs[k] runs through winograd.c. */
 static inline int uses_wino(const node *n, int k) { return (n->wino >> k) & 1; }
 
-static int plan_threads(void)
-{
-#ifdef _OPENMP
-   return omp_get_max_threads();
-#else
-   return 1;
-#endif
-}
 
 /* Whether the current plan runs a 3x3 stride-1 "same" convolution's
    products in bfloat16 with K summed channels (the forward's inputs, the
@@ -190,7 +182,7 @@ static size_t bf16_conv_work(const ddpm_conv2d_shape *s, int keep)
 
 static size_t conv_scratch(const ddpm_unet *m, const ddpm_conv2d_shape *s, int wino, int keep)
 {
-   const int threads = plan_threads();
+   const int threads = ddpm_omp_max_threads();
    size_t f = wino ? ddpm_wino_scratch_floats(s->N, s->C, s->OC, s->H, s->W, keep, threads)
                    : ddpm_conv2d_scratch_floats(s);
    /* with activations kept (training) both directions make their filters
@@ -313,7 +305,7 @@ static void layout_fixed(ddpm_unet *m, planner *pl, int N, int H0, int W0, int k
    m->scratch = take(pl, scratch);
    m->scratch_floats = scratch;
    m->gwork_per = (gwork + 15) & ~(size_t)15;
-   m->gwork = take(pl, m->gwork_per * (size_t)plan_threads());
+   m->gwork = take(pl, m->gwork_per * (size_t)ddpm_omp_max_threads());
    for (int k = 0; k < 3; k++) m->T[k] = take(pl, gmax);
    m->attn_tmp = keep ? NULL : take(pl, attn_tmp);
    m->stat_mean = keep ? NULL : take(pl, 2 * NG);
@@ -360,7 +352,7 @@ static size_t layout_shared(ddpm_unet *m, int N, int keep, ival *iv, int *order)
 
 static int plan(ddpm_unet *m, int N, int H, int W, int keep)
 {
-   const int threads = plan_threads();
+   const int threads = ddpm_omp_max_threads();
    if (m->arena && m->pN == N && m->pH == H && m->pW == W && m->pkeep == keep &&
        m->pthreads == threads && m->pprec == m->precision && m->pmin_c == BF16_MIN_C(m))
       return DDPM_OK;

@@ -210,10 +210,10 @@ static void pack_pairs(uint32_t *Vw, int64_t xs, const float *T0, const float *T
 }
 
 #ifdef WINO_MASKED
-/* The input transform of 16 slots (two tile rows of 8, as
+/* The input transform of 16 slots (by whole tile rows, as
    ddpm_wino_input_rows16) for channels c (plane base) and c + 1 (base +
    plane), rounded and packed as pack_pairs does, straight into V: the
-   float32 transforms stay in L1. Slots of a missing second tile row are 0. */
+   float32 transforms stay in L1. Slots from nvalid on are 0. */
 BF16_TARGET
 static void rows_pair(uint32_t *Vw, int64_t xs, int nvalid, const geom *g, const float *base,
                       int64_t plane, int64_t nstride, const pairpos *pr)
@@ -292,7 +292,7 @@ static void out_tile8(float *out, const float *M, int64_t xs, int j, const geom 
 }
 
 /* Output channel oc of a block's nslot slots: by whole tile rows where they
-   have 8 slots (winograd.c), else 8 slots at a time. */
+   have 8 or 4 slots (winograd.c), else 8 slots at a time. */
 BF16_TARGET
 static void out_rows(float *out, const float *M, int64_t xs, int nslot, const geom *g, int O,
                      int oc, const pairpos *pr, const ddpm_conv_epi *e)
@@ -300,7 +300,7 @@ static void out_rows(float *out, const float *M, int64_t xs, int nslot, const ge
 #ifdef WINO_MASKED
    if (g->spr == 8 || g->spr == 4) {
       for (int j = 0; j < nslot; j += 16)
-         ddpm_wino_output_rows16(out, M, xs, j, nslot, g, O, oc, pr + j / 2, e);
+         ddpm_wino_output_rows16(out, M + j, xs, nslot - j, g, O, oc, pr + j / 2, e);
       return;
    }
 #endif

@@ -338,17 +338,19 @@ void ddpm_wino_input_rows16(float *V, int64_t xs, int nvalid, const geom *g, con
    const __m512i ib =
       _mm512_set_epi32(27, 23, 19, 15, 11, 7, 3, -1, 27, 23, 19, 15, 11, 7, 3, -1);
    const __mmask16 k0 = spr == 8 ? 0xfefe : 0xeeee, k5 = spr == 8 ? 0x7f7f : 0x7777;
-   const int t0 = 0, w01 = spr == 8 ? 1 : 0, r01 = spr == 8 ? 0 : 1;
-   const int t1 = spr == 8 ? 1 : 2, r11 = spr == 8 ? 1 : 3;
+   /* a table's second vector: the same tile row's window 1 (spr 8) or the
+      next tile row's window 0 (spr 4); the upper half's table starts at
+      tile row 1 (spr 8) or 2 (spr 4) */
+   const int dr = spr == 8 ? 0 : 1, w2 = spr == 8 ? 1 : 0, hi = spr == 8 ? 1 : 2;
    for (int k = 0; k < 6; k++) {
       v16 col[6], o[6];
       for (int c = 0; c < 6; c++) {
          const __m512i ix = _mm512_add_epi32(ib, _mm512_set1_epi32(c));
          const __mmask16 keep = c == 0 ? k0 : c == 5 ? k5 : 0xffff;
-         const __m512 x = _mm512_maskz_permutex2var_ps(keep, (__m512)h[t0][k][0], ix,
-                                                       (__m512)h[r01][k][w01]);
-         const __m512 y = _mm512_maskz_permutex2var_ps(keep, (__m512)h[t1][k][0], ix,
-                                                       (__m512)h[r11][k][w01]);
+         const __m512 x = _mm512_maskz_permutex2var_ps(keep, (__m512)h[0][k][0], ix,
+                                                       (__m512)h[dr][k][w2]);
+         const __m512 y = _mm512_maskz_permutex2var_ps(keep, (__m512)h[hi][k][0], ix,
+                                                       (__m512)h[hi + dr][k][w2]);
          col[c] = (v16)_mm512_mask_blend_ps(0xff00, x, y);
       }
       bt6x(o, col);
@@ -361,7 +363,7 @@ void ddpm_wino_input_rows16(float *V, int64_t xs, int nvalid, const geom *g, con
 #endif
 
 /* The 16 slots j .. j+15 of a block's V (slots from nslot on are garbage for
-   the caller to zero), by whole tile rows where they have 8 slots. */
+   the caller to zero), by whole tile rows where they have 8 or 4 slots. */
 static inline void input_any16(float *V, int64_t xs, int j, int nslot, rowring *r,
                                const geom *g, const float *base, int64_t nstride,
                                const pairpos *pr)
@@ -474,8 +476,7 @@ static inline void store_tile_row(float *out, const v16 q[4][4], int lane0, int 
    const size_t base = ((size_t)p->n * OC + oc) * (size_t)g->H * g->W + (size_t)(4 * p->ty) * g->W;
    for (int z = 0; z < nz; z++) {
       const __m512i ix = _mm512_add_epi32(ib, _mm512_set1_epi32(lane0 + 4 * z));
-      const __mmask16 m = (__mmask16)(col_mask(16 * z, g->W) |
-                                      (uint32_t)col_mask(16 * z + 8, g->W) << 8);
+      const __mmask16 m = col_mask16(16 * z, g->W);
       for (int a = 0; a < 4 && 4 * p->ty + a < g->H; a++) {
          const __m512 v01 = _mm512_permutex2var_ps((__m512)q[a][0], ix, (__m512)q[a][1]);
          const __m512 v23 = _mm512_permutex2var_ps((__m512)q[a][2], ix, (__m512)q[a][3]);
@@ -489,26 +490,25 @@ static inline void store_tile_row(float *out, const v16 q[4][4], int lane0, int 
 
 /*
  * The output transform by whole tile rows (g->spr 8 or 4; pr: the block's
- * pairs from slot j on, slot j starting a tile row), 16 slots per call: A^T
+ * pairs from the first slot on, which starts a tile row), 16 slots per call: A^T
  * down the 6 rows of M, A^T along them, and each image row of a tile row
  * written at once (per-tile stores of 8 columns cost a quarter of the time
- * at 28x28). Tile rows from slot nslot on are not written.
+ * at 28x28). Tile rows from slot nvalid on are not written.
  */
-void ddpm_wino_output_rows16(float *out, const float *M, int64_t xs, int j, int nslot,
-                             const geom *g, int OC, int oc, const pairpos *pr,
-                             const ddpm_conv_epi *e)
+void ddpm_wino_output_rows16(float *out, const float *M, int64_t xs, int nvalid, const geom *g,
+                             int OC, int oc, const pairpos *pr, const ddpm_conv_epi *e)
 {
    v16 t[4][6];
    for (int l = 0; l < 6; l++) {
       v16 m[6], y[4];
-      for (int k = 0; k < 6; k++) m[k] = loadx(M + (6 * k + l) * xs + j);
+      for (int k = 0; k < 6; k++) m[k] = loadx(M + (6 * k + l) * xs);
       at6x(y, m);
       for (int a = 0; a < 4; a++) t[a][l] = y[a];
    }
    v16 q[4][4];
    for (int a = 0; a < 4; a++) at6x(q[a], t[a]);
    const int spr = g->spr, nz = spr / 4;
-   for (int r = 0; r < 16 / spr && j + r * spr < nslot; r++) {
+   for (int r = 0; r < 16 / spr && r * spr < nvalid; r++) {
       const pairpos *p = &pr[r * spr / 2];
       if (p->n < 0) break;
       store_tile_row(out, q, r * spr, nz, g, OC, oc, p, e);
@@ -524,7 +524,7 @@ static inline void output_any16(float *out, const float *M, int64_t xs, int j, i
 {
 #ifdef WINO_MASKED
    if (g->spr == 8 || g->spr == 4) {
-      ddpm_wino_output_rows16(out, M, xs, j, nslot, g, OC, oc, pr, e);
+      ddpm_wino_output_rows16(out, M + j, xs, nslot - j, g, OC, oc, pr, e);
       return;
    }
 #endif

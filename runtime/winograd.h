@@ -202,14 +202,19 @@ static inline void task_cols_masked(v8 d[][6], int nrows, int ncol, int y0, int 
       cols_of(d[i], ncol, a, b);
    }
 }
+/* Lanes k (of 16) with 0 <= x + k < W. */
+static inline __mmask16 col_mask16(int x, int W)
+{
+   return (__mmask16)(col_mask(x, W) | (uint32_t)col_mask(x + 8, W) << 8);
+}
+
 /* d[i][w] = columns 16w .. 16w+15 of image row y0 + i of a plane, for
    i < nrows and w < nw (1 or 2), masked at W; rows outside the image are
    zero: a tile row's rows as they lie, for the whole-row transforms. */
 static inline void ddpm_wino_load_rows(v16 d[][2], int nrows, int y0, int nw, const geom *g,
                                        const float *plane)
 {
-   const __mmask16 m0 = (__mmask16)(col_mask(0, g->W) | (uint32_t)col_mask(8, g->W) << 8);
-   const __mmask16 m1 = (__mmask16)(col_mask(16, g->W) | (uint32_t)col_mask(24, g->W) << 8);
+   const __mmask16 m0 = col_mask16(0, g->W), m1 = col_mask16(16, g->W);
    for (int i = 0; i < nrows; i++) {
       const int y = y0 + i;
       if (y < 0 || y >= g->H) {
@@ -241,12 +246,11 @@ void ddpm_wino_input_task(float *V, int64_t xs, int j, rowring *r, const geom *g
    zero. */
 void ddpm_wino_input_rows16(float *V, int64_t xs, int nvalid, const geom *g, const float *base,
                             int64_t nstride, const pairpos *pr);
-/* out (NCHW, O channels) = A^T M A of output channel oc for the 16 slots
-   j .. j+15 (M[xi * xs + j ..]; tile rows of 8 slots, as above), plus the
-   epilogue e; tile rows from slot nslot on are not written. */
-void ddpm_wino_output_rows16(float *out, const float *M, int64_t xs, int j, int nslot,
-                             const geom *g, int O, int oc, const pairpos *pr,
-                             const ddpm_conv_epi *e);
+/* out (NCHW, O channels) = A^T M A of output channel oc for 16 slots by
+   whole tile rows (M[xi * xs ..]; pr and nvalid as above), plus the
+   epilogue e; tile rows from nvalid on are not written. */
+void ddpm_wino_output_rows16(float *out, const float *M, int64_t xs, int nvalid, const geom *g,
+                             int O, int oc, const pairpos *pr, const ddpm_conv_epi *e);
 #endif
 /* Scratch floats of the weight gradient (winograd_wgt.c). */
 int64_t ddpm_wino_wgt_floats(const geom *g, int C, int OC, int threads);

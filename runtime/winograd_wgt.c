@@ -112,13 +112,13 @@ static void grad_rows8(v8 k[NXI], const geom *g, const float *base, int64_t nstr
       grad_down(h[0], 1, g, base, nstride, &pr[0]);
       grad_down(h[1], 1, g, base, nstride, &pr[2]);
    }
-   const int r1 = g->spr == 8 ? 0 : 1, w1 = g->spr == 8 ? 1 : 0;
+   const int dr = g->spr == 8 ? 0 : 1, w2 = g->spr == 8 ? 1 : 0;   /* as input_rows16 */
    const __m512i ib = _mm512_set_epi32(28, 24, 20, 16, 12, 8, 4, 0, 28, 24, 20, 16, 12, 8, 4, 0);
    for (int a = 0; a < 6; a++) {
       v8 col[4], o[6];
       for (int c = 0; c < 4; c++) {
          const __m512i idx = _mm512_add_epi32(ib, _mm512_set1_epi32(c));
-         const __m512 v = _mm512_permutex2var_ps((__m512)h[0][a][0], idx, (__m512)h[r1][a][w1]);
+         const __m512 v = _mm512_permutex2var_ps((__m512)h[0][a][0], idx, (__m512)h[dr][a][w2]);
          col[c] = (v8)_mm512_castps512_ps256(v);
       }
       a4(o, col);
