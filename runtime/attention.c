@@ -94,8 +94,17 @@ static void softmax_rows(float *s, int64_t R, int P)
       #pragma omp simd reduction(max:mx)
       for (int j = 1; j < P; j++) mx = row[j] > mx ? row[j] : mx;
       /* Two loops: fused with the double sum, GCC ran the exp scalar. */
+#if defined(__AVX512F__)
+      const __m512 m = _mm512_set1_ps(mx);
+      for (int j = 0; j < P; j += 16) {
+         const __mmask16 k = P - j >= 16 ? 0xffff : ddpm_tail16(P - j);
+         _mm512_mask_storeu_ps(row + j, k,
+                               ddpm_vexp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), m)));
+      }
+#else
       #pragma omp simd
       for (int j = 0; j < P; j++) row[j] = ddpm_vexpf(row[j] - mx);
+#endif
       double sum = 0;
       #pragma omp simd reduction(+:sum)
       for (int j = 0; j < P; j++) sum += row[j];

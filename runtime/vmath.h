@@ -49,4 +49,66 @@ static inline float ddpm_vexpf(float x)
    return p * scale;
 }
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+/*
+ * The same on 16 lanes, written out: the same operations in the same order,
+ * so the same bits as ddpm_vexpf lane by lane (tests/c/test_act.c checks it).
+ * GCC vectorised the scalar clamps into compares, mask logic and two blends
+ * (keeping NaN where the source has it); max and min do the same here: with
+ * the constant first, an unordered compare returns the second operand, x, so
+ * NaN still goes through. A GroupNorm + SiLU pass took 0.33 ns an element
+ * with the scalar form in an `omp simd` loop, 0.23 with this one.
+ */
+static inline __m512 ddpm_vexp16(__m512 x)
+{
+   x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);
+   x = _mm512_min_ps(_mm512_set1_ps(88.0f), x);
+   const __m512 shifter = _mm512_set1_ps(12582912.0f);
+   __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), shifter);
+   __m512 n = _mm512_sub_ps(t, shifter);
+   __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693145751953125f), x);
+   r = _mm512_fmadd_ps(n, _mm512_set1_ps(-1.42860682030941723e-6f), r);
+   __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+   const __m512i bits = _mm512_slli_epi32(
+      _mm512_add_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(127 - 0x4B400000)), 23);
+   return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+}
+
+/* -v: the sign bit flipped, as C's unary minus */
+static inline __m512 ddpm_vneg16(__m512 v)
+{
+   return _mm512_castsi512_ps(
+      _mm512_xor_epi32(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u)));
+}
+
+/* SiLU on 16 lanes: v / (1 + exp(-v)), as the scalar loops write it. */
+static inline __m512 ddpm_vsilu16(__m512 v)
+{
+   const __m512 e = ddpm_vexp16(ddpm_vneg16(v));
+   return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+/* SiLU's derivative on 16 lanes: s (1 + v (e s)), s = 1 / (1 + e),
+   e = exp(-v) (act.c says why in this form). */
+static inline __m512 ddpm_vsilu_grad16(__m512 v)
+{
+   const __m512 one = _mm512_set1_ps(1.0f);
+   const __m512 e = ddpm_vexp16(ddpm_vneg16(v));
+   const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));
+   return _mm512_mul_ps(s, _mm512_add_ps(one, _mm512_mul_ps(v, _mm512_mul_ps(e, s))));
+}
+
+/* Lanes below n (n < 16) of a 16-lane mask: a row's tail. */
+static inline __mmask16 ddpm_tail16(int n) { return (__mmask16)((1u << n) - 1u); }
+#endif
+
 #endif /* DDPM_VMATH_H */

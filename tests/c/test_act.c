@@ -38,6 +38,49 @@ static void check_vexpf(void)
    CHECK(isnan(ddpm_vexpf(NAN)), "vexpf propagates NaN");
 }
 
+/* The 16-lane forms (vmath.h, AVX-512 builds) give the scalar forms' bits,
+   lane by lane: every 61st float bit pattern of either sign up to inf, the
+   clamp edges, signed zeros, inf and NaN. */
+static void check_vexp16(void)
+{
+#if defined(__AVX512F__)
+   float xs[16 * 4096];
+   int n = 0;
+   const float edges[] = { -87.0f, -87.0001f, 88.0f, 88.0001f, 0.0f, -0.0f, INFINITY, -INFINITY,
+                           NAN, 1e-30f, -1e-30f, 20.0f, -20.0f, 1.0f, -1.0f, 0.5f };
+   for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) xs[n++] = edges[i];
+   for (uint32_t b = 0; b < 0x7f800000u && n + 2 <= (int)(sizeof xs / sizeof xs[0]);
+        b += 0x7f800000u / 32000) {
+      float f; memcpy(&f, &b, 4);
+      xs[n++] = f;
+      xs[n++] = -f;
+   }
+   n -= n % 16;
+   int exp_ok = 1, silu_ok = 1, grad_ok = 1;
+   for (int i = 0; i < n; i += 16) {
+      float e[16], s[16], g[16];
+      _mm512_storeu_ps(e, ddpm_vexp16(_mm512_loadu_ps(xs + i)));
+      _mm512_storeu_ps(s, ddpm_vsilu16(_mm512_loadu_ps(xs + i)));
+      _mm512_storeu_ps(g, ddpm_vsilu_grad16(_mm512_loadu_ps(xs + i)));
+      for (int l = 0; l < 16; l++) {
+         const float x = xs[i + l];
+         const float we = ddpm_vexpf(x), ws = x / (1.0f + ddpm_vexpf(-x));
+         const float ee = ddpm_vexpf(-x), ss = 1.0f / (1.0f + ee);
+         const float wg = ss * (1.0f + x * (ee * ss));
+         if (memcmp(&e[l], &we, 4) && !(isnan(e[l]) && isnan(we))) exp_ok = 0;
+         if (memcmp(&s[l], &ws, 4) && !(isnan(s[l]) && isnan(ws))) silu_ok = 0;
+         if (memcmp(&g[l], &wg, 4) && !(isnan(g[l]) && isnan(wg))) grad_ok = 0;
+      }
+   }
+   printf("# %d values through the 16-lane forms\n", n);
+   CHECK(exp_ok, "ddpm_vexp16 gives ddpm_vexpf's bits (NaN as NaN)");
+   CHECK(silu_ok, "ddpm_vsilu16 gives the scalar SiLU's bits");
+   CHECK(grad_ok, "ddpm_vsilu_grad16 gives the scalar SiLU derivative's bits");
+   CHECK(isnan(ddpm_vexpf(NAN)) && isnan(_mm512_cvtss_f32(ddpm_vexp16(_mm512_set1_ps(NAN)))),
+         "both propagate NaN");
+#endif
+}
+
 static void check_silu(void)
 {
    enum { n = 1000 };
@@ -206,6 +249,7 @@ static void check_keep(void)
 int main(void)
 {
    check_vexpf();
+   check_vexp16();
    check_silu();
    check_dropout();
    check_keep();
