@@ -469,6 +469,59 @@ static void bias_backward(float *dbias, const float *dout, const ddpm_conv2d_sha
    }
 }
 
+/*
+ * The chunked backward with each thread on whole chunks of its own (chunk t,
+ * t + T, ... for thread t of T) in its share of the scratch, as the forward's
+ * thread chunks (thread_chunk): dout's gather, im2col, both products and
+ * col2im stay in the core's L2, where shared chunks went through memory
+ * between the steps. dweight's sums go into a partial per thread (thread
+ * 0's is dweight), added in thread order: the bits depend on the thread
+ * count, not on scheduling. 0 when there is no memory for the partials (the
+ * caller then shares the chunks).
+ */
+static int backward_thread_chunks(float *din, int din_acc, float *dweight, float *scratch,
+                                  const float *dout, const float *in, const float *weight,
+                                  const ddpm_conv2d_shape *s, const ddpm_gemm_ws *ws, int nb,
+                                  int nbt)
+{
+   const int K = s->C * s->KH * s->KW, OHW = s->OH * s->OW, T = ddpm_omp_max_threads();
+   const size_t in_img = (size_t)s->C * s->H * s->W, out_img = (size_t)s->OC * OHW;
+   const size_t share = chunk_floats(s, nb) / T, nw = (size_t)s->OC * K;
+   const int nchunks = (s->N + nbt - 1) / nbt;
+   float *part = NULL;
+   if (dweight && !(part = calloc((size_t)(T - 1) * nw, sizeof *part))) return 0;
+   #pragma omp parallel num_threads(T)
+   {
+      const int t = ddpm_omp_thread_num(), nt = ddpm_omp_num_threads();
+      float *cols = scratch + (size_t)t * share, *stage = cols + (size_t)K * nbt * OHW;
+      float *dw = t ? part + (size_t)(t - 1) * nw : dweight;
+      for (int ci = t; ci < nchunks; ci += nt) {
+         const int n0 = ci * nbt, m = s->N - n0 < nbt ? s->N - n0 : nbt, P = m * OHW;
+         const float *g = dout + n0 * out_img;
+         if (m > 1) {
+            gather_dout(stage, g, m, s->OC, OHW);
+            g = stage;
+         }
+         if (dweight) {
+            im2col(cols, in + n0 * in_img, m, s);
+            ddpm_gemm_ws_run(ws, 0, 1, s->OC, K, P, 1.0f, g, P, cols, P, 1.0f, dw, K);
+         }
+         if (din) {
+            ddpm_gemm_ws_run(ws, 1, 0, K, P, s->OC, 1.0f, weight, K, g, P, 0.0f, cols, P);
+            col2im_add(din + n0 * in_img, cols, m, s, din_acc);
+         }
+      }
+      if (dweight) {
+         #pragma omp barrier
+         #pragma omp for schedule(static)
+         for (size_t i = 0; i < nw; i++)
+            for (int u = 1; u < nt; u++) dweight[i] += part[(size_t)(u - 1) * nw + i];
+      }
+   }
+   free(part);
+   return 1;
+}
+
 void ddpm_conv2d_backward(float *din, float *dweight, float *dbias, float *scratch,
                           const float *dout, const float *in, const float *weight,
                           const ddpm_conv2d_shape *s)
@@ -531,6 +584,10 @@ void ddpm_conv2d_backward_ex(float *din, int din_accumulate, float *dweight, flo
       return;
    }
    const int nb = chunk_images(s);
+   const int nbt = thread_chunk(s, nb);
+   if (nbt && backward_thread_chunks(din, din_accumulate, dweight, scratch, dout, in, weight, s,
+                                     ws, nb, nbt))
+      return;
    float *cols = scratch;
    float *stage = scratch + (size_t)K * nb * OHW;
    for (int n0 = 0; n0 < s->N; n0 += nb) {

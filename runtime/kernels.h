@@ -19,7 +19,8 @@
 
 /* ------------------------------------------------------------ threads */
 
-/* omp_get_max_threads() and omp_get_thread_num(), 1 and 0 without OpenMP. */
+/* omp_get_max_threads(), omp_get_thread_num() and omp_get_num_threads(): 1,
+   0 and 1 without OpenMP. */
 static inline int ddpm_omp_max_threads(void)
 {
 #ifdef _OPENMP
@@ -35,6 +36,15 @@ static inline int ddpm_omp_thread_num(void)
    return omp_get_thread_num();
 #else
    return 0;
+#endif
+}
+
+static inline int ddpm_omp_num_threads(void)
+{
+#ifdef _OPENMP
+   return omp_get_num_threads();
+#else
+   return 1;
 #endif
 }
 
