@@ -228,6 +228,24 @@ static void group_backward(float *dx, int accumulate, float *dgamma, float *dbet
       const float *dnc = dn + (int64_t)cc * HW;
       float *dxc = dx + (int64_t)cc * HW;
       const float *ac = add ? add + (int64_t)cc * HW : NULL;
+      if (!dsum) {   /* the same values, without the double sum (its conversions) */
+         if (ac && accumulate) {
+            #pragma omp simd
+            for (int i = 0; i < HW; i++)
+               dxc[i] = (dxc[i] + ac[i]) + (dnc[i] * a + ((xc[i] - m_hi) - m_lo) * k1 + k0);
+         } else if (ac) {
+            #pragma omp simd
+            for (int i = 0; i < HW; i++)
+               dxc[i] = ac[i] + (dnc[i] * a + ((xc[i] - m_hi) - m_lo) * k1 + k0);
+         } else if (accumulate) {
+            #pragma omp simd
+            for (int i = 0; i < HW; i++) dxc[i] += dnc[i] * a + ((xc[i] - m_hi) - m_lo) * k1 + k0;
+         } else {
+            #pragma omp simd
+            for (int i = 0; i < HW; i++) dxc[i] = dnc[i] * a + ((xc[i] - m_hi) - m_lo) * k1 + k0;
+         }
+         continue;
+      }
       double s = 0;
       if (ac) {
          #pragma omp simd reduction(+:s)
@@ -251,7 +269,7 @@ static void group_backward(float *dx, int accumulate, float *dgamma, float *dbet
             dxc[i] = v;
          }
       }
-      if (dsum) dsum[c] = (float)s;
+      dsum[c] = (float)s;
    }
 }
 
