@@ -9,10 +9,10 @@
  * of attention and of the 1x1 shortcuts (gemm_bf16.c, through
  * ddpm_gemm_ws.bf16). Everything else (GroupNorm, softmax, the strided
  * convolutions, the time embedding) stays float32. Sampling, the NLL bound
- * and training use it alike; in training the forward and the input
- * gradient (dX) of the 3x3 layers and every product of attention and the
- * 1x1 layers (their weight gradients too) multiply in bfloat16; the 3x3
- * weight gradients, the master weights, Adam and the EMA stay float32.
+ * and training use it alike; in training the forward, the input gradient
+ * (dX) and the weight gradient (dW) of the 3x3 layers and every product of
+ * attention and the 1x1 layers multiply in bfloat16; the master weights,
+ * Adam and the EMA stay float32.
  */
 #ifndef DDPM_BF16_H
 #define DDPM_BF16_H
@@ -66,6 +66,20 @@ size_t ddpm_gemm_bf16_work_floats(int M, int N, int K);
 int ddpm_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                    int64_t sa, const float *B, int ldb, int64_t sb, float beta, float *C,
                    int ldc, int64_t sc, int nbatch, const ddpm_gemm_ws *ws);
+
+/* Rows x K of X [r][k] = src[r * rs + k * ks] rounded to bfloat16 pairs of
+   consecutive k (bf16_kern.h's words) in panels of W rows: row r, pair kk
+   at dst[(r / W) * pw + kk * W + r % W]; rows from `rows` up to `pad` zero.
+   ks == 1 or rs == 1 (and then W a multiple of 16, or 8). */
+void ddpm_bf16_pack(uint32_t *dst, int W, int64_t pw, const float *src, int64_t rs, int64_t ks,
+                    int rows, int pad, int K);
+
+/* ddpm_wino_backward_weight (kernels.h) with the 36 products over slots in
+   bfloat16 (sums in float32): the transformed input and the transformed
+   dout rounded as they are packed. The same scratch. */
+void ddpm_wino_bf16_backward_weight(float *dweight, float *dbias, float *scratch,
+                                    size_t nscratch, const float *dout, const float *in, int N,
+                                    int C, int H, int W, int OC);
 
 /* The U-Net's cache of transformed bfloat16 filters (unet_bf16.c). */
 typedef struct ddpm_bf16_cache ddpm_bf16_cache;

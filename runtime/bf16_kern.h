@@ -25,16 +25,17 @@
 #define BNR (16 * BNV)
 #define PF_AHEAD 1024   /* words of A prefetched ahead (4 KB: the next xi's panel) */
 
-/* M[r][0..16 nv) = sum over pairs k of A[k][r] . B[k][0..16 nv) (r < BMR);
-   nv (1..BNV) a constant where it is inlined. */
+/* M[r][0..16 nv) = sum over pairs k of A[k][r] . B[k][0..16 nv) (r < BMR),
+   or += with add; nv (1..BNV) and add constants where it is inlined. */
 BF16_TARGET
 static inline __attribute__((always_inline)) void
 kern_nv(float *restrict M, int64_t ldm, const uint32_t *restrict A, const uint32_t *restrict B,
-        int64_t ldb, int K2, const int nv)
+        int64_t ldb, int K2, const int nv, const int add)
 {
    __m512 acc[BMR][BNV];
    for (int r = 0; r < BMR; r++)
-      for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_ps();
+      for (int v = 0; v < nv; v++)
+         acc[r][v] = add ? _mm512_loadu_ps(M + r * ldm + 16 * v) : _mm512_setzero_ps();
    for (int k = 0; k < K2; k++) {
       __m512bh b[BNV];
       for (int v = 0; v < nv; v++)
@@ -53,26 +54,25 @@ kern_nv(float *restrict M, int64_t ldm, const uint32_t *restrict A, const uint32
       for (int v = 0; v < nv; v++) _mm512_storeu_ps(M + r * ldm + 16 * v, acc[r][v]);
 }
 
-BF16_TARGET static __attribute__((unused)) void
-bf16_kern3(float *M, int64_t ldm, const uint32_t *A, const uint32_t *B, int64_t ldb, int K2)
-{
-   kern_nv(M, ldm, A, B, ldb, K2, 3);
-}
-BF16_TARGET static __attribute__((unused)) void
-bf16_kern2(float *M, int64_t ldm, const uint32_t *A, const uint32_t *B, int64_t ldb, int K2)
-{
-   kern_nv(M, ldm, A, B, ldb, K2, 2);
-}
-BF16_TARGET static __attribute__((unused)) void
-bf16_kern1(float *M, int64_t ldm, const uint32_t *A, const uint32_t *B, int64_t ldb, int K2)
-{
-   kern_nv(M, ldm, A, B, ldb, K2, 1);
-}
+#define DEF_KERN(name, nv, add)                                                              \
+   BF16_TARGET static __attribute__((unused)) void                                           \
+   name(float *M, int64_t ldm, const uint32_t *A, const uint32_t *B, int64_t ldb, int K2)     \
+   {                                                                                         \
+      kern_nv(M, ldm, A, B, ldb, K2, nv, add);                                               \
+   }
+DEF_KERN(bf16_kern3, 3, 0)
+DEF_KERN(bf16_kern2, 2, 0)
+DEF_KERN(bf16_kern1, 1, 0)
+DEF_KERN(bf16_kern3_add, 3, 1)
+DEF_KERN(bf16_kern2_add, 2, 1)
+DEF_KERN(bf16_kern1_add, 1, 1)
+#undef DEF_KERN
 
 /* The BMR rows of M over the columns [0, nc), nc a multiple of 16: full
    BNR-wide micro-tiles, then one of 32 or 16 for the rest, so that few
    columns (the Winograd blocks of the 4x4 and 8x8 levels: 8 or 32 tiles at
-   batch 8) multiply no more zero columns than 15. */
+   batch 8) multiply no more zero columns than 15. M += the products when
+   add (the weight gradient's sums over chunks of slots). */
 static __attribute__((unused)) void
 bf16_kern_cols(float *M, int64_t ldm, const uint32_t *A, const uint32_t *B, int64_t ldb, int K2,
                int nc)
@@ -81,6 +81,16 @@ bf16_kern_cols(float *M, int64_t ldm, const uint32_t *A, const uint32_t *B, int6
    for (; jb + BNR <= nc; jb += BNR) bf16_kern3(M + jb, ldm, A, B + jb, ldb, K2);
    if (nc - jb == 32) bf16_kern2(M + jb, ldm, A, B + jb, ldb, K2);
    else if (nc - jb == 16) bf16_kern1(M + jb, ldm, A, B + jb, ldb, K2);
+}
+
+static __attribute__((unused)) void
+bf16_kern_cols_add(float *M, int64_t ldm, const uint32_t *A, const uint32_t *B, int64_t ldb,
+                   int K2, int nc)
+{
+   int jb = 0;
+   for (; jb + BNR <= nc; jb += BNR) bf16_kern3_add(M + jb, ldm, A, B + jb, ldb, K2);
+   if (nc - jb == 32) bf16_kern2_add(M + jb, ldm, A, B + jb, ldb, K2);
+   else if (nc - jb == 16) bf16_kern1_add(M + jb, ldm, A, B + jb, ldb, K2);
 }
 
 #endif /* DDPM_BF16_KERN_H */

@@ -59,8 +59,8 @@ static inline uint32_t pair_word(const float *src, int64_t rs, int64_t ks, int r
    over the panel by a scatter) or rs == 1 (each k's rows contiguous: two
    rows of k make 16 words of consecutive rows). W is BMR or BNR. */
 BF16_TARGET
-static void pack(uint32_t *dst, int W, int64_t pw, const float *src, int64_t rs, int64_t ks,
-                 int rows, int pad, int K)
+void ddpm_bf16_pack(uint32_t *dst, int W, int64_t pw, const float *src, int64_t rs, int64_t ks,
+                    int rows, int pad, int K)
 {
    const int K2 = (K + 1) / 2;
 #define AT(r, kk) dst[(int64_t)((r) / W) * pw + (int64_t)(kk) * W + (r) % W]
@@ -111,16 +111,18 @@ static void pack_a(uint32_t *dst, int ta, int M, int K, const float *A, int lda,
 {
    const int64_t pw = (int64_t)((K + 1) / 2) * BMR;
    const int r0 = p0 * BMR, r1 = p1 * BMR < M ? p1 * BMR : M;
-   pack(dst + p0 * pw, BMR, pw, ta ? A + r0 : A + (int64_t)r0 * lda, ta ? 1 : lda, ta ? lda : 1,
-        r1 - r0, (p1 - p0) * BMR, K);
+   ddpm_bf16_pack(dst + p0 * pw, BMR, pw, ta ? A + r0 : A + (int64_t)r0 * lda, ta ? 1 : lda,
+                  ta ? lda : 1, r1 - r0, (p1 - p0) * BMR, K);
 }
 
 /* Columns [c0, c0 + n) of op(B) [K,N] into panels of BNR columns [K2][BNR] */
 static void pack_b(uint32_t *dst, int tb, int K, const float *B, int ldb, int c0, int n)
 {
    const int64_t pw = (int64_t)((K + 1) / 2) * BNR;
-   if (tb) pack(dst, BNR, pw, B + (int64_t)c0 * ldb, ldb, 1, n, (int)round_up(n, 16), K);
-   else pack(dst, BNR, pw, B + c0, 1, ldb, n, (int)round_up(n, 16), K);
+   if (tb)
+      ddpm_bf16_pack(dst, BNR, pw, B + (int64_t)c0 * ldb, ldb, 1, n, (int)round_up(n, 16), K);
+   else
+      ddpm_bf16_pack(dst, BNR, pw, B + c0, 1, ldb, n, (int)round_up(n, 16), K);
 }
 
 size_t ddpm_gemm_bf16_work_floats(int M, int N, int K)

@@ -480,8 +480,9 @@ static void conv_dx_bf16(ddpm_unet *m, float *din, int din_acc, const float *dou
    pend(m, PF_CONV3_DX, t0);
 }
 
-/* din (+)= ..., dw += ..., db += ... (each may be NULL). The weight
-   gradient stays float32 in either precision. */
+/* din (+)= ..., dw += ..., db += ... (each may be NULL); with bfloat16 the
+   Winograd weight gradient's products too, where the layer's forward ran
+   in bfloat16. */
 static void conv_bwd(ddpm_unet *m, float *din, int din_acc, float *dw, float *db,
                      const float *dout, const float *in, const float *w,
                      const ddpm_conv2d_shape *s, int wino)
@@ -499,10 +500,11 @@ static void conv_bwd(ddpm_unet *m, float *din, int din_acc, float *dw, float *db
       ddpm_conv_bias_backward(db, dout, s->N, s->OC, (int64_t)s->H * s->W);
       pend(m, PF_BIAS_BWD, t0);
    }
-   if (dw) {   /* the bias's gradient with the weights' */
+   if (dw) {   /* the bias's gradient with the weights'; bfloat16 products where the
+                  forward's were */
       t0 = pbegin(m);
-      ddpm_wino_backward_weight(dw, db, m->scratch, m->scratch_floats, dout, in, s->N, s->C,
-                                s->H, s->W, s->OC);
+      (bf16_fwd(m, s) ? ddpm_wino_bf16_backward_weight : ddpm_wino_backward_weight)(
+         dw, db, m->scratch, m->scratch_floats, dout, in, s->N, s->C, s->H, s->W, s->OC);
       pend(m, PF_CONV3_DW, t0);
    }
    if (din && dx16) {

@@ -9,6 +9,8 @@
  * over slots runs on the same register-blocked micro-kernel (mkernel.h) with
  * output channels as its vector side.
  */
+#include "bf16.h"
+#include "bf16_kern.h"
 #include "transpose.h"
 #include "winograd.h"
 
@@ -127,48 +129,50 @@ static void grad_rows8(v8 k[NXI], const geom *g, const float *base, int64_t nstr
 }
 #endif
 
-/* dg += G^T du G for output channels oc0 .. oc0+7 (those < OC) of input
-   channel c, in double (9 outputs per 36 inputs), one lane per output
-   channel: the operations and their order are those of the earlier scalar
-   loop over single filters, so the bits are too, at a fraction of its cost
-   (it was ~6% of a CIFAR-10 training step). du = dU + c * OCw + oc0;
-   the 8 lanes lie inside dU's rows (OCw is a multiple of NRW). */
-typedef double v8d __attribute__((vector_size(64)));
-
-static void filter_bwd8(float *dweight, const float *du, int64_t xs, int OC, int C, int oc0, int c)
+/* dg += G^T du G for output channels oc0 .. oc0+15 (those < OC) of input
+   channel c, one lane per output channel (du = dU + c * OCw + oc0; the 16
+   lanes lie inside dU's rows, OCw being a multiple of NRW), in float32:
+   dU's own sums over thousands of slots carry more rounding than these 36
+   terms add. Whole cache lines of dU: with 8 lanes (in double) each line
+   was read twice, by items far apart, and the 36 planes' loads were half
+   of a CIFAR-10 weight gradient's filter transform. */
+static void filter_bwd16(float *dweight, const float *du, int64_t xs, int OC, int C, int oc0,
+                         int c)
 {
-   const double k6 = 1.0 / 6, k12 = 1.0 / 12, k24 = 1.0 / 24;
-   v8d t[6][3];
+   const float k6 = 1.0f / 6, k12 = 1.0f / 12, k24 = 1.0f / 24;
+   v16 t[6][3];
    for (int k = 0; k < 6; k++) {
-      v8d d[6];
-      for (int l = 0; l < 6; l++) d[l] = __builtin_convertvector(loadv(du + (6 * k + l) * xs), v8d);
-      t[k][0] = d[0] * 0.25 - (d[1] + d[2]) * k6 + (d[3] + d[4]) * k24;
+      v16 d[6];
+      for (int l = 0; l < 6; l++) d[l] = loadx(du + (6 * k + l) * xs);
+      t[k][0] = d[0] * 0.25f - (d[1] + d[2]) * k6 + (d[3] + d[4]) * k24;
       t[k][1] = (d[2] - d[1]) * k6 + (d[3] - d[4]) * k12;
       t[k][2] = (d[3] + d[4] - d[1] - d[2]) * k6 + d[5];
    }
-   v8 r[9];
+   v16 r[9];
    for (int c3 = 0; c3 < 3; c3++) {
-      v8d d[6];
+      v16 d[6];
       for (int k = 0; k < 6; k++) d[k] = t[k][c3];
-      r[c3] = __builtin_convertvector(d[0] * 0.25 - (d[1] + d[2]) * k6 + (d[3] + d[4]) * k24, v8);
-      r[3 + c3] = __builtin_convertvector((d[2] - d[1]) * k6 + (d[3] - d[4]) * k12, v8);
-      r[6 + c3] = __builtin_convertvector((d[3] + d[4] - d[1] - d[2]) * k6 + d[5], v8);
+      r[c3] = d[0] * 0.25f - (d[1] + d[2]) * k6 + (d[3] + d[4]) * k24;
+      r[3 + c3] = (d[2] - d[1]) * k6 + (d[3] - d[4]) * k12;
+      r[6 + c3] = (d[3] + d[4] - d[1] - d[2]) * k6 + d[5];
    }
-   const int nl = OC - oc0 < 8 ? OC - oc0 : 8;
+   const int nl = OC - oc0 < 16 ? OC - oc0 : 16;
    for (int j = 0; j < nl; j++) {
       float *dw = dweight + ((size_t)(oc0 + j) * C + c) * 9;
       for (int q = 0; q < 9; q++) dw[q] += r[q][j];
    }
 }
 
-/* dweight [OC, C, 3, 3] += G^T dU G for every filter, 8 output channels per
-   work item (call inside a parallel region). */
+/* dweight [OC, C, 3, 3] += G^T dU G for every filter, input channel by input
+   channel (call inside a parallel region): each of the 36 planes of dU is
+   read along its rows, which the hardware prefetchers follow; by output
+   channels first, the 36 strided streams waited on memory. */
 static void filters_bwd(float *dweight, const float *dU, int64_t uxs, int OC, int C, int OCw)
 {
    #pragma omp for schedule(static)
-   for (int ob = 0; ob < OC; ob += 8)
-      for (int c = 0; c < C; c++)
-         filter_bwd8(dweight, dU + (int64_t)c * OCw + ob, uxs, OC, C, ob, c);
+   for (int c = 0; c < C; c++)
+      for (int ob = 0; ob < OC; ob += 16)
+         filter_bwd16(dweight, dU + (int64_t)c * OCw + ob, uxs, OC, C, ob, c);
 }
 
 DDPM_MKERNEL(kern_wgt, NVW)
@@ -186,10 +190,21 @@ static int64_t wdu_floats(int C, int OC)
    return NXI * xstride(round_up(C, MR) * round_up(OC, NRW));
 }
 
+/* bfloat16 products (wgt_product_bf16): the rows of V and the columns of D
+   need whole panels of the bf16 micro-kernel's BMR rows */
+#define WGT_BF16 (MR % BMR == 0)
+
+/* Words of one xi plane's two packed operands for chunks of tw slots. */
+static int64_t pack_words(int tw, int C, int OC)
+{
+   return (int64_t)(tw / 2) * (round_up(C, MR) + round_up(OC, NRW));
+}
+
 static int64_t wpriv_floats(int C, int OC)
 {
    const int64_t tw = wpriv_slots(C, OC), Cp = round_up(C, MR), OCw = round_up(OC, NRW);
-   return wdu_floats(C, OC) + NXI * (xstride(Cp * tw) + xstride(tw * OCw));
+   return wdu_floats(C, OC) + NXI * (xstride(Cp * tw) + xstride(tw * OCw)) +
+          pack_words((int)tw, C, OC);
 }
 
 static int wpriv_threads(const geom *g, int C, int OC, int threads, size_t nscratch)
@@ -206,7 +221,8 @@ static int wpriv_threads(const geom *g, int C, int OC, int threads, size_t nscra
 int64_t ddpm_wino_wgt_floats(const geom *g, int C, int OC, int threads)
 {
    const int64_t tw = wchunk_slots(g, C, OC), OCw = round_up(OC, NRW), Cp = round_up(C, MR);
-   int64_t shared = NXI * (xstride(Cp * OCw) + xstride(Cp * tw) + xstride(tw * OCw));
+   int64_t shared = NXI * (xstride(Cp * OCw) + xstride(Cp * tw) + xstride(tw * OCw)) +
+                    (threads > 0 ? threads : 1) * pack_words((int)tw, C, OC);
    int nt = wpriv_threads(g, C, OC, threads, 0);
    int64_t priv = nt ? wdu_floats(C, OC) + nt * wpriv_floats(C, OC) : 0;
    return shared > priv ? shared : priv;
@@ -302,6 +318,47 @@ static void bias_sums(double *acc, const float *D7, int OCw, int o0, int o1, int
    }
 }
 
+#if WGT_BF16
+/* Ux [Cp][OCw] (+)= Vx [Cp][TW] . Dx [nk][OCw] over the nk slots (even),
+   with the products in bfloat16: V's rows packed as BMR-row panels of slot
+   pairs, D as one panel of OCw columns (bf16_kern.h), into pk, then the
+   micro-kernel's float32 sums (added to Ux when add). */
+BF16_TARGET
+static void wgt_product_bf16(float *Ux, const float *Vx, int64_t TW, const float *Dx, int Cp,
+                             int OCw, int nk, int add, uint32_t *pk)
+{
+   const int K2 = nk / 2;
+   uint32_t *A = pk, *B = pk + (int64_t)K2 * Cp;
+   ddpm_bf16_pack(A, BMR, (int64_t)K2 * BMR, Vx, TW, 1, Cp, Cp, nk);
+   ddpm_bf16_pack(B, OCw, 0, Dx, 1, OCw, OCw, OCw, nk);
+   for (int p = 0; p < Cp / BMR; p++) {
+      float *M = Ux + (int64_t)p * BMR * OCw;
+      const uint32_t *Ap = A + (int64_t)p * K2 * BMR;
+      if (add) bf16_kern_cols_add(M, OCw, Ap, B, OCw, K2, OCw);
+      else bf16_kern_cols(M, OCw, Ap, B, OCw, K2, OCw);
+   }
+}
+#endif
+
+/* Ux (+)= the product of one xi plane of a chunk: float32 on the runtime's
+   micro-kernel, or bfloat16 (pk: its packing space). */
+static void wgt_product(float *Ux, const float *Vx, int64_t TW, const float *Dx, int Cp, int OCw,
+                        int nk, int add, int bf16, uint32_t *pk)
+{
+#if WGT_BF16
+   if (bf16) {
+      wgt_product_bf16(Ux, Vx, TW, Dx, Cp, OCw, nk, add, pk);
+      return;
+   }
+#else
+   (void)bf16; (void)pk;
+#endif
+   for (int cb = 0; cb < Cp; cb += MR)
+      for (int ob = 0; ob < OCw; ob += NRW)
+         kern_wgt(Ux + (int64_t)cb * OCw + ob, OCw, Vx + (int64_t)cb * TW, TW, 1, Dx + ob, OCw,
+                  nk, add);
+}
+
 /*
  * dU^T[xi][c][oc] = sum over slots of V[xi][c][slot] dMt[xi][slot][oc], chunk
  * by chunk of slots, then dweight[oc][c] += G^T dU G. V is the forward's input
@@ -311,9 +368,9 @@ static void bias_sums(double *acc, const float *D7, int OCw, int o0, int o1, int
  * t + nt, ...) into its own partial dU, and the partials are added in thread
  * order: the bits depend on the thread count, not on scheduling.
  */
-void ddpm_wino_backward_weight(float *dweight, float *dbias, float *scratch, size_t nscratch,
-                               const float *dout, const float *in, int N, int C, int H, int W,
-                               int OC)
+static void backward_weight(float *dweight, float *dbias, float *scratch, size_t nscratch,
+                            const float *dout, const float *in, int N, int C, int H, int W,
+                            int OC, int bf16)
 {
    if (N <= 0 || C <= 0 || OC <= 0 || H <= 0 || W <= 0) return;
    const geom g = make_geom(N, H, W);
@@ -346,6 +403,7 @@ void ddpm_wino_backward_weight(float *dweight, float *dbias, float *scratch, siz
          /* thread 0 sums straight into dU (its partial is the first term
             of the reduction below anyway) */
          float *Pt = P + t * per, *Ut = t ? Pt : dU, *V = Pt + wdu_floats(C, OC), *D = V + NXI * vxs;
+         uint32_t *pk = (uint32_t *)(D + NXI * dxs);
          int first = 1;
          for (int64_t b = t; b < nb; b += T) {
             const int64_t s0 = b * TW;
@@ -357,11 +415,8 @@ void ddpm_wino_backward_weight(float *dweight, float *dbias, float *scratch, siz
                grad_block(D, dxs, dout, &g, OC, OCw, ob, nslot, rb, pr);
             if (dbias) bias_sums(dbs + (int64_t)t * OCw, D + 7 * dxs, OCw, 0, OCw, nslot);
             for (int x = 0; x < NXI; x++)
-               for (int cb = 0; cb < Cp; cb += MR)
-                  for (int ob = 0; ob < OCw; ob += NRW)
-                     kern_wgt(Ut + x * uxs + (int64_t)cb * OCw + ob, OCw,
-                              V + x * vxs + (int64_t)cb * TW, TW, 1, D + x * dxs + ob, OCw, nk,
-                              !first);
+               wgt_product(Ut + x * uxs, V + x * vxs, TW, D + x * dxs, Cp, OCw, nk, !first, bf16,
+                           pk);
             first = 0;
          }
          if (first) memset(Ut, 0, (size_t)wdu_floats(C, OC) * sizeof *Ut);
@@ -391,8 +446,14 @@ void ddpm_wino_backward_weight(float *dweight, float *dbias, float *scratch, siz
    const int64_t vxs = xstride((int64_t)Cp * TW), dxs = xstride((int64_t)TW * OCw);
    float *V = dU + NXI * uxs;                         /* [36][Cp][TW] */
    float *D = V + NXI * vxs;                          /* [36][TW][OCw] */
+   uint32_t *pks = (uint32_t *)(D + NXI * dxs);       /* per thread: pack_words */
+   const int64_t pkw = pack_words(TW, C, OC);
+   /* bfloat16 where the scratch has the packing space of every thread */
+   if (bf16 && (int64_t)nscratch < ddpm_wino_wgt_floats(&g, C, OC, ddpm_omp_max_threads()))
+      bf16 = 0;
    #pragma omp parallel
    {
+      uint32_t *pk = pks + (int64_t)ddpm_omp_thread_num() * pkw;
       float rb[4 * 6 * g.rw];
       pairpos pr[TW / 2 + 4];
       for (int64_t s0 = 0; s0 < g.S; s0 += TW) {
@@ -413,12 +474,8 @@ void ddpm_wino_backward_weight(float *dweight, float *dbias, float *scratch, siz
          }
          #pragma omp for schedule(dynamic, 1)
          for (int x = 0; x < NXI; x++) {
-            const float *Vx = V + x * vxs, *Dx = D + x * dxs;
-            float *Ux = dU + x * uxs;
-            for (int cb = 0; cb < Cp; cb += MR)
-               for (int ob = 0; ob < OCw; ob += NRW)
-                  kern_wgt(Ux + (int64_t)cb * OCw + ob, OCw, Vx + (int64_t)cb * TW, TW, 1,
-                           Dx + ob, OCw, nk, s0 > 0);
+            wgt_product(dU + x * uxs, V + x * vxs, TW, D + x * dxs, Cp, OCw, nk, s0 > 0, bf16,
+                        pk);
          }
       }
       filters_bwd(dweight, dU, uxs, OC, C, OCw);
@@ -427,4 +484,18 @@ void ddpm_wino_backward_weight(float *dweight, float *dbias, float *scratch, siz
          for (int oc = 0; oc < OC; oc++) dbias[oc] += (float)dbs[oc];
       }
    }
+}
+
+void ddpm_wino_backward_weight(float *dweight, float *dbias, float *scratch, size_t nscratch,
+                               const float *dout, const float *in, int N, int C, int H, int W,
+                               int OC)
+{
+   backward_weight(dweight, dbias, scratch, nscratch, dout, in, N, C, H, W, OC, 0);
+}
+
+void ddpm_wino_bf16_backward_weight(float *dweight, float *dbias, float *scratch,
+                                    size_t nscratch, const float *dout, const float *in, int N,
+                                    int C, int H, int W, int OC)
+{
+   backward_weight(dweight, dbias, scratch, nscratch, dout, in, N, C, H, W, OC, WGT_BF16);
 }

@@ -2,14 +2,15 @@
  * test_bf16.c — the bfloat16 precision against float32: every 3x3 layer
  * shape of the CIFAR-10 U-Net (and edge-tile shapes of Fashion-MNIST's)
  * through wino_bf16.c against winograd.c's float32 forward and input
- * gradient, the whole CIFAR-10 network's output and one training step's
+ * gradient (and the weight gradient's bfloat16 products against its float32
+ * ones), the whole CIFAR-10 network's output and one training step's
  * gradients in both precisions, that the filter cache follows every way of
  * changing the weights and makes nothing again when they stay, that a
  * backward runs with its forward's precision, and the error a CPU without
  * AVX512-BF16 gives.
  *
  * Bounds (relative L2 error, ||bf16 - f32|| / ||f32||): 3.5e-2 per layer,
- * forward and input gradient alike (the input gradient is the same Winograd
+ * forward, input gradient and weight gradient alike (the input gradient is the same Winograd
  * forward over dout); 1e-1 for the whole network's output, 1.5e-1 for a
  * training step's gradients (their errors add up through every layer of
  * the forward and back again). bfloat16 keeps 8 significant bits, so each
@@ -198,6 +199,61 @@ static ddpm_unet *cifar_model(void)
    return m;
 }
 
+/* The weight gradient of one layer N x I x H x W -> O with bfloat16 products
+   against winograd.c's float32 one (dweight and dbias accumulate onto the
+   same starting values; the errors are of the added gradient). */
+static double layer_dw(int N, int I, int O, int H, int W, double *rb)
+{
+   const size_t nin = (size_t)N * I * H * W, nout = (size_t)N * O * H * W, nw = (size_t)O * I * 9;
+   const size_t ns = ddpm_wino_scratch_floats(N, I, O, H, W, 1, omp_get_max_threads());
+   float *in = malloc(nin * 4), *dout = malloc(nout * 4), *sc = malloc(ns * 4);
+   float *w32 = malloc(nw * 4), *w16 = malloc(nw * 4), *b32 = malloc(O * 4), *b16 = malloc(O * 4);
+   fill(in, nin, 21, 1.0f);
+   fill(dout, nout, 22, 1.0f);
+   fill(w32, nw, 23, 0.1f);
+   memcpy(w16, w32, nw * 4);
+   fill(b32, O, 24, 0.1f);
+   memcpy(b16, b32, O * 4);
+   ddpm_wino_backward_weight(w32, b32, sc, ns, dout, in, N, I, H, W, O);
+   memset(sc, 0xff, ns * 4);
+   ddpm_wino_bf16_backward_weight(w16, b16, sc, ns, dout, in, N, I, H, W, O);
+   float *base = malloc(nw * 4), *bb = malloc(O * 4);
+   fill(base, nw, 23, 0.1f);
+   fill(bb, O, 24, 0.1f);
+   for (size_t i = 0; i < nw; i++) { w32[i] -= base[i]; w16[i] -= base[i]; }
+   for (int o = 0; o < O; o++) { b32[o] -= bb[o]; b16[o] -= bb[o]; }
+   const double r = rel_l2(w16, w32, nw);
+   *rb = rel_l2(b16, b32, O);
+   free(in); free(dout); free(sc); free(w32); free(w16); free(b32); free(b16); free(base); free(bb);
+   return r;
+}
+
+static void test_dw_layers(void)
+{
+   /* N, I, O, H, W: chunks shared by the threads (few slots, many
+      channels) and chunks of their own (many slots), Fashion-MNIST's edge
+      tiles, and odd channel counts */
+   static const int shapes[][5] = {
+      {2, 128, 128, 32, 32}, {2, 256, 256, 8, 8}, {8, 128, 128, 32, 32}, {2, 128, 3, 32, 32},
+      {3, 32, 32, 28, 28}, {16, 64, 64, 7, 7}, {1, 5, 7, 6, 10},
+   };
+   double worst = 0;
+   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+      const int *s = shapes[i];
+      double rb, r = layer_dw(s[0], s[1], s[2], s[3], s[4], &rb);
+      printf("# weight gradient N=%d %d->%d %dx%d: relative L2 error %.3e, bias %.3e\n", s[0],
+             s[1], s[2], s[3], s[4], r, rb);
+      /* above 1e-3: the products were rounded (float32 sums differ by ~1e-7) */
+      CHECK(r > 1e-3 && r < LAYER_BOUND,
+            "bf16 weight gradient of %d->%d at %dx%d within %.1e of float32, and rounded (%.2e)",
+            s[1], s[2], s[3], s[4], LAYER_BOUND, r);
+      CHECK(rb < 1e-3, "its bias gradient (dout's transform summed in float32, not rounded) "
+            "within 1e-3 (%.2e)", rb);
+      if (r > worst) worst = r;
+   }
+   printf("# worst weight gradient: %.3e\n", worst);
+}
+
 static void test_network(void)
 {
    ddpm_unet *m = cifar_model();
@@ -369,6 +425,7 @@ int main(void)
    }
    test_layers();
    test_dx_layers();
+   test_dw_layers();
    test_network();
    test_cache();
    test_training_step();
