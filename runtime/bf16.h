@@ -10,9 +10,9 @@
  * ddpm_gemm_ws.bf16). Everything else (GroupNorm, softmax, the strided
  * convolutions, the time embedding) stays float32. Sampling, the NLL bound
  * and training use it alike; in training the forward, the input gradient
- * (dX) and the weight gradient (dW) of the 3x3 layers and every product of
- * attention and the 1x1 layers multiply in bfloat16; the master weights,
- * Adam and the EMA stay float32.
+ * (dX) and the weight gradient (dW, 16x16 and up) of the 3x3 layers and
+ * every product of attention and the 1x1 layers multiply in bfloat16; the
+ * master weights, Adam and the EMA stay float32.
  */
 #ifndef DDPM_BF16_H
 #define DDPM_BF16_H

@@ -53,6 +53,44 @@ static inline uint32_t pair_word(const float *src, int64_t rs, int64_t ks, int r
    return lo | hi << 16;
 }
 
+/* The 16 pairs of 32 consecutive k of 8 rows (row q at s + q rs) as 16
+   groups of the 8 rows' words, at dst[kk * 8 + q]: one panel's slice, the
+   8 x 16 words turned in registers by three rounds of two-source permutes
+   (a scatter per row cost several times as much). */
+BF16_TARGET
+static inline void pack8x32(uint32_t *dst, const float *s, int64_t rs)
+{
+   __m512i a[8], b[8], c[8];
+   for (int q = 0; q < 8; q++)
+      a[q] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(s + q * rs + 16),
+                                          _mm512_loadu_ps(s + q * rs));
+   /* b: rows 2j, 2j+1 word by word, k pairs 0..7 (lo) and 8..15 (hi) */
+   const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+   const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                       24, 8);
+   for (int j = 0; j < 4; j++) {
+      b[j] = _mm512_permutex2var_epi32(a[2 * j], lo, a[2 * j + 1]);
+      b[4 + j] = _mm512_permutex2var_epi32(a[2 * j], hi, a[2 * j + 1]);
+   }
+   /* c: rows 4h .. 4h+3 by pair; c[4h + 0..3] = pairs 0-3, 4-7, 8-11, 12-15 */
+   const __m512i l2 = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
+   const __m512i h2 = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
+   for (int h = 0; h < 2; h++) {
+      c[4 * h + 0] = _mm512_permutex2var_epi64(b[2 * h], l2, b[2 * h + 1]);
+      c[4 * h + 1] = _mm512_permutex2var_epi64(b[2 * h], h2, b[2 * h + 1]);
+      c[4 * h + 2] = _mm512_permutex2var_epi64(b[4 + 2 * h], l2, b[4 + 2 * h + 1]);
+      c[4 * h + 3] = _mm512_permutex2var_epi64(b[4 + 2 * h], h2, b[4 + 2 * h + 1]);
+   }
+   /* two pairs of all 8 rows per vector */
+   const __m512i l3 = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+   const __m512i h3 = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
+   for (int u = 0; u < 4; u++) {
+      _mm512_storeu_si512((void *)(dst + 32 * u), _mm512_permutex2var_epi64(c[u], l3, c[4 + u]));
+      _mm512_storeu_si512((void *)(dst + 32 * u + 16),
+                          _mm512_permutex2var_epi64(c[u], h3, c[4 + u]));
+   }
+}
+
 /* rows x K of X (as pair_word) into panels of W rows: element (r, kk) at
    dst[(r / W) * pw + kk * W + r % W]; rows past `rows` up to `pad` zero.
    Either ks == 1 (each row's k contiguous: 32 floats make 16 words, spread
@@ -69,7 +107,13 @@ void ddpm_bf16_pack(uint32_t *dst, int W, int64_t pw, const float *src, int64_t 
                                                                5, 4, 3, 2, 1, 0),
                                               _mm512_set1_epi32(W));
       const int kv = K / 32 * 32;
-      for (int r = 0; r < rows; r++) {
+      int r = 0;
+      if (W == 8)   /* whole panels: 8 rows' words turned in registers */
+         for (; r + 8 <= rows; r += 8)
+            for (int k = 0; k < kv; k += 32) pack8x32(&AT(r, k / 2), src + (int64_t)r * rs + k, rs);
+      for (int kk = kv / 2; kk < K2 && W == 8; kk++)
+         for (int q = 0; q < r; q++) AT(q, kk) = pair_word(src, rs, ks, q, kk, K);
+      for (; r < rows; r++) {
          const float *s = src + (int64_t)r * rs;
          for (int k = 0; k < kv; k += 32) {
             const __m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(s + k + 16),
