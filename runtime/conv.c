@@ -16,7 +16,8 @@
  * What it isn't: no shape or argument checks (the U-Net and the bindings check
  * before calling), no allocation (the caller passes scratch of
  * ddpm_conv2d_scratch_floats() floats), no dilation, groups or FFT; the U-Net's
- * 3x3 stride-1 layers go through winograd.c instead.
+ * 3x3 stride-1 layers go through winograd.c instead, and those with 1 to
+ * THIN_MAX_C channels on a side through conv_thin.c (from here).
  */
 #include "ddpm.h"
 #include "kernels.h"
@@ -165,7 +166,7 @@ size_t ddpm_conv2d_gemm_work_floats(const ddpm_conv2d_shape *s)
 
 size_t ddpm_conv2d_scratch_floats(const ddpm_conv2d_shape *s)
 {
-   if (is_pointwise(s) || s->N <= 0) return 0;
+   if (is_pointwise(s) || ddpm_conv_thin(s) || s->N <= 0) return 0;
    int nb = chunk_images(s);
    size_t P = (size_t)nb * s->OH * s->OW;
    size_t rows = (size_t)s->C * s->KH * s->KW;
@@ -417,6 +418,10 @@ void ddpm_conv2d_forward_epi(float *out, float *scratch, const float *in, const 
       store_out(out, NULL, &e2, 0, 0, s->N, s->OC, OHW);
       return;
    }
+   if (ddpm_conv_thin(s)) {   /* a side of 1 to THIN_MAX_C channels: direct */
+      ddpm_conv_thin_forward(out, in, weight, e, s);
+      return;
+   }
    if (is_pointwise(s)) {
       /* out_n [OC, HW] = weight [OC, C] . in_n [C, HW]: in_n is its own cols;
          an epilogue adding out itself becomes beta = 1. */
@@ -542,6 +547,10 @@ void ddpm_conv2d_backward_ex(float *din, int din_accumulate, float *dweight, flo
    }
    if (dbias) bias_backward(dbias, dout, s);
    if (K <= 0 || (!din && !dweight)) return;
+   if (ddpm_conv_thin(s)) {
+      ddpm_conv_thin_backward(din, din_accumulate, dweight, dout, in, weight, s);
+      return;
+   }
    const size_t in_img = (size_t)s->C * s->H * s->W, out_img = (size_t)s->OC * OHW;
    if (is_pointwise(s)) {
       /* beta = 1 makes the GEMMs accumulate straight into the caller's

@@ -117,6 +117,20 @@ void ddpm_conv2d_backward_ex(float *din, int din_accumulate, float *dweight, flo
                              const ddpm_gemm_ws *ws);
 size_t ddpm_conv2d_gemm_work_floats(const ddpm_conv2d_shape *s);
 
+/* ------------------------------------------------------------ conv_thin.c */
+
+/* 3x3 stride-1 "same" convolutions with at most THIN_MAX_C channels on one
+   side (the U-Net's first and last layers), direct: conv.c sends them here
+   (no scratch). The bits depend neither on threads nor on the batch. */
+#define THIN_MAX_C 3
+int ddpm_conv_thin(const ddpm_conv2d_shape *s);
+void ddpm_conv_thin_forward(float *out, const float *in, const float *weight,
+                            const ddpm_conv_epi *e, const ddpm_conv2d_shape *s);
+/* din (+)= the input gradient (din_accumulate), dweight += the weight
+   gradient; either may be NULL. */
+void ddpm_conv_thin_backward(float *din, int din_accumulate, float *dweight, const float *dout,
+                             const float *in, const float *weight, const ddpm_conv2d_shape *s);
+
 /* ------------------------------------------------------------ winograd.c */
 
 /* 3x3, stride 1, zero padding 1 ("same") convolution by Winograd's F(4x4,3x3):

@@ -130,8 +130,9 @@ static size_t pack(ival *v, int n, int *order)
 }
 
 /* 3x3 stride-1 same convolutions go through winograd.c when it pays (enough
-   tiles per image: ddpm_wino_pays); -DWINO_MIN_C=n sends those with fewer than n input
-   or output channels to im2col + GEMM. */
+   tiles per image: ddpm_wino_pays) and both sides have more than THIN_MAX_C
+   channels (else conv.c runs them direct, conv_thin.c); -DWINO_MIN_C=n sends
+   those with fewer than n input or output channels to conv.c. */
 #ifndef WINO_MIN_C
 #define WINO_MIN_C 1
 #endif
@@ -139,7 +140,7 @@ static int wino_ok(const ddpm_conv2d_shape *s)
 {
    return s->KH == 3 && s->KW == 3 && s->stride == 1 && s->pad_t == 1 && s->pad_l == 1 &&
           s->OH == s->H && s->OW == s->W && s->C >= WINO_MIN_C && s->OC >= WINO_MIN_C &&
-          ddpm_wino_pays(s->H, s->W);
+          !ddpm_conv_thin(s) && ddpm_wino_pays(s->H, s->W);
 }
 
 /* Whether the node's convolution cs[k] runs through winograd.c. */

@@ -381,13 +381,19 @@ int main(void)
       { "1x1 pad bottom (not pointwise)", 2, 3, 4, 4, 2, 1, 1, 0, 0, 1, 0, 1 },
       /* 40x40 = 1600 output pixels: CONV_CHUNK_PIXELS 4096 puts 2 images in a
          chunk, so 5 images run as chunks of 2, 2, 1 */
-      { "chunks 2+2+1, 40x40",         5, 2, 40, 40, 3, 3, 1, 1, 1, 1, 1, 1 },
+      { "chunks 2+2+1, 40x40",         5, 4, 40, 40, 4, 3, 1, 1, 1, 1, 1, 1 },
       { "chunks 3+1, stride 2, 64x80", 4, 3, 64, 80, 4, 3, 2, 0, 0, 1, 1, 1 },
       /* the 4x4 level's im2col (a masked permutation per tap on AVX-512) */
       { "3x3 pad 1 at 4x4, 3 images",  3, 5, 4, 4, 6, 3, 1, 1, 1, 1, 1, 1 },
       /* 6 images of 16x16 outputs on 2 threads: chunks of one image each,
          every thread its own (conv.c's thread_chunk) */
       { "stride 2, a chunk a thread",  6, 3, 32, 32, 5, 3, 2, 0, 0, 1, 1, 1 },
+      /* 3x3 "same" with 3 or fewer channels on a side: direct (conv_thin.c;
+         case 0 too): 37 columns (two passes of 32), 28x28 into one channel,
+         a 1x2 image */
+      { "thin 1 -> 9, 5x37",           2, 1, 5, 37, 9, 3, 1, 1, 1, 1, 1, 1 },
+      { "thin 9 -> 1, 28x28",          3, 9, 28, 28, 1, 3, 1, 1, 1, 1, 1, 1 },
+      { "thin 6 -> 3, 1x2",            2, 6, 1, 2, 3, 3, 1, 1, 1, 1, 1, 0 },
    };
    test_make();
    test_downsample_conformance();
@@ -404,6 +410,7 @@ int main(void)
       static const conv_case big = { "pointwise 48->40 at 16x16", 3, 48, 16, 16, 40, 1, 1, 0, 0, 0, 0, 1 };
       test_variants(&big, 106, w);        /* big enough for the runtime GEMM */
       test_variants(&cases[12], 107, w);  /* a chunk per thread */
+      test_variants(&cases[14], 108, w);  /* thin, images and channels in parallel */
    }
    return check_done();
 }
