@@ -83,35 +83,40 @@ static void project(const ddpm_gemm_ws *ws, float *y, const float *x, const floa
    mm(ws, 0, 0, C, P, C, 1.0f, w, C, x, P, 1.0f, y, P);
 }
 
+/* One row replaced by its softmax. */
+static void softmax_row(float *row, int P)
+{
+   float mx = row[0];
+   #pragma omp simd reduction(max:mx)
+   for (int j = 1; j < P; j++) mx = row[j] > mx ? row[j] : mx;
+   /* Two loops: fused with the double sum, GCC ran the exp scalar. */
+#if defined(__AVX512F__)
+   const __m512 m = _mm512_set1_ps(mx);
+   int j = 0;
+   for (; j + 16 <= P; j += 16)
+      _mm512_storeu_ps(row + j, ddpm_vexp16(_mm512_sub_ps(_mm512_loadu_ps(row + j), m)));
+   if (j < P) {
+      const __mmask16 k = ddpm_tail16(P - j);
+      _mm512_mask_storeu_ps(row + j, k,
+                            ddpm_vexp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), m)));
+   }
+#else
+   #pragma omp simd
+   for (int j = 0; j < P; j++) row[j] = ddpm_vexpf(row[j] - mx);
+#endif
+   double sum = 0;
+   #pragma omp simd reduction(+:sum)
+   for (int j = 0; j < P; j++) sum += row[j];
+   const float inv = (float)(1.0 / sum);
+   #pragma omp simd
+   for (int j = 0; j < P; j++) row[j] *= inv;
+}
+
 /* Rows of s [R,P] replaced by their softmax. Subtracting the row maximum
    keeps exp in range; the sum is taken in double. */
 static void softmax_rows(float *s, int64_t R, int P)
 {
-   #pragma omp parallel for schedule(static) if (R * P > PAR_MIN)
-   for (int64_t r = 0; r < R; r++) {
-      float *row = s + r * P;
-      float mx = row[0];
-      #pragma omp simd reduction(max:mx)
-      for (int j = 1; j < P; j++) mx = row[j] > mx ? row[j] : mx;
-      /* Two loops: fused with the double sum, GCC ran the exp scalar. */
-#if defined(__AVX512F__)
-      const __m512 m = _mm512_set1_ps(mx);
-      for (int j = 0; j < P; j += 16) {
-         const __mmask16 k = P - j >= 16 ? 0xffff : ddpm_tail16(P - j);
-         _mm512_mask_storeu_ps(row + j, k,
-                               ddpm_vexp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), m)));
-      }
-#else
-      #pragma omp simd
-      for (int j = 0; j < P; j++) row[j] = ddpm_vexpf(row[j] - mx);
-#endif
-      double sum = 0;
-      #pragma omp simd reduction(+:sum)
-      for (int j = 0; j < P; j++) sum += row[j];
-      const float inv = (float)(1.0 / sum);
-      #pragma omp simd
-      for (int j = 0; j < P; j++) row[j] *= inv;
-   }
+   DDPM_PAR_FOR(R * P > PAR_MIN, R, r, softmax_row(s + r * P, P));
 }
 
 /* In place ds [P,P]: from dL/datt to dL/dscores = att * (ds - rowsum(ds * att)).

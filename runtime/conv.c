@@ -223,15 +223,14 @@ static void im2col4(float *cols, const float *in, int nb, const ddpm_conv2d_shap
    __mmask16 msk[9];
    taps4(idx, msk, 1);
    const size_t P = (size_t)nb * 16;
-   #pragma omp parallel for collapse(2) schedule(static)
-   for (int c = 0; c < s->C; c++)
-      for (int j = 0; j < nb; j++) {
-         const __m512 plane = _mm512_loadu_ps(in + ((size_t)j * s->C + c) * 16);
-         float *dst = cols + (size_t)c * 9 * P + (size_t)j * 16;
-         for (int t = 0; t < 9; t++)
-            _mm512_storeu_ps(dst + t * P, _mm512_maskz_permutexvar_ps(
-                                             msk[t], _mm512_loadu_si512(idx[t]), plane));
-      }
+   DDPM_PAR_FOR(1, (int64_t)s->C * nb, it, {
+      const int c = (int)(it / nb), j = (int)(it % nb);
+      const __m512 plane = _mm512_loadu_ps(in + ((size_t)j * s->C + c) * 16);
+      float *dst = cols + (size_t)c * 9 * P + (size_t)j * 16;
+      for (int t = 0; t < 9; t++)
+         _mm512_storeu_ps(dst + t * P, _mm512_maskz_permutexvar_ps(
+                                          msk[t], _mm512_loadu_si512(idx[t]), plane));
+   });
 }
 
 /* Summed in tap order in a register, as col2im_add sums in memory
@@ -243,18 +242,17 @@ static void col2im4(float *din, const float *dcols, int nb, const ddpm_conv2d_sh
    __mmask16 msk[9];
    taps4(idx, msk, -1);
    const size_t P = (size_t)nb * 16;
-   #pragma omp parallel for collapse(2) schedule(static)
-   for (int j = 0; j < nb; j++)
-      for (int c = 0; c < s->C; c++) {
-         float *dst = din + ((size_t)j * s->C + c) * 16;
-         __m512 acc = accumulate ? _mm512_loadu_ps(dst) : _mm512_setzero_ps();
-         const float *src = dcols + (size_t)c * 9 * P + (size_t)j * 16;
-         for (int t = 0; t < 9; t++)
-            acc = _mm512_add_ps(acc, _mm512_maskz_permutexvar_ps(
-                                        msk[t], _mm512_loadu_si512(idx[t]),
-                                        _mm512_loadu_ps(src + t * P)));
-         _mm512_storeu_ps(dst, acc);
-      }
+   DDPM_PAR_FOR(1, (int64_t)nb * s->C, it, {
+      const int j = (int)(it / s->C), c = (int)(it % s->C);
+      float *dst = din + ((size_t)j * s->C + c) * 16;
+      __m512 acc = accumulate ? _mm512_loadu_ps(dst) : _mm512_setzero_ps();
+      const float *src = dcols + (size_t)c * 9 * P + (size_t)j * 16;
+      for (int t = 0; t < 9; t++)
+         acc = _mm512_add_ps(acc, _mm512_maskz_permutexvar_ps(
+                                     msk[t], _mm512_loadu_si512(idx[t]),
+                                     _mm512_loadu_ps(src + t * P)));
+      _mm512_storeu_ps(dst, acc);
+   });
 }
 #endif
 
@@ -270,9 +268,8 @@ static void im2col(float *cols, const float *in, int nb, const ddpm_conv2d_shape
    const int KK = s->KH * s->KW, rows = s->C * KK, OW = s->OW, st = s->stride;
    const size_t ohw = (size_t)s->OH * s->OW, P = (size_t)nb * ohw;
    const size_t plane = (size_t)s->H * s->W;
-   #pragma omp parallel for collapse(2) schedule(static)
-   for (int r = 0; r < rows; r++) {
-      for (int j = 0; j < nb; j++) {
+   DDPM_PAR_FOR(1, (int64_t)rows * nb, it, {
+         const int r = (int)(it / nb), j = (int)(it % nb);
          const int c = r / KK, ky = r % KK / s->KW, kx = r % s->KW;
          const float *src = in + ((size_t)j * s->C + c) * plane;
          float *dst = cols + (size_t)r * P + (size_t)j * ohw;
@@ -292,8 +289,7 @@ static void im2col(float *cols, const float *in, int nb, const ddpm_conv2d_shape
                for (int ox = lo; ox < hi; ox++) dst[ox] = row[ox * st];
             for (int ox = hi; ox < OW; ox++) dst[ox] = 0;
          }
-      }
-   }
+   });
 }
 
 /* din [nb, C, H, W] (+)= col2im(dcols [C*KH*KW, nb*OH*OW]). Each (image, channel)
@@ -311,27 +307,25 @@ static void col2im_add(float *din, const float *dcols, int nb, const ddpm_conv2d
    const int OW = s->OW, st = s->stride;
    const size_t ohw = (size_t)s->OH * s->OW, P = (size_t)nb * ohw;
    const size_t plane = (size_t)s->H * s->W;
-   #pragma omp parallel for collapse(2) schedule(static)
-   for (int j = 0; j < nb; j++) {
-      for (int c = 0; c < s->C; c++) {
-         float *dst = din + ((size_t)j * s->C + c) * plane;
-         if (!accumulate) memset(dst, 0, plane * sizeof *dst);
-         for (int ky = 0; ky < s->KH; ky++) {
-            for (int kx = 0; kx < s->KW; kx++) {
-               const size_t r = ((size_t)c * s->KH + ky) * s->KW + kx;
-               const float *src = dcols + r * P + (size_t)j * ohw;
-               int lo, hi;
-               valid_range(&lo, &hi, kx, s->pad_l, st, s->W, OW);
-               for (int oy = 0; oy < s->OH; oy++, src += OW) {
-                  const int iy = oy * st - s->pad_t + ky;
-                  if (iy < 0 || iy >= s->H) continue;
-                  float *row = dst + (size_t)iy * s->W - s->pad_l + kx;
-                  for (int ox = lo; ox < hi; ox++) row[ox * st] += src[ox];
-               }
+   DDPM_PAR_FOR(1, (int64_t)nb * s->C, it, {
+      const int j = (int)(it / s->C), c = (int)(it % s->C);
+      float *dst = din + ((size_t)j * s->C + c) * plane;
+      if (!accumulate) memset(dst, 0, plane * sizeof *dst);
+      for (int ky = 0; ky < s->KH; ky++) {
+         for (int kx = 0; kx < s->KW; kx++) {
+            const size_t r = ((size_t)c * s->KH + ky) * s->KW + kx;
+            const float *src = dcols + r * P + (size_t)j * ohw;
+            int lo, hi;
+            valid_range(&lo, &hi, kx, s->pad_l, st, s->W, OW);
+            for (int oy = 0; oy < s->OH; oy++, src += OW) {
+               const int iy = oy * st - s->pad_t + ky;
+               if (iy < 0 || iy >= s->H) continue;
+               float *row = dst + (size_t)iy * s->W - s->pad_l + kx;
+               for (int ox = lo; ox < hi; ox++) row[ox * st] += src[ox];
             }
          }
       }
-   }
+   });
 }
 
 /* out [nb, OC, ohw] <- mat [OC, nb*ohw] + the epilogue (e may be NULL); n0 is
@@ -342,31 +336,29 @@ static void store_out(float *out, const float *mat, const ddpm_conv_epi *e, int 
 {
    const size_t P = (size_t)nb * ohw;
    const float *add = e && e->add ? e->add + off : NULL;
-   #pragma omp parallel for collapse(2) schedule(static)
-   for (int j = 0; j < nb; j++) {
-      for (int oc = 0; oc < OC; oc++) {
-         const size_t o = ((size_t)j * OC + oc) * ohw;
-         float *dst = out + o;
-         const float *src = mat ? mat + (size_t)oc * P + (size_t)j * ohw : dst;
-         float b = e && e->bias ? e->bias[oc] : 0.0f;
-         if (e && e->bias_nc) b += e->bias_nc[(size_t)(n0 + j) * OC + oc];
-         if (add)
-            for (size_t p = 0; p < ohw; p++) dst[p] = src[p] + b + add[o + p];
-         else
-            for (size_t p = 0; p < ohw; p++) dst[p] = src[p] + b;
-      }
-   }
+   DDPM_PAR_FOR(1, (int64_t)nb * OC, it, {
+      const int j = (int)(it / OC), oc = (int)(it % OC);
+      const size_t o = ((size_t)j * OC + oc) * ohw;
+      float *dst = out + o;
+      const float *src = mat ? mat + (size_t)oc * P + (size_t)j * ohw : dst;
+      float b = e && e->bias ? e->bias[oc] : 0.0f;
+      if (e && e->bias_nc) b += e->bias_nc[(size_t)(n0 + j) * OC + oc];
+      if (add)
+         for (size_t p = 0; p < ohw; p++) dst[p] = src[p] + b + add[o + p];
+      else
+         for (size_t p = 0; p < ohw; p++) dst[p] = src[p] + b;
+   });
 }
 
 /* mat [OC, nb*ohw] <- dout [nb, OC, ohw], so one GEMM sees the whole chunk. */
 static void gather_dout(float *mat, const float *dout, int nb, int OC, size_t ohw)
 {
    const size_t P = (size_t)nb * ohw;
-   #pragma omp parallel for collapse(2) schedule(static)
-   for (int j = 0; j < nb; j++)
-      for (int oc = 0; oc < OC; oc++)
-         memcpy(mat + (size_t)oc * P + (size_t)j * ohw, dout + ((size_t)j * OC + oc) * ohw,
-                ohw * sizeof *mat);
+   DDPM_PAR_FOR(1, (int64_t)nb * OC, it, {
+      const int j = (int)(it / OC), oc = (int)(it % OC);
+      memcpy(mat + (size_t)oc * P + (size_t)j * ohw, dout + ((size_t)j * OC + oc) * ohw,
+             ohw * sizeof *mat);
+   });
 }
 
 void ddpm_conv2d_forward(float *out, float *scratch, const float *in,

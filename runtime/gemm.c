@@ -102,6 +102,86 @@ static void pack_b(float *dst, int tb, int N, int K, const float *B, int ldb, in
    }
 }
 
+/* One product's operands and its layout in the work space. */
+typedef struct gemm_args {
+   int ta, tb, M, N, K;
+   float alpha;
+   const float *A;
+   int lda;
+   const float *B;
+   int ldb;
+   float beta;
+   float *C;
+   int ldc;
+   float *Bp, *At;            /* packed B panels, the last rows of A */
+   int np, mp, mfull, tail_n;
+} gemm_args;
+
+/* Thread t of nt: its share of the packing (transposed B's panels j = t,
+   t + nt, ...; a partial last panel and the last rows of A by threads 0 and
+   nt - 1). */
+static void gemm_pack(const gemm_args *g, int t, int nt)
+{
+   if (g->tb) {
+      for (int j = t; j < g->np; j += nt)
+         pack_b(g->Bp + (int64_t)j * g->K * NRG, 1, g->N, g->K, g->B, g->ldb, j);
+   } else if (g->tail_n && t == 0) {
+      pack_b(g->Bp, 0, g->N, g->K, g->B, g->ldb, g->np - 1);
+   }
+   if (g->mfull < g->mp && t == nt - 1) {   /* the last rows, zero-padded to MR, as [k][MR] */
+      const int m0 = g->mfull * MR, rows = g->M - m0;
+      for (int k = 0; k < g->K; k++)
+         for (int r = 0; r < MR; r++)
+            g->At[(int64_t)k * MR + r] = r >= rows ? 0.0f
+               : g->ta ? g->A[(int64_t)k * g->lda + m0 + r] : g->A[(int64_t)(m0 + r) * g->lda + k];
+   }
+}
+
+/* Thread t of nt: tiles (j, i) in [j][i] order, a contiguous share of them. */
+static void gemm_tiles(const gemm_args *g, int t, int nt)
+{
+   const int ta = g->ta, tb = g->tb, M = g->M, N = g->N, K = g->K;
+   const float alpha = g->alpha, beta = g->beta;
+   const float *A = g->A, *B = g->B;
+   const int lda = g->lda, ldb = g->ldb, ldc = g->ldc;
+   float *C = g->C;
+   const float *Bp = g->Bp, *At = g->At;
+   const int64_t ntiles = (int64_t)g->np * g->mp;
+   const int64_t q0 = ntiles * t / nt, q1 = ntiles * (t + 1) / nt;
+   for (int64_t q = q0; q < q1; q++) {
+      const int j = (int)(q / g->mp), i = (int)(q % g->mp);
+      const int m0 = i * MR, n0 = j * NRG;
+      const int rows = M - m0 < MR ? M - m0 : MR, cols = N - n0 < NRG ? N - n0 : NRG;
+      const float *a;
+      int64_t ars, aks;
+      if (rows == MR) {
+         a = ta ? A + m0 : A + (int64_t)m0 * lda;
+         ars = ta ? 1 : lda;
+         aks = ta ? lda : 1;
+      } else {
+         a = At; ars = 1; aks = MR;
+      }
+      const float *b;
+      int64_t ldbp;
+      if (tb) { b = Bp + (int64_t)j * K * NRG; ldbp = NRG; }
+      else if (cols < NRG) { b = Bp; ldbp = NRG; }
+      else { b = B + n0; ldbp = ldb; }
+      float *c = C + (int64_t)m0 * ldc + n0;
+      if (rows == MR && cols == NRG && alpha == 1.0f && (beta == 0.0f || beta == 1.0f)) {
+         gemm_kern(c, ldc, a, ars, aks, b, ldbp, K, beta == 1.0f);
+         continue;
+      }
+      float tt[MR * NRG];
+      tile(cols, tt, NRG, a, ars, aks, b, ldbp, K, 0);
+      for (int r = 0; r < rows; r++)
+         for (int qq = 0; qq < cols; qq++) {
+            float *cc = c + (int64_t)r * ldc + qq;
+            const float v = alpha * tt[r * NRG + qq];
+            *cc = beta == 0.0f ? v : v + beta * *cc;
+         }
+   }
+}
+
 void ddpm_gemm_fast(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                     const float *B, int ldb, float beta, float *C, int ldc, float *work)
 {
@@ -124,59 +204,21 @@ void ddpm_gemm_fast(int ta, int tb, int M, int N, int K, float alpha, const floa
 #ifdef _OPENMP
    par = !omp_in_parallel() && omp_get_max_threads() > 1 && (double)M * N * K > 2e6;
 #endif
-   #pragma omp parallel if (par)
+   const gemm_args g = { ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, Bp, At, np, mp,
+                         mfull, tail_n };
+   if (!par) {   /* no parallel region at all: inside another one (each image's
+                    product in a thread of its own) an inactive nested region
+                    cost ~2 us and futex calls, thousands per training step */
+      gemm_pack(&g, 0, 1);
+      gemm_tiles(&g, 0, 1);
+      return;
+   }
+   #pragma omp parallel
    {
-      if (tb) {
-         #pragma omp for schedule(static)
-         for (int j = 0; j < np; j++) pack_b(Bp + (int64_t)j * K * NRG, 1, N, K, B, ldb, j);
-      } else if (tail_n) {
-         #pragma omp single nowait
-         pack_b(Bp, 0, N, K, B, ldb, np - 1);
-      }
-      if (mfull < mp) {   /* the last rows, zero-padded to MR, as [k][MR] */
-         #pragma omp single nowait
-         {
-            const int m0 = mfull * MR, rows = M - m0;
-            for (int k = 0; k < K; k++)
-               for (int r = 0; r < MR; r++)
-                  At[(int64_t)k * MR + r] = r >= rows ? 0.0f
-                     : ta ? A[(int64_t)k * lda + m0 + r] : A[(int64_t)(m0 + r) * lda + k];
-         }
-      }
+      const int t = ddpm_omp_thread_num(), nt = ddpm_omp_num_threads();
+      gemm_pack(&g, t, nt);
       #pragma omp barrier
-      #pragma omp for collapse(2) schedule(static)
-      for (int j = 0; j < np; j++)
-         for (int i = 0; i < mp; i++) {
-            const int m0 = i * MR, n0 = j * NRG;
-            const int rows = M - m0 < MR ? M - m0 : MR, cols = N - n0 < NRG ? N - n0 : NRG;
-            const float *a;
-            int64_t ars, aks;
-            if (rows == MR) {
-               a = ta ? A + m0 : A + (int64_t)m0 * lda;
-               ars = ta ? 1 : lda;
-               aks = ta ? lda : 1;
-            } else {
-               a = At; ars = 1; aks = MR;
-            }
-            const float *b;
-            int64_t ldbp;
-            if (tb) { b = Bp + (int64_t)j * K * NRG; ldbp = NRG; }
-            else if (cols < NRG) { b = Bp; ldbp = NRG; }
-            else { b = B + n0; ldbp = ldb; }
-            float *c = C + (int64_t)m0 * ldc + n0;
-            if (rows == MR && cols == NRG && alpha == 1.0f && (beta == 0.0f || beta == 1.0f)) {
-               gemm_kern(c, ldc, a, ars, aks, b, ldbp, K, beta == 1.0f);
-               continue;
-            }
-            float t[MR * NRG];
-            tile(cols, t, NRG, a, ars, aks, b, ldbp, K, 0);
-            for (int r = 0; r < rows; r++)
-               for (int q = 0; q < cols; q++) {
-                  float *cc = c + (int64_t)r * ldc + q;
-                  const float v = alpha * t[r * NRG + q];
-                  *cc = beta == 0.0f ? v : v + beta * *cc;
-               }
-         }
+      gemm_tiles(&g, t, nt);
    }
 }
 

@@ -48,6 +48,35 @@ static inline int ddpm_omp_num_threads(void)
 #endif
 }
 
+/* 1 when a parallel region here would run on more than one thread: cond,
+   and not inside another region. A nested region runs on one thread anyway,
+   and setting it up is not free: ~2 us and futex calls each (an `if (0)`
+   region's too), thousands per training step where each image's products
+   run in a thread of their own. */
+static inline int ddpm_par(int cond)
+{
+#ifdef _OPENMP
+   return cond && omp_get_max_threads() > 1 && !omp_in_parallel();
+#else
+   (void)cond;
+   return 0;
+#endif
+}
+
+/* for (i = 0; i < n; i++) body, the iterations independent: in a parallel
+   region of its own (static schedule) when ddpm_par(cond), else right here
+   with no region at all. */
+#define DDPM_PAR_FOR(cond, n, i, ...)                                    \
+   do {                                                                  \
+      const int64_t n_ = (n);                                            \
+      if (ddpm_par(cond)) {                                              \
+         _Pragma("omp parallel for schedule(static)")                    \
+         for (int64_t i = 0; i < n_; i++) { __VA_ARGS__; }               \
+      } else {                                                           \
+         for (int64_t i = 0; i < n_; i++) { __VA_ARGS__; }               \
+      }                                                                  \
+   } while (0)
+
 /* ------------------------------------------------------------ memory (tensor.c) */
 
 /* A 64-byte aligned block for free(); one of 2 MB or more is aligned to 2 MB
