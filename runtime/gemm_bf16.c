@@ -207,6 +207,43 @@ static void product(float *C, int ldc, const uint32_t *Ap, const uint32_t *Bp, i
    }
 }
 
+/* One call's operands and split, for its work items. */
+typedef struct bf16_args {
+   int ta, tb, M, N, K, K2, mp;
+   float alpha, beta;
+   const float *A;
+   int lda;
+   int64_t sa;
+   const float *B;
+   int ldb;
+   int64_t sb;
+   float *C;
+   int ldc;
+   int64_t sc;
+   int nchunk, cpanels;
+   int64_t awords;
+} bf16_args;
+
+/* Work item it (batch item, chunk of columns) in the region `mine` (B's
+   panels after awords words; A_b too when sa != 0, repacked only when the
+   batch item changes, *packed_a), A's shared panels in `shared` when sa == 0. */
+static void bf16_item(const bf16_args *g, int64_t it, uint32_t *mine, const uint32_t *shared,
+                      int64_t *packed_a)
+{
+   const int64_t b = it / g->nchunk;
+   const int c0 = (int)(it % g->nchunk) * g->cpanels * BNR;
+   const int n = g->N - c0 < g->cpanels * BNR ? g->N - c0 : g->cpanels * BNR;
+   const uint32_t *Ap = shared;
+   if (g->sa != 0) {
+      if (*packed_a != b) pack_a(mine, g->ta, g->M, g->K, g->A + b * g->sa, g->lda, 0, g->mp);
+      *packed_a = b;
+      Ap = mine;
+   }
+   uint32_t *Bp = mine + g->awords;
+   pack_b(Bp, g->tb, g->K, g->B + b * g->sb, g->ldb, c0, n);
+   product(g->C + b * g->sc, g->ldc, Ap, Bp, g->M, g->K2, c0, n, g->alpha, g->beta);
+}
+
 int ddpm_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                    int64_t sa, const float *B, int ldb, int64_t sb, float beta, float *C,
                    int ldc, int64_t sc, int nbatch, const ddpm_gemm_ws *ws)
@@ -233,34 +270,26 @@ int ddpm_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const float
    const int cpanels = (np + nchunk - 1) / nchunk;
    nchunk = (np + cpanels - 1) / cpanels;
    const int64_t items = (int64_t)nbatch * nchunk;
-   #pragma omp parallel num_threads(threads) if (threads > 1)
+   const bf16_args g = { ta, tb, M, N, K, K2, mp, alpha, beta, A, lda, sa, B, ldb, sb, C, ldc,
+                         sc, nchunk, cpanels, awords };
+   if (threads == 1) {   /* no parallel region at all (see ddpm_par, kernels.h) */
+      if (sa == 0) pack_a(self, ta, M, K, A, lda, 0, mp);
+      int64_t packed_a = -1;
+      for (int64_t it = 0; it < items; it++) bf16_item(&g, it, self, self, &packed_a);
+      return 0;
+   }
+   #pragma omp parallel num_threads(threads)
    {
-      int t = 0;
-#ifdef _OPENMP
-      t = omp_get_thread_num();
-#endif
-      uint32_t *mine = threads > 1 ? (uint32_t *)(ws->base + (size_t)t * ws->per) : self;
-      uint32_t *shared = threads > 1 ? (uint32_t *)ws->base : self;
+      const int t = ddpm_omp_thread_num();
+      uint32_t *mine = (uint32_t *)(ws->base + (size_t)t * ws->per);
+      uint32_t *shared = (uint32_t *)ws->base;
       if (sa == 0) {   /* one A for all: its panels packed by all threads */
          #pragma omp for schedule(static)
          for (int p = 0; p < mp; p++) pack_a(shared, ta, M, K, A, lda, p, p + 1);
       }
-      uint32_t *Bp = mine + awords;
       int64_t packed_a = -1;
       #pragma omp for schedule(dynamic, 1)
-      for (int64_t it = 0; it < items; it++) {
-         const int64_t b = it / nchunk;
-         const int c0 = (int)(it % nchunk) * cpanels * BNR;
-         const int n = N - c0 < cpanels * BNR ? N - c0 : cpanels * BNR;
-         const uint32_t *Ap = shared;
-         if (sa != 0) {
-            if (packed_a != b) pack_a(mine, ta, M, K, A + b * sa, lda, 0, mp);
-            packed_a = b;
-            Ap = mine;
-         }
-         pack_b(Bp, tb, K, B + b * sb, ldb, c0, n);
-         product(C + b * sc, ldc, Ap, Bp, M, K2, c0, n, alpha, beta);
-      }
+      for (int64_t it = 0; it < items; it++) bf16_item(&g, it, mine, shared, &packed_a);
    }
    return 0;
 }
