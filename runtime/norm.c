@@ -94,26 +94,30 @@ static inline float silu_grad(float v)
    return s * (1.0f + v * (e * s));
 }
 
+#if defined(__AVX512F__)
+/* The pre-activation v = ((x - m_hi) - m_lo) * a + b of 16 lanes, k[] the
+   four constants broadcast, as the scalar loops compute it. */
+static inline __m512 pre16(__m512 x, const __m512 k[4])
+{
+   return _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_sub_ps(x, k[0]), k[1]), k[2]), k[3]);
+}
+#endif
+
 /* ys[i] = silu(v), v = ((xs[i] - m_hi) - m_lo) * a + b, for i < len: the
    forward's activation. With AVX-512 on 16 lanes written out (vmath.h),
-   the same bits as the scalar loop. */
+   the same bits as the scalar loop; whole vectors, then a masked tail. */
 static inline void silu_run(float *ys, const float *xs, int len, float m_hi, float m_lo, float a,
                             float b)
 {
 #if defined(__AVX512F__)
-   const __m512 H = _mm512_set1_ps(m_hi), L = _mm512_set1_ps(m_lo);
-   const __m512 A = _mm512_set1_ps(a), B = _mm512_set1_ps(b);
+   const __m512 k[4] = { _mm512_set1_ps(m_hi), _mm512_set1_ps(m_lo), _mm512_set1_ps(a),
+                         _mm512_set1_ps(b) };
    int i = 0;
-   for (; i + 16 <= len; i += 16) {
-      const __m512 x = _mm512_loadu_ps(xs + i);
-      const __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_sub_ps(x, H), L), A), B);
-      _mm512_storeu_ps(ys + i, ddpm_vsilu16(v));
-   }
-   if (i < len) {   /* the tail, masked */
-      const __mmask16 k = ddpm_tail16(len - i);
-      const __m512 x = _mm512_maskz_loadu_ps(k, xs + i);
-      const __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_sub_ps(x, H), L), A), B);
-      _mm512_mask_storeu_ps(ys + i, k, ddpm_vsilu16(v));
+   for (; i + 16 <= len; i += 16)
+      _mm512_storeu_ps(ys + i, ddpm_vsilu16(pre16(_mm512_loadu_ps(xs + i), k)));
+   if (i < len) {
+      const __mmask16 t = ddpm_tail16(len - i);
+      _mm512_mask_storeu_ps(ys + i, t, ddpm_vsilu16(pre16(_mm512_maskz_loadu_ps(t, xs + i), k)));
    }
 #else
    #pragma omp simd
@@ -129,20 +133,16 @@ static inline void silu_grad_run(float *ws, const float *ds, const float *xs, in
                                  float m_hi, float m_lo, float a, float b)
 {
 #if defined(__AVX512F__)
-   const __m512 H = _mm512_set1_ps(m_hi), L = _mm512_set1_ps(m_lo);
-   const __m512 A = _mm512_set1_ps(a), B = _mm512_set1_ps(b);
+   const __m512 k[4] = { _mm512_set1_ps(m_hi), _mm512_set1_ps(m_lo), _mm512_set1_ps(a),
+                         _mm512_set1_ps(b) };
    int i = 0;
-   for (; i + 16 <= len; i += 16) {
-      const __m512 x = _mm512_loadu_ps(xs + i);
-      const __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_sub_ps(x, H), L), A), B);
-      _mm512_storeu_ps(ws + i, _mm512_mul_ps(_mm512_loadu_ps(ds + i), ddpm_vsilu_grad16(v)));
-   }
-   if (i < len) {   /* the tail, masked */
-      const __mmask16 k = ddpm_tail16(len - i);
-      const __m512 x = _mm512_maskz_loadu_ps(k, xs + i);
-      const __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(_mm512_sub_ps(x, H), L), A), B);
-      _mm512_mask_storeu_ps(ws + i, k,
-                            _mm512_mul_ps(_mm512_maskz_loadu_ps(k, ds + i), ddpm_vsilu_grad16(v)));
+   for (; i + 16 <= len; i += 16)
+      _mm512_storeu_ps(ws + i, _mm512_mul_ps(_mm512_loadu_ps(ds + i),
+                                             ddpm_vsilu_grad16(pre16(_mm512_loadu_ps(xs + i), k))));
+   if (i < len) {
+      const __mmask16 t = ddpm_tail16(len - i);
+      const __m512 g = ddpm_vsilu_grad16(pre16(_mm512_maskz_loadu_ps(t, xs + i), k));
+      _mm512_mask_storeu_ps(ws + i, t, _mm512_mul_ps(_mm512_maskz_loadu_ps(t, ds + i), g));
    }
 #else
    #pragma omp simd
