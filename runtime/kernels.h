@@ -103,7 +103,8 @@ typedef struct ddpm_conv_epi {
    on the runtime's micro-kernel; beta == 0 does not read C. work holds
    ddpm_gemm_fast_work_floats(tb, N, K) floats. Threads itself only when
    called outside a parallel region with enough work; each element is summed
-   in k order, so the bits do not depend on threads. */
+   in k order (in blocks added to the running sum), so the bits depend on K
+   alone, not on threads or on the other rows and columns. */
 size_t ddpm_gemm_fast_work_floats(int tb, int N, int K);
 void ddpm_gemm_fast(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                     const float *B, int ldb, float beta, float *C, int ldc, float *work);

@@ -85,7 +85,7 @@ int main(void)
    static const gcase cases[] = {
       { 1, 1, 1 }, { 7, 5, 3 }, { 8, 48, 16 }, { 9, 49, 17 }, { 33, 100, 70 },
       { 64, 256, 256 }, { 3, 1024, 128 }, { 128, 49, 64 }, { 17, 97, 1 }, { 256, 16, 256 },
-      { 40, 200, 300 },
+      { 40, 200, 300 }, { 21, 101, 600 }, { 16, 96, 513 },
    };
    const int saved = omp_get_max_threads();
    int pad_ok = 1;
@@ -128,6 +128,34 @@ int main(void)
       ddpm_gemm_fast(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C3, N, w);
       CHECK(memcmp(C1, C3, (size_t)M * N * sizeof *C1) == 0, "same bits for 1 and 3 threads");
       free(A); free(B); free(C1); free(C3); free(w);
+   }
+   /* a column's bits do not depend on the columns beside it (an image's on
+      its batch): N = 150 and its first 50 (a full panel there, part of a
+      partial one here), K = 700 summed in blocks, beta 0 and 1 */
+   {
+      const int M = 19, N = 150, K = 700, n2 = 50;
+      float *A = falloc((size_t)M * K), *B = falloc((size_t)K * N), *Bt = falloc((size_t)N * K);
+      float *Cw = falloc((size_t)M * N), *Cn = falloc((size_t)M * n2);
+      float *w = falloc(ddpm_gemm_fast_work_floats(1, N, K));
+      check_fill(A, (size_t)M * K, 7);
+      check_fill(B, (size_t)K * N, 8);
+      for (int k = 0; k < K; k++)
+         for (int j = 0; j < N; j++) Bt[(size_t)j * K + k] = B[(size_t)k * N + j];
+      omp_set_num_threads(2);
+      int same = 1;
+      for (int tb = 0; tb < 2; tb++)
+         for (int beta = 0; beta < 2; beta++) {
+            check_fill(Cw, (size_t)M * N, 9);
+            for (int i = 0; i < M; i++) memcpy(Cn + (size_t)i * n2, Cw + (size_t)i * N, n2 * 4);
+            ddpm_gemm_fast(0, tb, M, N, K, 1.0f, A, K, tb ? Bt : B, tb ? K : N, (float)beta,
+                           Cw, N, w);
+            ddpm_gemm_fast(0, tb, M, n2, K, 1.0f, A, K, tb ? Bt : B, tb ? K : N, (float)beta,
+                           Cn, n2, w);
+            for (int i = 0; i < M; i++)
+               if (memcmp(Cn + (size_t)i * n2, Cw + (size_t)i * N, n2 * 4)) same = 0;
+         }
+      CHECK(same, "a column's bits do not depend on N (K = %d, both B layouts, beta 0 and 1)", K);
+      free(A); free(B); free(Bt); free(Cw); free(Cn); free(w);
    }
    omp_set_num_threads(saved);
    return check_done();
