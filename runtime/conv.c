@@ -466,6 +466,16 @@ static void bias_backward(float *dbias, const float *dout, const ddpm_conv2d_sha
    }
 }
 
+/* dst[i] += the partials of threads 1 .. nt-1 (part, n floats each) in
+   thread order, split among the team (call inside the region, after a
+   barrier): thread 0's partial is dst itself. */
+static void add_partials(float *dst, const float *part, size_t n, int nt)
+{
+   #pragma omp for schedule(static)
+   for (size_t i = 0; i < n; i++)
+      for (int u = 1; u < nt; u++) dst[i] += part[(size_t)(u - 1) * n + i];
+}
+
 /*
  * The chunked backward with each thread on whole chunks of its own (chunk t,
  * t + T, ... for thread t of T) in its share of the scratch, as the forward's
@@ -510,9 +520,7 @@ static int backward_thread_chunks(float *din, int din_acc, float *dweight, float
       }
       if (dweight) {
          #pragma omp barrier
-         #pragma omp for schedule(static)
-         for (size_t i = 0; i < nw; i++)
-            for (int u = 1; u < nt; u++) dweight[i] += part[(size_t)(u - 1) * nw + i];
+         add_partials(dweight, part, nw, nt);
       }
    }
    free(part);
@@ -559,28 +567,26 @@ void ddpm_conv2d_backward_ex(float *din, int din_accumulate, float *dweight, flo
          if (part) {
             #pragma omp parallel num_threads(T)
             {
-               const int t = ddpm_omp_thread_num();
+               const int t = ddpm_omp_thread_num(), nt = ddpm_omp_num_threads();
                float *dst = t ? part + (size_t)(t - 1) * nw : dweight;
-               for (int n = t; n < s->N; n += T)   /* dst += dout_n in_n^T */
+               for (int n = t; n < s->N; n += nt)   /* dst += dout_n in_n^T */
                   ddpm_gemm_ws_run(ws, 0, 1, s->OC, s->C, OHW, 1.0f, dout + n * out_img, OHW,
                                    in + n * in_img, OHW, 1.0f, dst, s->C);
                #pragma omp barrier
-               #pragma omp for schedule(static)
-               for (size_t i = 0; i < nw; i++)
-                  for (int u = 1; u < T; u++) dweight[i] += part[(size_t)(u - 1) * nw + i];
+               add_partials(dweight, part, nw, nt);
             }
             free(part);
          } else {   /* one thread, or no memory for the partials */
             for (int n = 0; n < s->N; n++)
-               ddpm_gemm_ws_run(ws, 0, 1, s->OC, s->C, OHW, 1.0f, dout + n * out_img, OHW, in + n * in_img,
-                         OHW, 1.0f, dweight, s->C);
+               ddpm_gemm_ws_run(ws, 0, 1, s->OC, s->C, OHW, 1.0f, dout + n * out_img, OHW,
+                                in + n * in_img, OHW, 1.0f, dweight, s->C);
          }
       }
       if (din) {
          #pragma omp parallel for schedule(dynamic, 1) if (by_image(s->N))
          for (int n = 0; n < s->N; n++)   /* din_n [C, HW] (+)= weight^T dout_n */
-            ddpm_gemm_ws_run(ws, 1, 0, s->C, OHW, s->OC, 1.0f, weight, s->C, dout + n * out_img, OHW,
-                      din_accumulate ? 1.0f : 0.0f, din + n * in_img, OHW);
+            ddpm_gemm_ws_run(ws, 1, 0, s->C, OHW, s->OC, 1.0f, weight, s->C, dout + n * out_img,
+                             OHW, din_accumulate ? 1.0f : 0.0f, din + n * in_img, OHW);
       }
       return;
    }

@@ -32,6 +32,7 @@
  * kernel sizes, strides or paddings (conv.c, winograd.c).
  */
 #include "kernels.h"
+#include "vmath.h"
 
 #include <string.h>
 
@@ -58,17 +59,6 @@ static inline float tap(const taps *t, int o, int c, int k)
    return t->w[o * t->so + c * t->si + (t->flip ? 8 - k : k)];
 }
 
-#ifdef __AVX512F__
-/* Lanes j of 16 with 0 <= x + j < W. */
-static inline __mmask16 cols16(int x, int W)
-{
-   const int lo = x < 0 ? -x : 0, hi = W - x < 16 ? W - x : 16;
-   if (hi <= lo) return 0;
-   return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-}
-
-#endif
-
 /* out row y of one output channel of one image: the sum over the I input
    planes (in, H x W each) and their taps wv [I][9] of the rows around y,
    plus b and the row of add (arow, may be NULL) */
@@ -79,7 +69,7 @@ static void row_forward(float *orow, const float *in, const float *wv, int I, in
    for (int x0 = 0; x0 < W; x0 += 32) {
       __mmask16 m[2][3];   /* columns x - 1, x, x + 1 of each vector */
       for (int v = 0; v < 2; v++)
-         for (int d = 0; d < 3; d++) m[v][d] = cols16(x0 + 16 * v + d - 1, W);
+         for (int d = 0; d < 3; d++) m[v][d] = ddpm_cols16(x0 + 16 * v + d - 1, W);
       __m512 acc[2] = { _mm512_setzero_ps(), _mm512_setzero_ps() };
       for (int c = 0; c < I; c++)
          for (int ky = 0; ky < 3; ky++) {
@@ -135,7 +125,7 @@ static void rows_fan_out(float *out, const float *in, const float *wv, const ddp
    for (int x0 = 0; x0 < W; x0 += 32) {
       __mmask16 m[2][3];
       for (int v = 0; v < 2; v++)
-         for (int d = 0; d < 3; d++) m[v][d] = cols16(x0 + 16 * v + d - 1, W);
+         for (int d = 0; d < 3; d++) m[v][d] = ddpm_cols16(x0 + 16 * v + d - 1, W);
       for (int c = 0; c < I; c++)
          for (int ky = 0; ky < 3; ky++) {
             const int iy = y + ky - 1;
@@ -222,7 +212,7 @@ static void image_taps(double s[9], const float *d, const float *x, int H, int W
    for (int k = 0; k < 9; k++) acc[k] = _mm512_setzero_ps();
    for (int x0 = 0; x0 < W; x0 += 16) {
       __mmask16 m[3];   /* columns x0 - 1, x0, x0 + 1 on */
-      for (int dx = 0; dx < 3; dx++) m[dx] = cols16(x0 + dx - 1, W);
+      for (int dx = 0; dx < 3; dx++) m[dx] = ddpm_cols16(x0 + dx - 1, W);
       for (int y = 0; y < H; y++) {
          const __m512 g = _mm512_maskz_loadu_ps(m[1], d + (int64_t)y * W + x0);
          for (int ky = 0; ky < 3; ky++) {

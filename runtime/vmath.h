@@ -1,6 +1,7 @@
 /*
  * vmath.h — a vectorisable expf for the runtime's elementwise loops (SiLU,
- * softmax). Private to runtime/: not part of the public API.
+ * softmax), its 16-lane forms and the lane masks of row tails. Private to
+ * runtime/: not part of the public API.
  *
  * glibc only offers vector expf to the compiler under -ffast-math, which the
  * build does not use (it would also loosen every other loop). This version is
@@ -109,6 +110,15 @@ static inline __m512 ddpm_vsilu_grad16(__m512 v)
 
 /* Lanes below n (n < 16) of a 16-lane mask: a row's tail. */
 static inline __mmask16 ddpm_tail16(int n) { return (__mmask16)((1u << n) - 1u); }
+
+/* Lanes k of 16 with 0 <= x + k < W: which of a row's columns x .. x+15
+   lie inside it (x may be negative), for masked loads and stores. */
+static inline __mmask16 ddpm_cols16(int x, int W)
+{
+   const int lo = x < 0 ? -x : 0, hi = W - x < 16 ? W - x : 16;
+   if (hi <= lo) return 0;
+   return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+}
 #endif
 
 #endif /* DDPM_VMATH_H */

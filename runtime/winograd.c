@@ -476,7 +476,7 @@ static inline void store_tile_row(float *out, const v16 q[4][4], int lane0, int 
    const size_t base = ((size_t)p->n * OC + oc) * (size_t)g->H * g->W + (size_t)(4 * p->ty) * g->W;
    for (int z = 0; z < nz; z++) {
       const __m512i ix = _mm512_add_epi32(ib, _mm512_set1_epi32(lane0 + 4 * z));
-      const __mmask16 m = col_mask16(16 * z, g->W);
+      const __mmask16 m = ddpm_cols16(16 * z, g->W);
       for (int a = 0; a < 4 && 4 * p->ty + a < g->H; a++) {
          const __m512 v01 = _mm512_permutex2var_ps((__m512)q[a][0], ix, (__m512)q[a][1]);
          const __m512 v23 = _mm512_permutex2var_ps((__m512)q[a][2], ix, (__m512)q[a][3]);

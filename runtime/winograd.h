@@ -9,6 +9,7 @@
 #include "kernels.h"
 #include "mkernel.h"
 #include "transpose.h"
+#include "vmath.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -202,11 +203,6 @@ static inline void task_cols_masked(v8 d[][6], int nrows, int ncol, int y0, int 
       cols_of(d[i], ncol, a, b);
    }
 }
-/* Lanes k (of 16) with 0 <= x + k < W. */
-static inline __mmask16 col_mask16(int x, int W)
-{
-   return (__mmask16)(col_mask(x, W) | (uint32_t)col_mask(x + 8, W) << 8);
-}
 
 /* d[i][w] = columns 16w .. 16w+15 of image row y0 + i of a plane, for
    i < nrows and w < nw (1 or 2), masked at W; rows outside the image are
@@ -214,7 +210,7 @@ static inline __mmask16 col_mask16(int x, int W)
 static inline void ddpm_wino_load_rows(v16 d[][2], int nrows, int y0, int nw, const geom *g,
                                        const float *plane)
 {
-   const __mmask16 m0 = col_mask16(0, g->W), m1 = col_mask16(16, g->W);
+   const __mmask16 m0 = ddpm_cols16(0, g->W), m1 = ddpm_cols16(16, g->W);
    for (int i = 0; i < nrows; i++) {
       const int y = y0 + i;
       if (y < 0 || y >= g->H) {
